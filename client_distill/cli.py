@@ -1,0 +1,21 @@
+"""``vl2v``: the client's command line. Sub-commands live in :mod:`client_distill.commands`."""
+
+from __future__ import annotations
+
+import sys
+
+from client_distill.errors import Vl2vError
+from shared.cli import build_parser, run
+
+#: command modules, in the order they appear in ``vl2v --help``; each has ``register(subparsers)``
+COMMAND_MODULES = [
+    "client_distill.commands.data",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser("vl2v", __doc__, COMMAND_MODULES), argv, (Vl2vError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

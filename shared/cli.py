@@ -1,0 +1,32 @@
+"""The small command-line frame both console scripts use: sub-commands registered by module, and
+user errors printed as one line instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+
+def build_parser(prog: str, description: str | None, modules: Sequence[str]) -> argparse.ArgumentParser:
+    """A parser whose sub-commands come from ``register(subparsers)`` in each of ``modules``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in modules:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...]) -> int:
+    """Parse ``argv`` and call the chosen sub-command's ``func(args)``; ``user_errors`` become a
+    one-line message and exit status 2, Ctrl-C exit status 130."""
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except user_errors as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
+        return 130

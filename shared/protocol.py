@@ -1,0 +1,132 @@
+"""The vendor's wire protocol: pydantic models for requests, responses and errors.
+
+This module is the *only* code the client and the vendor have in common about the API, so it is
+deliberately free of server logic. The shapes follow OpenAI's ``/v1/embeddings`` (so the official
+``openai`` SDK works unchanged) with Jina/infinity-style image items (``{"image": base64 | data URI}``).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+API_PREFIX = "/v1"
+EMBEDDINGS_PATH = f"{API_PREFIX}/embeddings"
+MODELS_PATH = f"{API_PREFIX}/models"
+USAGE_PATH = f"{API_PREFIX}/usage"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class TextItem(BaseModel):
+    """A text input in the Jina item style."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+class ImageItem(BaseModel):
+    """An image input: raw base64 or a ``data:image/...;base64,`` URI of a PNG, JPEG or WebP file."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str
+
+
+InputItem = Union[str, TextItem, ImageItem]
+
+
+class EmbeddingRequest(BaseModel):
+    """Body of ``POST /v1/embeddings``. Plain strings are texts; one item is one paid query."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    input: Union[str, list[InputItem]]
+    encoding_format: Literal["float", "base64"] = "float"
+
+    def items(self) -> list[InputItem]:
+        """The input as a list (a bare string is a one-item list)."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]
+
+
+class EmbeddingUsage(BaseModel):
+    """Usage of one request. ``prompt_tokens``/``total_tokens`` exist for OpenAI SDK compatibility
+    and equal ``queries``; ``remaining`` is the key's budget left after this request."""
+
+    images: int = 0
+    texts: int = 0
+    queries: int = 0
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+    remaining: int | None = None
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[EmbeddingData]
+    usage: EmbeddingUsage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "vl2v-vendor"
+    embedding_dim: int
+    image_size: int
+    price_per_query: float = Field(description="price of one input item, in the vendor's currency unit")
+    modalities: list[str] = ["text", "image"]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class KeyUsage(BaseModel):
+    """``GET /v1/usage``: the calling key's own account, never another key's."""
+
+    key_id: str
+    name: str
+    budget: int
+    used: int
+    remaining: int
+    images: int
+    texts: int
+    requests: int
+    revoked: bool = False
+    rate_limit_qps: float | None = None
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str
+    message: str
+    # budget details on 402, limits on 413 etc.; kept open so new codes need no protocol change
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def encode_vector(vec: np.ndarray, encoding_format: str) -> list[float] | str:
+    """Encode one embedding as OpenAI does: a float list or base64 of float32 little-endian bytes."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+    return np.asarray(vec, dtype=np.float32).tolist()
+
+
+def decode_vector(value: list[float] | str) -> np.ndarray:
+    """Inverse of :func:`encode_vector`."""
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
+    return np.asarray(value, dtype=np.float32)

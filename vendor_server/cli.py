@@ -1,0 +1,22 @@
+"""``vl2v-vendor``: run the embedding service, manage API keys, pretrain the embedded default model."""
+
+from __future__ import annotations
+
+import sys
+
+from shared.cli import build_parser, run
+from vendor_server.errors import VendorCliError
+
+#: command modules, in ``--help`` order; each has ``register(subparsers)``
+COMMAND_MODULES = [
+    "vendor_server.commands.serve",
+    "vendor_server.commands.keys",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser("vl2v-vendor", __doc__, COMMAND_MODULES), argv, (VendorCliError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

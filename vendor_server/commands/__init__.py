@@ -1,0 +1,1 @@
+"""One module per ``vl2v-vendor`` sub-command group, each with ``register(subparsers)``."""

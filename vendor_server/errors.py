@@ -1,0 +1,5 @@
+"""Errors of the vendor's command line (the HTTP API's errors are in :mod:`vendor_server.api_errors`)."""
+
+
+class VendorCliError(Exception):
+    """A user error on the command line: printed as one line, exit status 2."""
