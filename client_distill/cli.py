@@ -10,6 +10,10 @@ from shared.cli import build_parser, run
 #: command modules, in the order they appear in ``vl2v --help``; each has ``register(subparsers)``
 COMMAND_MODULES = [
     "client_distill.commands.data",
+    "client_distill.commands.student",
+    "client_distill.commands.embed",
+    "client_distill.commands.cache",
+    "client_distill.commands.distill",
 ]
 
 

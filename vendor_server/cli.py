@@ -11,6 +11,7 @@ from vendor_server.errors import VendorCliError
 COMMAND_MODULES = [
     "vendor_server.commands.serve",
     "vendor_server.commands.keys",
+    "vendor_server.commands.pretrain",
 ]
 
 

@@ -1,0 +1,369 @@
+"""The one small interface every vendor adapter implements, and the HTTP machinery they share.
+
+An adapter turns raw inputs (texts, the exact bytes of image files) into L2-normalised float32
+vectors by calling one vendor's embeddings endpoint. Subclasses only say how *their* vendor wants
+the body, the auth header and the errors; batching to the vendor's limit, bounded concurrency,
+retries with backoff that honour ``Retry-After``, and content-derived ``Idempotency-Key`` headers
+live here once.
+
+Budget safety is delegated to a :class:`Spend` guard the caller passes in: the adapter calls
+``reserve`` before every attempt that could add a charge (the first send of a batch, and a resend
+after an ambiguous failure to a vendor that does not honour idempotency keys) and ``release``
+when the vendor provably did not charge (a 4xx/429/503 answer). So a caller that refuses to reserve
+beyond its budget can never be billed beyond it, whatever fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import json
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import httpx
+import numpy as np
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+
+from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
+
+from client_distill.adapters.errors import AuthError, BudgetExhausted, InvalidInput, TransientError, VendorError
+
+Modality = Literal["text", "image"]
+Payload = str | bytes
+
+#: longest ``Retry-After`` we obey as given; longer hints are capped so a run never stalls for hours
+MAX_RETRY_AFTER_S = 60.0
+
+
+class Spend(Protocol):
+    """What an adapter asks before it sends something that may be billed."""
+
+    def reserve(self, batch_id: str, modality: Modality, n: int) -> None:
+        """Count the ``n`` queries of batch ``batch_id`` as spent before they are sent; raise
+        BudgetExhausted to refuse."""
+
+    def release(self, batch_id: str, n: int) -> None:
+        """Give back a reservation the vendor provably did not charge."""
+
+
+@dataclass
+class BatchResult:
+    """One answered request: its vectors (unit-norm float32, input order) and what it cost."""
+
+    vectors: np.ndarray
+    charged: int
+    batch_id: str  # the content-derived idempotency key the request was sent with
+    request_id: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_hex(payload: Payload) -> str:
+    """The digest that names an input in cache keys and idempotency keys: of the exact bytes sent
+    (UTF-8 for texts), so a re-encoded image is a different input and costs a new query."""
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    return hashlib.sha256(data).hexdigest()
+
+
+def image_mime(data: bytes) -> str:
+    """The MIME type of an image file from its magic bytes (vendors want it in data URIs)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    raise InvalidInput("not a PNG, JPEG, WebP or GIF file (unknown magic bytes)")
+
+
+def data_uri(data: bytes) -> str:
+    return f"data:{image_mime(data)};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def error_info(response: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` from the error shapes vendors use: ``{"error": {"code"|"type",
+    "message"}}`` (OpenAI, ours), ``{"error": "..."}``, or FastAPI's ``{"detail": ...}`` (Jina)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:300]
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("code") or err.get("type") or ""), str(err.get("message") or err)
+    if isinstance(err, str):
+        return err, err
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return "", detail if isinstance(detail, str) else json.dumps(detail)[:300]
+
+
+_BACKOFF = wait_exponential_jitter(multiplier=0.25, max=10.0, jitter=0.5)
+
+
+def _wait_for(state: RetryCallState) -> float:
+    """Backoff: the vendor's ``Retry-After`` plus a little jitter when given, else exponential with
+    full jitter (so many clients that failed together do not return together)."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        return exc.retry_after + random.uniform(0.0, 0.25)
+    return _BACKOFF(state)
+
+
+class Adapter(ABC):
+    """Async client of one embedding vendor. Use as ``async with adapter: ...``.
+
+    ``base_url`` is the server root (a trailing ``/v1`` is accepted and stripped). ``model`` None
+    means the vendor's default, resolved once on entry so cache keys always name a real model.
+    """
+
+    name: ClassVar[str]
+    #: largest number of items per request the vendor accepts
+    default_batch_limit: ClassVar[int]
+    #: True when the vendor replays a request with the same ``Idempotency-Key`` without a new charge
+    idempotent: ClassVar[bool] = False
+    embeddings_path: ClassVar[str] = "/v1/embeddings"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        model: str | None = None,
+        batch_limit: int | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        retry_deadline_s: float = 600.0,
+        max_attempts: int = 30,
+    ) -> None:
+        base = base_url.rstrip("/")
+        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.api_key = api_key
+        self.model = model
+        self.batch_limit = int(batch_limit or self.default_batch_limit)
+        self.concurrency = max(1, int(concurrency))
+        self.timeout_s = timeout_s
+        self.retry_deadline_s = retry_deadline_s
+        self.max_attempts = max_attempts
+        self.retries = 0  # transient failures retried, for progress and reports
+        self._client: httpx.AsyncClient | None = None
+
+    # -- what a subclass describes ---------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def options(self) -> dict[str, Any]:
+        """Request fields that change the returned vectors; part of every cache key."""
+        return {}
+
+    @abstractmethod
+    def body(self, modality: Modality, payloads: Sequence[Payload]) -> dict[str, Any]:
+        """The JSON body of one embeddings request."""
+
+    async def default_model(self) -> str:
+        """The model used when none is given: the first one ``/v1/models`` lists."""
+        response = await self._request("GET", "/v1/models")
+        models = response.json().get("data") or []
+        if not models:
+            raise VendorError(f"{self.base_url}/v1/models lists no model; pass --model")
+        return str(models[0]["id"])
+
+    def classify(self, response: httpx.Response) -> Exception:
+        """Map an error answer to the exception that says what to do about it."""
+        status = response.status_code
+        code, message = error_info(response)
+        text = f"{self.name} vendor answered {status}{f' {code}' if code else ''}: {message}"
+        if status in (408, 409, 425, 429) or status >= 500:
+            # 503 and 429 are refusals before any work; a 500/502/504 may come after the charge
+            maybe_charged = status >= 500 and status != 503
+            return TransientError(text, parse_retry_after(response.headers.get("Retry-After")), maybe_charged)
+        if status == 402:
+            return BudgetExhausted(text, status, code)
+        if status in (401, 403):
+            return AuthError(text, status, code)
+        if status in (400, 404, 413, 415, 422):
+            return InvalidInput(text, status, code)
+        return VendorError(text, status, code)
+
+    def charged(self, usage: dict[str, Any], n: int) -> int:
+        """Queries a request was billed for; vendors without an item count bill one per item."""
+        return n
+
+    async def usage(self) -> dict[str, Any] | None:
+        """The key's account at the vendor (budget, used, remaining) where the vendor has one."""
+        return None
+
+    # -- shared machinery ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "Adapter":
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+            limits=httpx.Limits(max_connections=self.concurrency + 2),
+        )
+        if self.model is None:
+            self.model = await self._retrying(self.default_model)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def idempotency_key(self, modality: Modality, payloads: Sequence[Payload], salt: str = "") -> str:
+        """Derived from the content, so a resend of the same batch (after a timeout, a vendor
+        restart, or a client crash and rerun) is recognised by a vendor that honours it. A
+        ``salt`` makes a deliberate re-purchase of the same content a new request."""
+        h = hashlib.sha256(json.dumps([self.name, self.model, modality, self.options(), salt]).encode())
+        for payload in payloads:
+            h.update(sha256_hex(payload).encode())
+        return "vl2v-" + h.hexdigest()[:48]
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP exchange; error answers and network failures become our exceptions."""
+        if self._client is None:
+            raise RuntimeError("use the adapter as `async with adapter:`")
+        headers = {**self.headers(), **kwargs.pop("headers", {})}
+        try:
+            response = await self._client.request(method, path, headers=headers, **kwargs)
+        except httpx.ConnectError as exc:  # never reached the vendor: nothing can have been billed
+            raise TransientError(f"cannot connect to {self.base_url}: {exc}") from exc
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise TransientError(f"{type(exc).__name__} talking to {self.base_url}: {exc}", maybe_charged=True) from exc
+        if response.status_code >= 400:
+            raise self.classify(response)
+        return response
+
+    async def _retrying(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Await ``call(*args)`` (an async function: tenacity runs plain callables synchronously),
+        retrying transient failures."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=_wait_for,
+            stop=stop_after_delay(self.retry_deadline_s) | stop_after_attempt(self.max_attempts),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        return await retrying(call, *args)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+
+    def parse(self, payload: dict[str, Any], n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Vectors (in input order) and usage from an OpenAI-shaped answer (``data[].index``)."""
+        data = payload.get("data")
+        if not isinstance(data, list) or len(data) != n:
+            raise VendorError(f"{self.name} vendor returned {len(data) if isinstance(data, list) else 'no'} embeddings for {n} inputs")
+        rows = sorted(data, key=lambda d: d.get("index", 0))
+        vectors = np.stack([decode_vector(d["embedding"]) for d in rows])
+        return l2_normalise(vectors), dict(payload.get("usage") or {})
+
+    async def embed_batch(self, modality: Modality, payloads: Sequence[Payload], spend: Spend | None = None, salt: str = "") -> BatchResult:
+        """Embed at most ``batch_limit`` inputs in one request, retrying transient failures."""
+        n = len(payloads)
+        body = self.body(modality, payloads)
+        key = self.idempotency_key(modality, payloads, salt)
+        headers = {IDEMPOTENCY_HEADER: key}
+        reserved = 0
+
+        async def attempt() -> httpx.Response:
+            nonlocal reserved
+            if spend is not None and reserved == 0:
+                spend.reserve(key, modality, n)
+                reserved = n
+            try:
+                return await self._request("POST", self.embeddings_path, json=body, headers=headers)
+            except TransientError as exc:
+                if exc.maybe_charged and not self.idempotent:
+                    reserved = 0  # possibly billed: a resend must be paid for again
+                raise
+            except VendorError:
+                if spend is not None and reserved:
+                    spend.release(key, reserved)
+                reserved = 0
+                raise
+
+        # if retries run out, a reservation still held stays spent: the last failure may be billed
+        response = await self._retrying(attempt)
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise VendorError(f"{self.name} vendor answered {response.status_code} with a body that is not JSON") from exc
+        vectors, usage = self.parse(payload, n)
+        return BatchResult(vectors, self.charged(usage, n), key, response.headers.get(REQUEST_ID_HEADER), usage)
+
+    async def embed_many(
+        self,
+        modality: Modality,
+        payloads: Sequence[Payload],
+        spend: Spend | None = None,
+        on_batch: Callable[[int, Sequence[Payload], BatchResult], None] | None = None,
+        salt: str = "",
+    ) -> np.ndarray:
+        """Embed any number of inputs: batches of ``batch_limit``, at most ``concurrency`` in flight.
+
+        ``on_batch(start, payloads, result)`` runs as each answer arrives, so a caller can persist
+        what it paid for even if a later batch fails. After a non-transient failure no new batch is
+        started; those already in flight finish (their answers are paid), then the error is raised.
+        ``salt`` goes into the idempotency keys (see :meth:`idempotency_key`).
+        """
+        size = self.batch_limit
+        starts = list(range(0, len(payloads), size))
+        results: dict[int, np.ndarray] = {}
+        errors: list[BaseException] = []
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def run(start: int) -> None:
+            async with semaphore:
+                if errors:
+                    return
+                chunk = payloads[start : start + size]
+                try:
+                    result = await self.embed_batch(modality, chunk, spend, salt)
+                except (VendorError, TransientError) as exc:
+                    errors.append(exc)
+                    return
+                if on_batch is not None:
+                    on_batch(start, chunk, result)
+                results[start] = result.vectors
+
+        await asyncio.gather(*(run(s) for s in starts))
+        if errors:
+            raise errors[0]
+        if not starts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate([results[s] for s in starts])
+
+    async def embed_texts(self, texts: Sequence[str], spend: Spend | None = None) -> np.ndarray:
+        return await self.embed_many("text", list(texts), spend)
+
+    async def embed_images(self, images: Sequence[bytes], spend: Spend | None = None) -> np.ndarray:
+        return await self.embed_many("image", list(images), spend)

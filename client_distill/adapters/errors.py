@@ -1,0 +1,45 @@
+"""What can go wrong when buying embeddings, sorted by what the client should do about it.
+
+Only :class:`TransientError` is retried; everything else ends the request at once. Budget and auth
+errors are :class:`~client_distill.errors.Vl2vError` so the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+from client_distill.errors import Vl2vError
+
+
+class VendorError(Vl2vError):
+    """The vendor refused a request in a way retrying will not fix (an unexpected status or body)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class BudgetExhausted(VendorError):
+    """Out of budget or credit: the vendor's (402, Jina's 403 balance, OpenAI's 429
+    ``insufficient_quota``) or the client's own cap. Never retried: only a top-up helps."""
+
+
+class AuthError(VendorError):
+    """Missing, wrong or revoked API key (401/403)."""
+
+
+class InvalidInput(VendorError):
+    """The vendor rejected the input itself (400/413/422): resending the same bytes cannot help."""
+
+
+class TransientError(Exception):
+    """A failure that may pass (429 rate limit, 503, 5xx, connection error, timeout).
+
+    ``retry_after`` is the vendor's ``Retry-After`` in seconds when it sent one; ``maybe_charged``
+    is True when the request may have reached the vendor and been billed before the answer was lost
+    (a timeout or dropped connection, a 5xx), which matters for vendors without idempotency keys.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, maybe_charged: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.maybe_charged = maybe_charged

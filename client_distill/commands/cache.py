@@ -1,0 +1,38 @@
+"""``vl2v cache stats``: what the embedding cache holds and what the ledger says was paid, optionally
+reconciled with the vendor's own ``/v1/usage`` for one key. (Exporting a dataset's cached
+embeddings is ``vl2v embed --out DIR``: rerunning it with the same arguments costs nothing.)"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
+from client_distill.cache import EmbeddingCache, default_cache_dir
+from client_distill.ledger import ledger_totals
+from client_distill.teacher import Teacher
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("cache", help="inspect the embedding cache and query ledger", description=__doc__)
+    sub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    stats = sub.add_parser("stats", help="entries, size, queries paid, hits (and vendor usage with --vendor-url)")
+    stats.add_argument("--cache", default=None, help="cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)")
+    add_vendor_arguments(stats)
+    stats.set_defaults(func=show_stats)
+
+
+def show_stats(args: argparse.Namespace) -> int:
+    cache = EmbeddingCache(args.cache or default_cache_dir())
+    try:
+        report = {**cache.stats(), "ledger": ledger_totals(cache)}
+        lookups = report["hits"] + report["misses"]
+        report["hit_rate"] = round(report["hits"] / lookups, 4) if lookups else None
+        if args.vendor_url:
+            with Teacher(adapter_from_args(args), cache) as teacher:
+                report["account_ledger"] = ledger_totals(cache, teacher.ledger.account)
+                report["vendor_usage"] = teacher.vendor_usage()
+    finally:
+        cache.close()
+    print(json.dumps(report, indent=2))
+    return 0

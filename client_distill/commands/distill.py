@@ -1,0 +1,105 @@
+"""``vl2v distill`` (one run), ``vl2v sweep`` (many, DomainBed style) and ``vl2v report`` (tables and
+the accuracy-vs-budget plot)."""
+
+from __future__ import annotations
+
+import argparse
+
+from client_distill.adapters.registry import add_vendor_arguments
+from client_distill.hparams import PROFILES, parse_overrides
+from client_distill.methods import METHODS
+from client_distill.train import TEACHER_MODES, RunSpec, run_distill
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="train one method on one leave-one-domain-out task (resumable)",
+        description=(
+            "One DomainBed run: train on the source domains' 80%% splits, select on their 20%% splits, "
+            "score the target domain's 80%% split; writes OUT/results.jsonl, checkpoints and OUT/done. "
+            "Rerun the same command to resume. Under torchrun it trains data-parallel (DDP)."
+        ),
+    )
+    p.add_argument("--method", required=True, choices=sorted(METHODS))
+    p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
+    p.add_argument("--dataset", default=None, help="a known dataset name (pacs, synth-pacs, ...)")
+    p.add_argument("--test-domain", required=True, help="the held-out target domain")
+    p.add_argument("--seed", type=int, default=0, help="trial seed (data split and sampling)")
+    p.add_argument("--teacher", default=None, help="teacher-set folder written by `vl2v embed`")
+    p.add_argument("--student", default=RunSpec.student, help="student name or checkpoint (see create_student), or openclip:CONFIG.json:CKPT for sd")
+    p.add_argument("--no-pretrained", action="store_true", help="the student's architecture at random init")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="hparams profile (paper: the paper's defaults; synth: the CPU world)")
+    p.add_argument("--hparams", default="{}", help='JSON overrides, e.g. \'{"lr": 1e-4, "swad": true}\'')
+    p.add_argument("--steps", type=int, default=None, help="steps per stage (shortcut for --hparams '{\"steps\": N}')")
+    p.add_argument("--budget", type=float, default=None, help="use a seeded random fraction of the source images' bought embeddings")
+    p.add_argument("--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably at the first checkpoint at or after STEP")
+    p.add_argument("--cache-dir", default=None, help="online mode: the client cache folder holding the query ledger")
+    add_vendor_arguments(p)
+    p.set_defaults(func=_distill)
+
+    p = subparsers.add_parser("sweep", help="run methods × budgets × target domains × seeds", description="See client_distill/sweep.py for the config format.")
+    p.add_argument("--config", required=True, help="sweep YAML")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
+    p.set_defaults(func=_sweep)
+
+    p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
+    p.add_argument("runs", help="folder holding run folders")
+    p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")
+    p.set_defaults(func=_report)
+
+
+def _online_teacher(args: argparse.Namespace):
+    """The vendor, bought from without the cache (``use_cache=False``): the official recipe."""
+    from client_distill.adapters.registry import adapter_from_args
+    from client_distill.cache import EmbeddingCache, default_cache_dir
+    from client_distill.teacher import Teacher
+
+    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir or default_cache_dir()), use_cache=False)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.hparams)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
+    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
+    teacher = _online_teacher(args) if args.teacher_mode == "online" else None
+    try:
+        r = run_distill(spec, args.out, teacher, args.stop_after)
+    finally:
+        if teacher is not None:
+            teacher.close()
+    if r is None:
+        print(f"stopped after step {args.stop_after}; rerun the same command to continue")
+        return 0
+    i = r["test_env"]
+    print(
+        f"{args.method} → {r['test_domain']}: target (in split) {100 * r[f'env{i}_in_acc']:.1f} %, "
+        f"source val {100 * r['source_val_acc']:.1f} % at step {r['step']} ({r['stage']}); "
+        f"image queries {r['queries_images']}, evaluation queries {r['queries_eval_images']}"
+    )
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from client_distill.sweep import load_config, run_sweep
+
+    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
+        return 0
+    print(f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed")
+    for path in outcome["failed"]:
+        print(f"failed: {path} (see {path}/log.txt)")
+    return 1 if outcome["failed"] else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from client_distill.report import write_report
+
+    print(write_report(args.runs, args.out))
+    return 0

@@ -1,0 +1,87 @@
+"""``vl2v pretrain-student`` (the photo-only ImageNet stand-in) and ``vl2v probe`` (per-domain linear
+probes on a student's frozen features)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from client_distill.datasets import open_dataset
+from client_distill.errors import UsageError
+from client_distill.pretrain_student import DEFAULT_ARCH, PretrainConfig, pretrain_student
+from client_distill.probe import format_table, probe_domains
+from client_distill.students import create_student
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = PretrainConfig()
+    p = subparsers.add_parser(
+        "pretrain-student",
+        help="train a timm backbone on the synthetic world's photo style only",
+        description="Supervised pretraining on photos of every world class; resumable from <out>.partial/.",
+    )
+    p.add_argument("--arch", default=DEFAULT_ARCH, help=f"timm model name (default {DEFAULT_ARCH})")
+    p.add_argument("--out", required=True, help="checkpoint to write; create_student(PATH) loads it")
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--size", type=int, default=defaults.size, help="image size in pixels")
+    p.add_argument("--pool-per-class", type=int, default=defaults.pool_per_class, help="photos rendered per class")
+    p.add_argument("--eval-per-class", type=int, default=defaults.eval_per_class, help="test images per class and style")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably once STEP steps are done")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.set_defaults(func=_pretrain)
+
+    p = subparsers.add_parser(
+        "probe",
+        help="per-domain linear-probe accuracy of a student's frozen features",
+        description="Fits a linear classifier on each domain's 80%% split and scores its 20%% split.",
+    )
+    p.add_argument("--student", required=True, help="student name or checkpoint path (see create_student)")
+    p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
+    p.add_argument("--dataset", default=None, help="a known dataset name (pacs, vlcs, office_home, ...)")
+    p.add_argument("--seed", type=int, default=0, help="trial seed of the 80/20 split")
+    p.add_argument("--random-init", action="store_true", help="the student's architecture without its weights")
+    p.add_argument("--json", action="store_true", help="print rows as JSON instead of a table")
+    p.set_defaults(func=_probe)
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.batch_size < 1 or args.size < 16 or min(args.pool_per_class, args.eval_per_class) < 1:
+        raise UsageError("--steps, --batch-size, --pool-per-class and --eval-per-class must be positive and --size at least 16")
+    _set_threads(args.threads)
+    config = PretrainConfig(
+        arch=args.arch,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        size=args.size,
+        seed=args.seed,
+        pool_per_class=args.pool_per_class,
+        eval_per_class=args.eval_per_class,
+    )
+    meta = pretrain_student(args.out, config, stop_after=args.stop_after)
+    if meta is None:
+        print(f"stopped at step {args.stop_after}; rerun the same command to continue")
+        return 0
+    print(f"wrote {args.out}")
+    print("photo-trained classifier accuracy per style: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items()))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args.data, args.dataset)
+    student = create_student(args.student, pretrained=not args.random_init)
+    rows = probe_domains(student, dataset, seed=args.seed)
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows]))
+    else:
+        print(f"{student.name} on {dataset.name} (trial seed {args.seed}; accuracy on each domain's 20 % split)")
+        print(format_table(rows))
+    return 0

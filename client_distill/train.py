@@ -1,0 +1,507 @@
+"""One distillation run under the DomainBed protocol: leave one domain out, train on the 80 % "in"
+splits of the source domains (32 images per source domain per step, sampled with replacement),
+evaluate every domain's "in" and "out" splits at each checkpoint, select on the source domains'
+"out" splits only, and score the target domain's "in" split (``env{test}_in_acc``), as DomainBed and
+the paper's code do.
+
+A run folder holds ``args.json``, ``results.jsonl`` (one record per checkpoint, DomainBed's field
+names plus query counts), ``checkpoint.pt`` (the last one: a killed run resumes from it, bit-exactly,
+because every segment between checkpoints reseeds its own sampling), ``best_<stage>.pt`` and a
+``done`` marker.
+
+Teacher modes:
+- ``cached`` (default, budget-aware): the image embeddings come from a teacher set bought once by
+  ``vl2v embed``; a source image without one gets only the loss terms that need no image query, so
+  a budget of 0 image queries is a valid run. ``budget`` < 1 keeps a seeded random fraction of the
+  source images' embeddings (what buying that fraction would have cost).
+- ``online`` (the official recipe): every augmented view of every step is sent to the vendor and paid
+  for; cached only within the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch.utils.data import DataLoader, RandomSampler
+
+from client_distill.datasets import ImageFolderDataset, Sample, open_dataset, seed_hash
+from client_distill.errors import UsageError
+from client_distill.hparams import resolve_hparams, stage_steps
+from client_distill.methods import Method, Stage, Targets, create_method
+from client_distill.methods.clip_tower import is_clip_tower, load_clip_image_tower
+from client_distill.methods.registry import method_class
+from client_distill.students import create_student
+from client_distill.teacher_set import TeacherSet
+from client_distill.transforms import eval_transform, train_transform
+
+TEACHER_MODES = ("cached", "online")
+
+
+class ImageTeacher(Protocol):
+    """What the online mode needs of :class:`client_distill.teacher.Teacher`."""
+
+    def embed_images(self, images: list[bytes]) -> np.ndarray: ...
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run; its JSON is hashed into the sweep's run-folder name."""
+
+    method: str
+    data: str
+    test_domain: str
+    seed: int = 0
+    dataset: str | None = None
+    teacher: str | None = None  # teacher-set folder
+    student: str = "vl2v-photo-resnet"
+    pretrained: bool = True
+    profile: str = "paper"
+    hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the registry's values
+    budget: float | None = None  # fraction of source images whose bought embeddings are used
+    teacher_mode: str = "cached"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Checkpoint:
+    """Where a run stands: the stage, the step inside it, and what a resumed run needs."""
+
+    stage_index: int = 0
+    stage_step: int = 0
+    queries_images: int = 0
+    best_val: float = -1.0
+    best_swad_val: float = -1.0
+
+
+# ----------------------------------------------------------------------------------------------- setup
+
+
+def _student(name: str, pretrained: bool):
+    return load_clip_image_tower(name, pretrained) if is_clip_tower(name) else create_student(name, pretrained)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when started by ``torchrun``."""
+    if "RANK" not in os.environ:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def tensors_to_png(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> list[bytes]:
+    """Undo the student's normalisation and encode each augmented view as PNG, the bytes the online
+    mode sends to the vendor (which applies its own preprocessing)."""
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    pixels = (x.detach().float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
+    out = []
+    for img in pixels.permute(0, 2, 3, 1).numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+class TeacherTable:
+    """The bought image embeddings of one list of samples, as tensors indexed by sample position:
+    ``vectors [N, K, D]``, ``views [N]`` (0 = not bought)."""
+
+    def __init__(self, samples: Sequence[Sample], teacher: TeacherSet | None, dim: int, keep: set[str] | None = None):
+        found = [teacher.image_embedding(s.path) if teacher is not None and (keep is None or s.path in keep) else None for s in samples]
+        k = max([f.shape[0] for f in found if f is not None], default=1)
+        self.vectors = torch.zeros(len(samples), k, dim)
+        self.views = torch.zeros(len(samples), dtype=torch.long)
+        for i, f in enumerate(found):
+            if f is not None:
+                self.vectors[i, : f.shape[0]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+                self.views[i] = f.shape[0]
+
+    @property
+    def paid(self) -> int:
+        """Image queries these embeddings cost (one per stored view)."""
+        return int(self.views.sum())
+
+    def lookup(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One bought view per sample, chosen at random (view 0 is the un-augmented image)."""
+        views = self.views[index]
+        pick = (torch.rand(len(index), generator=generator) * views.clamp(min=1)).long()
+        return self.vectors[index, pick], views > 0
+
+
+def _budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, seed: int) -> set[str]:
+    """A seeded random ``budget`` fraction of the source images that have a bought embedding."""
+    if not 0.0 <= budget <= 1.0:
+        raise UsageError(f"budget must be a fraction in [0, 1], got {budget}")
+    have = sorted(s.path for s in samples if teacher.image_embedding(s.path) is not None)
+    n = int(round(budget * len(samples)))
+    rng = np.random.RandomState(seed_hash("budget", seed))
+    return set(rng.permutation(have)[: min(n, len(have))].tolist())
+
+
+def cached_batch(batches, tables: Sequence[TeacherTable], generator: torch.Generator):
+    """Concatenate one ``(x, y, index)`` minibatch per source domain (DomainBed: 32 per domain) and
+    look up each image's bought teacher embedding: ``(x, y, image [B, D], has_image [B])``."""
+    xs, ys, embs, has = [], [], [], []
+    for (x, y, idx), table in zip(batches, tables):
+        e, h = table.lookup(idx, generator)
+        xs.append(x), ys.append(y), embs.append(e), has.append(h)
+    return torch.cat(xs), torch.cat(ys), torch.cat(embs), torch.cat(has)
+
+
+def to_device(x: torch.Tensor, targets: Targets, device: torch.device) -> tuple[torch.Tensor, Targets]:
+    """Move a batch (channels-last, asynchronously from pinned memory on CUDA)."""
+    cuda = device.type == "cuda"
+    x = x.to(device, non_blocking=cuda, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    return x, Targets(*(t.to(device, non_blocking=cuda) for t in (targets.labels, targets.image, targets.has_image)))
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; full precision otherwise (CPU results equal up to numerics)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else contextlib.nullcontext()
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: Targets, amp: bool = True) -> torch.Tensor:
+    """One optimisation step of ``model`` (a method or its DDP wrapper); returns the detached loss
+    without synchronising the device."""
+    with autocast(x.device, amp):
+        loss = model(x, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+class Run:
+    """One run's state: data, method, teacher targets, and the files in its folder."""
+
+    def __init__(self, spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None):
+        if spec.teacher_mode not in TEACHER_MODES:
+            raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
+        if spec.teacher_mode == "online" and online_teacher is None:
+            raise UsageError("--teacher-mode online needs a vendor to query (see `vl2v distill --help`)")
+        self.spec, self.out, self.online = spec, Path(out), online_teacher if spec.teacher_mode == "online" else None
+        self.stop_after = stop_after  # global step after whose checkpoint to stop, resumably
+        self.rank, self.world = _distributed()
+        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+        self.data = open_dataset(spec.data, spec.dataset)
+        self.test_env = self.data.domain_index(spec.test_domain)
+        self.splits = [self.data.split(d, spec.seed) for d in self.data.domains]
+        self.sources = [i for i in range(len(self.data.domains)) if i != self.test_env]
+        self.hp = resolve_hparams(spec.method, spec.profile, self.data.name, spec.hparams)
+        self.teacher = TeacherSet.load(spec.teacher) if spec.teacher else None
+        if self.teacher is not None and self.teacher.classes != self.data.classes:
+            raise UsageError(f"teacher set classes {self.teacher.classes} differ from the dataset's {self.data.classes}")
+        text = torch.from_numpy(np.asarray(self.teacher.text_embeddings, dtype=np.float32)) if self.teacher else None
+        cls = method_class(spec.method, has_text=text is not None)
+        torch.manual_seed(seed_hash("init", spec.seed))  # the head's initialisation
+        student = _student(spec.student, spec.pretrained) if cls.needs_student else None
+        self.method: Method = create_method(spec.method, student=student, text_embeddings=text, num_classes=len(self.data.classes), hparams=self.hp)
+        self.method.to(self.device)
+        if self.device.type == "cuda":
+            self.method.to(memory_format=torch.channels_last)
+        self.student = student
+        dim = self.teacher.dim if self.teacher else 1
+        keep = None
+        if spec.budget is not None and self.teacher is not None:
+            keep = _budget_keep([s for i in self.sources for s in self.splits[i][0]], self.teacher, spec.budget, spec.seed)
+        use_cache = self.teacher is not None and self.method.uses_teacher_images and self.online is None
+        self.tables = {i: TeacherTable(self.splits[i][0], self.teacher if use_cache else None, dim, keep) for i in self.sources}
+        self.queries_texts = sum(len(p) for p in self.teacher.prompts) if self.teacher else 0
+        self.queries_eval_images = 0
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def _autocast(self):
+        return autocast(self.device, bool(self.hp["amp"]))
+
+    def _loader(self, samples: Sequence[Sample], transform, batch: int, sampler=None, generator=None) -> DataLoader:
+        workers = int(self.hp["num_workers"])
+        return DataLoader(
+            ImageFolderDataset(self.data.root, samples, transform),
+            batch_size=batch,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            generator=generator,
+            persistent_workers=False,
+        )
+
+    def _segment(self, stage_index: int, start: int, n: int) -> tuple[Iterator, torch.Generator]:
+        """Batches for steps ``start..start+n``: one minibatch per source domain per step, sampled with
+        replacement (DomainBed's infinite loaders), seeded by (seed, stage, step, rank) so a resumed run
+        draws exactly what an uninterrupted one would have."""
+        seed = seed_hash(self.spec.seed, stage_index, start, self.rank)
+        torch.manual_seed(seed)  # augmentations drawn in the main process
+        s = self.student
+        tf = train_transform(s.input_size, s.mean, s.std)
+        bpd = int(self.hp["batch_per_domain"])
+        iters = []
+        for j, i in enumerate(self.sources):
+            g = torch.Generator().manual_seed(seed + j)
+            sampler = RandomSampler(range(len(self.splits[i][0])), replacement=True, num_samples=bpd * n, generator=g)
+            iters.append(iter(self._loader(self.splits[i][0], tf, bpd, sampler, torch.Generator().manual_seed(seed - j - 1))))
+        return zip(*iters), torch.Generator().manual_seed(seed + 7919)
+
+    def _targets(self, batches, generator: torch.Generator) -> tuple[torch.Tensor, Targets, int]:
+        """Concatenate the per-domain minibatches and attach teacher targets; returns the query cost."""
+        x, y, image, has_image = cached_batch(batches, [self.tables[i] for i in self.sources], generator)
+        paid = 0
+        if self.online is not None and self.method.uses_teacher_images:
+            before = getattr(self.online, "paid", None)
+            vectors = self.online.embed_images(tensors_to_png(x, self.student.mean, self.student.std))
+            image, has_image = torch.from_numpy(np.asarray(vectors, dtype=np.float32)), torch.ones(len(x), dtype=torch.bool)
+            paid = len(x) if before is None else self.online.paid - before  # what the vendor charged
+        x, targets = to_device(x, Targets(y, image, has_image), self.device)
+        return x, targets, paid
+
+    # ----------------------------------------------------------------------------------- evaluation
+
+    def _teacher_eval_embeddings(self, samples: Sequence[Sample]) -> torch.Tensor:
+        """The teacher's embeddings of evaluated images (zero-shot): from the teacher set, else bought
+        online; either way counted as evaluation queries, apart from the training budget."""
+        vecs: list[np.ndarray | None] = [self.teacher.image_embedding(s.path) if self.teacher else None for s in samples]
+        missing = [i for i, v in enumerate(vecs) if v is None]
+        if missing and self.online is None:
+            raise UsageError(
+                f"zero_shot needs the teacher's embedding of every evaluated image; {len(missing)} of {len(samples)} "
+                f"are not in the teacher set (embed all domains, or use --teacher-mode online)"
+            )
+        if missing:
+            bought = self.online.embed_images([(self.data.root / samples[i].path).read_bytes() for i in missing])
+            for i, v in zip(missing, bought):
+                vecs[i] = np.asarray(v)[None]
+        self.queries_eval_images += len(samples)
+        return torch.from_numpy(np.stack([np.asarray(v[0], dtype=np.float32) for v in vecs]))
+
+    @torch.no_grad()
+    def accuracy(self, method: Method, samples: Sequence[Sample]) -> float:
+        if not samples:
+            return float("nan")
+        labels = torch.tensor([s.label for s in samples])
+        batch = int(self.hp["test_batch"])
+        was_training = method.training
+        method.eval()
+        if method.needs_teacher_at_eval:
+            emb = self._teacher_eval_embeddings(samples).to(self.device)
+            preds = torch.cat([method.logits(None, emb[i : i + batch]).argmax(1) for i in range(0, len(emb), batch)]).cpu()
+        else:
+            s = self.student
+            preds = []
+            for x, _, _ in self._loader(samples, eval_transform(s.input_size, s.mean, s.std), batch):
+                fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+                with self._autocast():
+                    preds.append(method.logits(x.to(self.device, memory_format=fmt)).argmax(1).cpu())
+            preds = torch.cat(preds)
+        method.train(was_training)
+        return float((preds == labels).float().mean())
+
+    def evaluate(self, method: Method) -> dict[str, float]:
+        """DomainBed fields: ``env{i}_in_acc`` / ``env{i}_out_acc`` for every domain, plus the selection
+        criterion ``source_val_acc`` (mean "out" accuracy over the source domains only)."""
+        accs: dict[str, float] = {}
+        for i, (split_in, split_out) in enumerate(self.splits):
+            accs[f"env{i}_in_acc"] = self.accuracy(method, split_in)
+            accs[f"env{i}_out_acc"] = self.accuracy(method, split_out)
+        accs["source_val_acc"] = float(np.mean([accs[f"env{i}_out_acc"] for i in self.sources]))
+        return accs
+
+    # ---------------------------------------------------------------------------------- bookkeeping
+
+    def _record(self, stage: str, stage_index: int, stage_step: int, global_step: int, accs: dict, extra: dict) -> dict:
+        n_stages = max(1, len(self.method.stages))
+        return {
+            "step": global_step,
+            "stage": stage,
+            "stage_index": stage_index,
+            "n_stages": n_stages,
+            "stage_step": stage_step,
+            **accs,
+            "test_env": self.test_env,
+            "test_domain": self.spec.test_domain,
+            "domains": self.data.domains,
+            "dataset": self.data.name,
+            "target_split": "in",
+            "queries_texts": self.queries_texts,
+            "queries_eval_images": self.queries_eval_images,
+            **extra,
+            "args": self.spec.to_dict(),
+            "hparams": self.hp,
+        }
+
+    def _append(self, record: dict) -> None:
+        with open(self.out / "results.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _save(self, obj: Any, name: str) -> None:
+        tmp = self.out / (name + ".tmp")
+        torch.save(obj, tmp)
+        tmp.replace(self.out / name)
+
+    def _resume(self) -> tuple[Checkpoint, dict | None]:
+        """Load ``checkpoint.pt`` if there is one and drop records written after it."""
+        path = self.out / "checkpoint.pt"
+        if not path.is_file():
+            (self.out / "results.jsonl").unlink(missing_ok=True)
+            return Checkpoint(), None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        pos = Checkpoint(**state["position"])
+        kept = [
+            line
+            for line in (self.out / "results.jsonl").read_text().splitlines()
+            if line and (json.loads(line)["stage_index"], json.loads(line)["stage_step"]) <= (pos.stage_index, pos.stage_step)
+        ] if (self.out / "results.jsonl").is_file() else []
+        (self.out / "results.jsonl").write_text("".join(line + "\n" for line in kept))
+        return pos, state
+
+    # ----------------------------------------------------------------------------------------- main
+
+    def run(self) -> dict | None:
+        """Train every stage (resuming if a checkpoint exists) and return the selected record (None if
+        stopped early by ``stop_after``)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        args_file = self.out / "args.json"
+        if args_file.is_file() and json.loads(args_file.read_text()) != self.spec.to_dict():
+            raise UsageError(f"{self.out} holds a different run (args.json differs); use another --out")
+        if (self.out / "done").is_file():
+            return select(load_records(self.out))
+        if self.rank == 0:
+            args_file.write_text(json.dumps(self.spec.to_dict(), indent=2))
+        pos, state = self._resume() if self.rank == 0 else (Checkpoint(), None)
+        if self.world > 1:  # every rank resumes from rank 0's position
+            box = [(pos, state)]
+            dist.broadcast_object_list(box, src=0)
+            pos, state = box[0]
+        if not self.method.stages:  # zero-shot: one evaluation, no training
+            if self.rank == 0:
+                accs = self.evaluate(self.method)
+                self._append(self._record("predict", 0, 0, 0, accs, {"loss": None, "queries_images": 0, "swad": False}))
+        for index, stage in enumerate(self.method.stages):
+            if index < pos.stage_index:
+                continue
+            if not self._train_stage(index, stage, pos, state if index == pos.stage_index else None):
+                return None
+            pos, state = Checkpoint(stage_index=index + 1, queries_images=pos.queries_images), None
+        if self.rank == 0:
+            (self.out / "done").write_text("done\n")
+        _barrier()
+        return select(load_records(self.out))
+
+    def _train_stage(self, index: int, stage: Stage, pos: Checkpoint, state: dict | None) -> bool:
+        """Train one stage to its end (True) or until ``stop_after`` (False)."""
+        method, hp = self.method, self.hp
+        method.set_stage(stage)
+        if state is not None:
+            method.load_state_dict(state["model"])
+        elif stage.init_from_best:
+            prev = self.method.stages[index - 1].name
+            method.load_state_dict(torch.load(self.out / f"best_{prev}.pt", map_location=self.device, weights_only=True))
+        method.train()
+        params = method.trainable_parameters()
+        optimizer = torch.optim.Adam(params, lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))  # fresh per stage
+        model: torch.nn.Module = method
+        if dist.is_initialized():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
+        n = stage_steps(hp, stage.name)
+        swa = torch.optim.swa_utils.AveragedModel(method, use_buffers=True) if hp["swad"] else None
+        swa_start = int(float(hp["swad_start"]) * n)
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            if swa is not None and state.get("swa") is not None:
+                swa.load_state_dict(state["swa"])
+        offset = sum(stage_steps(hp, s.name) for s in self.method.stages[:index])
+        step, best, queries = pos.stage_step, pos.best_val, pos.queries_images
+        best_swa = pos.best_swad_val
+        freq = int(hp["checkpoint_freq"])
+        paid_cached = sum(t.paid for t in self.tables.values())
+        while step < n:
+            end = min((step // freq + 1) * freq, n)
+            batches, gen = self._segment(index, step, end - step)
+            losses, t0, seen = [], time.perf_counter(), 0
+            for batch in batches:
+                x, targets, paid = self._targets(batch, gen)
+                losses.append(train_step(model, optimizer, x, targets, bool(hp["amp"])))
+                queries, seen, step = queries + paid, seen + len(x), step + 1
+                if swa is not None and step > swa_start:
+                    swa.update_parameters(method)
+            speed = seen / max(time.perf_counter() - t0, 1e-9)
+            if self.rank == 0:
+                extra = {
+                    "loss": float(torch.stack(losses).float().mean()),
+                    "queries_images": queries + paid_cached,  # online: paid per view; cached: what the set cost
+                    "budget_images": sum(int((t.views > 0).sum()) for t in self.tables.values()),
+                    "source_images": sum(len(self.splits[i][0]) for i in self.sources),
+                    "images_per_s": speed,
+                    "world_size": self.world,
+                }
+                accs = self.evaluate(method)
+                self._append(self._record(stage.name, index, step, offset + step, accs, {**extra, "swad": False}))
+                if accs["source_val_acc"] > best:
+                    best = accs["source_val_acc"]
+                    self._save(method.state_dict(), f"best_{stage.name}.pt")
+                if swa is not None and step > swa_start:
+                    swa_accs = self.evaluate(swa.module)
+                    self._append(self._record(stage.name, index, step, offset + step, swa_accs, {**extra, "swad": True}))
+                    if swa_accs["source_val_acc"] >= best_swa:
+                        best_swa = swa_accs["source_val_acc"]
+                        self._save(swa.module.state_dict(), f"best_{stage.name}_swad.pt")
+                position = Checkpoint(index, step, queries, best, best_swa)
+                self._save(
+                    {"position": asdict(position), "model": method.state_dict(), "optimizer": optimizer.state_dict(), "swa": swa.state_dict() if swa else None},
+                    "checkpoint.pt",
+                )
+            _barrier()
+            if self.stop_after is not None and offset + step >= self.stop_after:
+                return False
+        pos.queries_images = queries
+        return True
+
+
+def run_distill(spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None) -> dict | None:
+    """Run (or resume, or skip if ``done``) one distillation run; returns its selected record.
+    ``stop_after`` stops at the first checkpoint at or after that global step, without ``done``."""
+    return Run(spec, out, online_teacher, stop_after).run()
+
+
+# ----------------------------------------------------------------------------------------- selection
+
+
+def load_records(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "results.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def select(records: Sequence[dict]) -> dict:
+    """Training-domain validation (DomainBed's IIDAccuracySelectionMethod): among the final stage's
+    records (SWA-averaged ones included), the one with the best mean source "out" accuracy; the
+    target is never looked at. Ties go to the later checkpoint."""
+    final = [r for r in records if r["stage_index"] == r["n_stages"] - 1]
+    if not final:
+        raise UsageError("the run has no record of its final stage yet")
+    return max(final, key=lambda r: (r["source_val_acc"], r["step"]))

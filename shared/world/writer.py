@@ -1,0 +1,62 @@
+"""Writing a task's images to disk in DomainBed's layout, ``DIR/<domain>/<class>/<n>.png``.
+
+Each image's generator is seeded from ``(seed, domain, class, n)`` alone, so the files do not depend on
+how the work is split between processes: the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from shared.world import STYLE_NAMES, CLASS_NAMES, render
+from shared.world.tasks import Task
+
+
+def folder_name(class_name: str) -> str:
+    return class_name.replace(" ", "_")
+
+
+def image_rng(seed: int, style: str, class_name: str, n: int) -> np.random.Generator:
+    """The generator of one image, keyed by world indices so any subset can be rendered alone."""
+    return np.random.default_rng([seed, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), n])
+
+
+def _write_cell(job: tuple[str, str, str, int, int, int]) -> int:
+    out, style, class_name, size, per_class, seed = job
+    folder = Path(out) / style / folder_name(class_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(per_class):
+        img, _ = render(class_name, style, image_rng(seed, style, class_name, n), size)
+        img.save(folder / f"{n}.png", optimize=False)
+    return per_class
+
+
+def write_task(task: Task, out: Path, size: int = 64, per_class: int = 150, seed: int = 0, overwrite: bool = False, workers: int = 2) -> int:
+    """Render ``per_class`` images per class and domain of ``task`` under ``out``; returns the count.
+
+    Raises :class:`FileExistsError` when ``out`` is non-empty and ``overwrite`` is false; with
+    ``overwrite`` the task's domain folders are replaced (nothing else under ``out`` is touched)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty (pass --overwrite to replace its {task.name} domains)")
+        for domain in task.domains:
+            shutil.rmtree(out / domain, ignore_errors=True)
+    jobs = [(str(out), d, c, size, per_class, seed) for d in task.domains for c in task.classes]
+    total = 0
+    with tqdm(total=len(jobs) * per_class, desc=f"rendering {task.name}", unit="img") as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for done in pool.map(_write_cell, jobs):
+                    total += done
+                    bar.update(done)
+        else:
+            for job in jobs:
+                total += _write_cell(job)
+                bar.update(job[4])
+    return total

@@ -1,0 +1,129 @@
+"""Shared fixtures. The vendor fixtures start the *real* service (``python -m vendor_server.cli
+serve``, uvicorn, SQLite) as a subprocess on a free loopback port:
+
+- ``vendor_server_factory(**env)`` → :class:`VendorServer`: a fresh server on its own ledger,
+  ``vl2v-tiny`` at random init unless told otherwise; ``env`` are extra environment variables such
+  as ``VL2V_VENDOR_MAX_PIXELS="1000"`` or ``VL2V_ADMIN_TOKEN="t"``. Stopped at the end of the session.
+- ``vendor_server``: one such server shared by the whole session (admin token
+  :data:`ADMIN_TOKEN`, small body/image limits from :data:`SHARED_LIMITS`). Create a key per test
+  (``server.create_key(budget=...)``) so tests never see each other's usage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ADMIN_TOKEN = "test-admin-token"
+SHARED_LIMITS = {
+    "VL2V_VENDOR_MAX_BODY_BYTES": "600000",
+    "VL2V_VENDOR_MAX_IMAGE_BYTES": "100000",
+    "VL2V_VENDOR_MAX_PIXELS": "1000000",
+    "VL2V_VENDOR_MAX_TEXT_LENGTH": "500",
+    "VL2V_ADMIN_TOKEN": ADMIN_TOKEN,
+}
+READY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VendorServer:
+    """A running ``vl2v-vendor serve`` process and what a test needs to talk to it."""
+
+    db: Path
+    log: Path
+    env: dict[str, str]
+    model: str = "vl2v-tiny"
+    pretrained: str = "none"
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> VendorServer:
+        """Start (or restart, on the same ledger) and wait until ``/readyz`` says ready."""
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "vendor_server.cli", "serve", "--model", self.model, "--pretrained",
+               self.pretrained, "--port", str(self.port), "--db", str(self.db), "--log-level", "warning"]
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(cmd, env={**os.environ, **self.env}, stdout=log, stderr=log)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vendor server exited ({self.process.returncode}):\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"vendor server not ready after {READY_TIMEOUT_S}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill9(self) -> None:
+        """Crash the server the hard way (SIGKILL: no shutdown hooks, no flushing)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def create_key(self, budget: int = 1000, rate_limit: float | None = None, name: str = "test") -> str:
+        """A new API key's secret, written straight into the server's ledger (as ``keys create`` does)."""
+        from vendor_server.ledger import Ledger
+
+        ledger = Ledger(self.db)
+        try:
+            return ledger.create_key(name, budget, rate_limit)[1]
+        finally:
+            ledger.close()
+
+    def client(self, key: str | None = None, **kwargs) -> httpx.Client:
+        """An httpx client for this server, authenticated with ``key`` when given."""
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def vendor_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    started: list[VendorServer] = []
+
+    def factory(model: str = "vl2v-tiny", pretrained: str = "none", **env: str) -> VendorServer:
+        tmp = tmp_path_factory.mktemp("vendor")
+        server = VendorServer(db=tmp / "ledger.sqlite3", log=tmp / "server.log", env=env, model=model,
+                              pretrained=pretrained)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def vendor_server(vendor_server_factory) -> VendorServer:
+    return vendor_server_factory(**SHARED_LIMITS)

@@ -1,0 +1,58 @@
+"""A tiny DomainBed-layout world for the distillation tests: coloured-square images in a few domains,
+a teacher set of random unit text vectors with image vectors near their class's text vector, and a
+small timm student saved as a project checkpoint (32 px input, random init)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import timm
+from PIL import Image
+
+from client_distill.datasets import open_dataset
+from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
+from client_distill.teacher_set import TeacherSet
+
+DOMAINS = ("art", "photo", "sketch")
+CLASSES = ("cat", "dog")
+COLOURS = {"cat": (220, 40, 40), "dog": (40, 40, 220)}
+BACKGROUNDS = {"art": (240, 220, 120), "photo": (128, 128, 128), "sketch": (255, 255, 255)}
+
+
+def make_images(root: Path, per_class: int = 6, size: int = 32) -> Path:
+    rng = np.random.default_rng(0)
+    for d in DOMAINS:
+        for c in CLASSES:
+            folder = root / d / c
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(per_class):
+                img = np.zeros((size, size, 3), np.uint8) + np.array(BACKGROUNDS[d], np.uint8)
+                x, y = rng.integers(0, size // 2, 2)
+                img[y : y + size // 2, x : x + size // 2] = COLOURS[c]
+                Image.fromarray(img).save(folder / f"{n}.png")
+    return root
+
+
+def make_teacher_set(data: Path, out: Path, dim: int = 16, fraction: float = 1.0, views: int = 1, seed: int = 0) -> TeacherSet:
+    """Text vectors: random unit vectors; image vectors: the class's text vector plus noise."""
+    rng = np.random.default_rng(seed)
+    ds = open_dataset(data)
+    text = rng.normal(size=(len(ds.classes), dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    images = {}
+    for d in ds.domains:
+        for s in ds.samples(d):
+            if rng.random() < fraction:
+                v = text[s.label] + 0.5 * rng.normal(size=(views, dim))
+                images[s.path] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
+    ts = TeacherSet(classes=ds.classes, prompts=[[f"a photo of a {c}"] for c in ds.classes], text_embeddings=text, image_embeddings=images)
+    ts.save(out)
+    return ts
+
+
+def make_student(path: Path, arch: str = "resnet10t") -> Path:
+    body = timm.create_model(arch, pretrained=False, num_classes=0)
+    student = Student(body, name="tiny", arch=arch, feature_dim=body.num_features, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    save_student(student, path)
+    return path

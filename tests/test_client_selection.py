@@ -1,0 +1,68 @@
+"""Purchase order strategies and the purchase plan: deterministic, budget-exact, balanced/diverse."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from client_distill.datasets import Sample
+from client_distill.embed import make_plan
+from client_distill.errors import UsageError
+from client_distill.selection import kcenter_order, order_samples, student_features
+from client_distill.students import create_student, save_student
+
+
+def samples(n_per_class: int, classes: int = 3) -> list[Sample]:
+    return [Sample(f"d/c{c}/{i}.png", c, "d") for c in range(classes) for i in range(n_per_class)]
+
+
+def test_random_is_a_seeded_permutation():
+    pool = samples(5)
+    a, b = order_samples(pool, "random", 1), order_samples(pool, "random", 1)
+    assert a == b and sorted(a, key=lambda s: s.path) == sorted(pool, key=lambda s: s.path)
+    assert order_samples(pool, "random", 2) != a
+
+
+def test_class_balanced_prefixes_are_balanced():
+    pool = samples(2, classes=1) + [Sample(f"d/c1/{i}.png", 1, "d") for i in range(10)] + [Sample(f"d/c2/{i}.png", 2, "d") for i in range(10)]
+    order = order_samples(pool, "class_balanced", 0)
+    assert len(order) == len(pool) and len(set(order)) == len(pool)
+    assert Counter(s.label for s in order[:6]) == {0: 2, 1: 2, 2: 2}
+
+
+def test_kcenter_covers_clusters_before_repeating_one():
+    rng = np.random.default_rng(0)
+    centers = np.eye(4, 16) * 10
+    feats = np.concatenate([c + rng.normal(scale=0.1, size=(25, 16)) for c in centers])
+    order = kcenter_order(feats, 4, np.random.default_rng(0))
+    assert sorted(i // 25 for i in order[:4]) == [0, 1, 2, 3]  # one pick per cluster first
+    assert sorted(order) == list(range(100))
+    pool = [Sample(f"d/c{i // 25}/{i}.png", i // 25, "d") for i in range(100)]
+    chosen = order_samples(pool, "kcenter", 0, features=lambda s: feats, k=4)[:4]
+    assert sorted(s.label for s in chosen) == [0, 1, 2, 3]
+    with pytest.raises(UsageError):
+        order_samples(pool, "kcenter", 0)
+
+
+def test_student_features_from_a_student_checkpoint(tmp_path):
+    torch.set_num_threads(1)
+    for i in range(3):
+        (tmp_path / "d" / "c").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (80 * i, 20, 200 - 60 * i)).save(tmp_path / "d" / "c" / f"{i}.png")
+    ckpt = tmp_path / "student.pt"
+    save_student(create_student("resnet10t", pretrained=False), ckpt)
+    feats = student_features(tmp_path, str(ckpt))([Sample(f"d/c/{i}.png", 0, "d") for i in range(3)])
+    assert feats.shape[0] == 3 and feats.ndim == 2 and np.isfinite(feats).all()
+
+
+def test_plan_is_budget_exact_prompts_first():
+    pool = samples(4)
+    plan = make_plan(["dog", "cat"], ["a photo of a {}", "a sketch of a {}"], pool, views=3, budget=11)
+    assert plan.texts == ["a photo of a dog", "a sketch of a dog", "a photo of a cat", "a sketch of a cat"]
+    assert len(plan) == 11 and plan.images[:4] == [(pool[0], 0), (pool[0], 1), (pool[0], 2), (pool[1], 0)]
+    with pytest.raises(UsageError, match="class prompts"):
+        make_plan(["dog", "cat"], ["a photo of a {}"], pool, views=1, budget=1)

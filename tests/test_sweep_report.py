@@ -1,0 +1,138 @@
+"""The sweep (md5-named run folders, finished runs skipped, runs as `vl2v distill` processes) and the
+report (mean ± standard error computed from known results.jsonl, selection, the plot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from distill_world import make_images, make_student, make_teacher_set
+
+from client_distill.cli import main
+from client_distill.errors import UsageError
+from client_distill.report import collect, write_report
+from client_distill.sweep import expand, load_config, run_name, run_sweep
+from client_distill.train import run_distill
+
+torch.set_num_threads(1)
+
+
+def write_config(tmp_path: Path, **extra) -> Path:
+    data = make_images(tmp_path / "data", per_class=4)
+    make_teacher_set(data, tmp_path / "teacher")
+    make_student(tmp_path / "student.pt")
+    cfg = {
+        "data": str(data),
+        "student": str(tmp_path / "student.pt"),
+        "teacher": str(tmp_path / "teacher"),
+        "methods": ["erm"],
+        "test_domains": ["sketch"],
+        "seeds": [0, 1],
+        "profile": "smoke",
+        "hparams": {"steps": 2, "checkpoint_freq": 2},
+        "out": str(tmp_path / "runs"),
+        **extra,
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
+    cfg = load_config(write_config(tmp_path, methods=["erm", "zero_shot", "adip"], budgets=[0, 0.5, 1.0], test_domains="all"))
+    specs = expand(cfg)
+    count = lambda m: sum(s.method == m for s in specs)  # noqa: E731
+    assert (count("erm"), count("zero_shot"), count("adip")) == (3 * 2, 3 * 2, 3 * 3 * 2)
+    assert {s.budget for s in specs if s.method == "adip"} == {0.0, 0.5, 1.0}
+    assert len({run_name(s) for s in specs}) == len(specs)  # the md5 of the args names each run
+    per_budget = expand({**cfg, "teachers": {0.5: "sets/half"}})
+    assert {s.teacher for s in per_budget if s.budget == 0.5} == {"sets/half"}
+    assert {s.teacher for s in per_budget if s.budget == 1.0} == {cfg["teacher"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: x\nmethods: [erm]\nout: y\nsteps: 3\n")
+    with pytest.raises(UsageError, match="unknown key"):
+        load_config(bad)
+
+
+@pytest.mark.slow
+def test_sweep_runs_unfinished_runs_and_skips_finished_ones(tmp_path):
+    config = write_config(tmp_path)
+    cfg = load_config(config)
+    first, second = expand(cfg)
+    run_distill(first, Path(cfg["out"]) / run_name(first))  # finished before the sweep starts
+    outcome = run_sweep(cfg, workers=2)
+    assert outcome["skipped"] == [str(Path(cfg["out"]) / run_name(first))]
+    assert outcome["done"] == [str(Path(cfg["out"]) / run_name(second))] and not outcome["failed"]
+    mtime = (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime
+    assert main(["sweep", "--config", str(config)]) == 0  # nothing left to do
+    assert (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_sweep_buys_its_teacher_sets_once_per_distinct_image(vendor_server, tmp_path):
+    key = vendor_server.create_key(budget=1000)
+    vendor = ["--vendor", "vl2v", "--vendor-url", vendor_server.url, "--api-key", key]
+    embed = {"vendor_args": vendor, "cache": str(tmp_path / "cache")}
+    config = write_config(tmp_path, methods=["adip", "zero_shot"], budgets=[0.5], seeds=[0], embed=embed, teacher=None)
+    outcome = run_sweep(load_config(config), workers=2)
+    assert len(outcome["done"]) == 2 and not outcome["failed"]
+    sets = sorted((tmp_path / "runs" / "teachers").iterdir())
+    sizes = sorted(json.loads((s / "manifest.json").read_text())["n_images"] for s in sets)
+    assert sizes == [7, 24]  # half of the 14 source "in" images; every image for zero-shot
+    with vendor_server.client(key) as client:
+        assert client.get("/v1/usage").json()["used"] == 2 + 24  # overlapping purchases were cache hits
+    results = {r.method: r for r in collect(tmp_path / "runs")}
+    assert results["adip"].queries_images == 7 and results["adip"].budget == 0.5
+    assert results["zero_shot"].queries_eval_images == 24
+
+
+def fake_run(root: Path, method: str, domain: str, seed: int, records: list[tuple[float, float, int]], budget=None, mode="cached"):
+    """A finished run whose final-stage checkpoints have (source val, target, image queries)."""
+    test = ["art", "photo", "sketch"].index(domain)
+    out = root / f"{method}-{budget}-{mode}-{domain}-{seed}"
+    out.mkdir(parents=True)
+    lines = []
+    for step, (val, target, queries) in enumerate(records, 1):
+        accs = {f"env{i}_in_acc": (target if i == test else 0.99) for i in range(3)}
+        accs.update({f"env{i}_out_acc": (0.0 if i == test else val) for i in range(3)})
+        rec = {"step": step, "stage_index": 0, "n_stages": 1, "source_val_acc": val, "test_env": test, "test_domain": domain,
+               "dataset": "toy", "queries_images": queries, "queries_eval_images": 0, **accs,
+               "args": {"method": method, "seed": seed, "budget": budget, "teacher_mode": mode}}  # fmt: skip
+        lines.append(json.dumps(rec))
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "done").write_text("done\n")
+
+
+def test_report_tables_mean_and_standard_error(tmp_path):
+    runs = tmp_path / "runs"
+    # erm, two seeds per domain; the second checkpoint has the better target but the worse source val
+    for domain, targets in {"art": (0.6, 0.8), "sketch": (0.5, 0.7)}.items():
+        for seed, target in enumerate(targets):
+            fake_run(runs, "erm", domain, seed, [(0.9, target, 0), (0.8, 1.0, 0)])
+    for budget, queries, acc in ((0.0, 0, 0.55), (1.0, 100, 0.75)):
+        for domain in ("art", "sketch"):
+            for seed in (0, 1):
+                fake_run(runs, "adip", domain, seed, [(0.9, acc + 0.1 * seed, queries)], budget=budget)
+    for domain in ("art", "sketch"):
+        for seed in (0, 1):
+            fake_run(runs, "adip", domain, seed, [(0.9, 0.8, 1000)], mode="online")
+    assert len(collect(runs)) == 16
+    report = write_report(runs, tmp_path / "report").read_text()
+    # art: 0.6, 0.8 → 70.0 ± std([.6,.8])/√2 = 10.0; Avg per seed (0.55, 0.75) → 65.0 ± 10.0
+    assert "| erm | 70.0 ± 10.0 | 60.0 ± 10.0 | 65.0 ± 10.0 |" in report
+    assert "| adip @ 0% | 60.0 ± 5.0 | 60.0 ± 5.0 | 60.0 ± 5.0 |" in report  # seeds 0.55, 0.65
+    assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
+    assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
+    # ID vs OOD: ID is the selected checkpoint's source validation (0.9), OOD the average
+    assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 |" in report
+    assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report
+    assert "target domain's 80 % \"in\" split" in report
+    png = tmp_path / "report" / "accuracy_vs_budget.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_report_without_runs_is_a_user_error(tmp_path):
+    with pytest.raises(UsageError, match="no finished runs"):
+        write_report(tmp_path, tmp_path / "out")

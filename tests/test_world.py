@@ -1,0 +1,115 @@
+"""The synthetic world: counts, determinism, variation, captions, sizes, tasks and the DomainBed writer."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client_distill.cli import main
+from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, TASKS, caption, render
+from shared.world.captions import STYLE_PHRASES
+
+PACS_STYLES = ("art_painting", "cartoon", "photo", "sketch")
+
+
+def _bytes(img) -> bytes:
+    return np.asarray(img).tobytes()
+
+
+def test_counts_and_vendor_only_styles():
+    assert len(CLASS_NAMES) >= 48 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
+    assert len(STYLE_NAMES) >= 8 and set(PACS_STYLES) <= set(STYLE_NAMES)
+    assert len(set(STYLE_NAMES) - set(CLIENT_STYLES)) >= 4
+    for required in ("house", "tree", "fish", "car", "cup", "key", "umbrella", "flower", "boat", "bird"):
+        assert required in CLASS_NAMES
+
+
+@pytest.mark.parametrize("style", STYLE_NAMES)
+def test_render_is_deterministic_and_varies(style):
+    a, attrs_a = render("fish", style, np.random.default_rng(7))
+    b, attrs_b = render("fish", style, np.random.default_rng(7))
+    c, _ = render("fish", style, np.random.default_rng(8))
+    assert a.mode == "RGB" and a.size == (64, 64)
+    assert _bytes(a) == _bytes(b) and attrs_a == attrs_b
+    assert _bytes(a) != _bytes(c)
+    assert np.asarray(a).std() > 5  # not a blank image
+
+
+def test_every_class_renders_with_intra_class_variation():
+    from shared.world.classes import draw
+
+    for name in CLASS_NAMES:
+        img, _ = render(name, "cartoon", np.random.default_rng(1), size=32)
+        assert img.size == (32, 32)
+        one, two = draw(name, np.random.default_rng(1)), draw(name, np.random.default_rng(2))
+        # a family, not a glyph: two members differ in their geometry
+        shapes_differ = len(one) != len(two) or any(p.points.shape != q.points.shape or not np.allclose(p.points, q.points) for p, q in zip(one, two))
+        assert shapes_differ, name
+
+
+def test_any_size():
+    for size in (32, 64, 224):
+        img, _ = render("house", "photo", np.random.default_rng(0), size=size)
+        assert img.size == (size, size)
+
+
+def test_unknown_names_are_errors():
+    with pytest.raises(ValueError):
+        render("unicorn", "photo", np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        render("fish", "watercolour", np.random.default_rng(0))
+
+
+def test_captions_name_class_style_and_visible_attributes():
+    rng = np.random.default_rng(0)
+    for style in STYLE_NAMES:
+        texts = []
+        for i in range(40):
+            _, attrs = render("fish", style, np.random.default_rng(i), size=16)
+            text = caption("fish", style, attrs, rng)
+            assert "fish" in text
+            texts.append((text, attrs))
+        phrases = STYLE_PHRASES[style]
+        assert any(any(p in t for p in phrases) for t, _ in texts)
+        mentions_colour = [attrs["colour"] in t.split() for t, attrs in texts]
+        if style in ("sketch", "blueprint"):
+            assert not any(mentions_colour)  # no colour is visible in line drawings
+        else:
+            assert any(mentions_colour)
+    assert len({t for t, _ in texts}) > 10  # varied templates
+
+
+def test_tasks_match_the_issue():
+    pacs, office = TASKS["synth-pacs"], TASKS["synth-officehome"]
+    assert pacs.domains == PACS_STYLES and len(pacs.classes) == 7
+    assert len(office.classes) >= 24 and len(office.domains) == 4
+    assert set(office.domains) - set(pacs.domains)
+    for task in (pacs, office):
+        assert set(task.classes) <= set(CLASS_NAMES) and set(task.domains) <= set(CLIENT_STYLES)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.png"))}
+
+
+def test_cli_writes_domainbed_layout_identically_and_refuses_to_overwrite(tmp_path, capsys):
+    args = ["data", "synth", "--task", "synth-officehome", "--per-class", "1", "--size", "24"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--seed", "5"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--seed", "5", "--workers", "1"]) == 0
+    a = _digest(tmp_path / "a")
+    task = TASKS["synth-officehome"]
+    assert len(a) == len(task.domains) * len(task.classes)
+    assert {p.split("/")[0] for p in a} == set(task.domains)
+    assert "product/light_bulb/0.png" in a  # spaces become underscores
+    assert a == _digest(tmp_path / "b")  # same seed, byte-identical whatever the worker count
+
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "a"), "--seed", "6"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert _digest(tmp_path / "a") == a  # untouched
+    assert main([*args, "--out", str(tmp_path / "a"), "--seed", "6", "--overwrite"]) == 0
+    changed = _digest(tmp_path / "a")
+    assert changed.keys() == a.keys() and changed != a

@@ -1,0 +1,86 @@
+"""``vl2v-vendor keys``: create, list, revoke, top up and inspect API keys in the ledger directly
+(the same operations as ``/admin/keys``, for a vendor with shell access)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vendor_server.errors import VendorCliError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("keys", help="manage API keys and budgets")
+    sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_: str, func) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("--db", help="SQLite ledger (default: VL2V_VENDOR_DB or ./vl2v-vendor.sqlite3)")
+        q.set_defaults(func=func)
+        return q
+
+    q = action("create", "create a key; prints only its secret", _create)
+    q.add_argument("--name", required=True)
+    q.add_argument("--budget", type=int, required=True, help="queries (input items) the key may buy")
+    q.add_argument("--rate-limit", type=float, help="requests per second (default: the server's)")
+    action("list", "list keys with budget and usage", _list)
+    for name, help_, func in (("revoke", "revoke a key (it stops working at once)", _revoke),
+                              ("usage", "one key's usage as JSON", _usage)):
+        action(name, help_, func).add_argument("key_id")
+    q = action("topup", "add queries to a key's budget", _topup)
+    q.add_argument("key_id")
+    q.add_argument("--queries", type=int, required=True)
+
+
+def _ledger(args: argparse.Namespace):
+    from vendor_server.ledger import Ledger
+    from vendor_server.settings import VendorSettings
+
+    return Ledger(args.db or VendorSettings().db)
+
+
+def _call(args: argparse.Namespace, op):
+    """Run ``op(ledger)``; the ledger's API errors (unknown key, bad budget) become one-line CLI errors."""
+    from vendor_server.api_errors import ApiError
+
+    ledger = _ledger(args)
+    try:
+        return op(ledger)
+    except ApiError as exc:
+        raise VendorCliError(exc.message) from exc
+    finally:
+        ledger.close()
+
+
+def _create(args: argparse.Namespace) -> None:
+    _, secret = _call(args, lambda ledger: ledger.create_key(args.name, args.budget, args.rate_limit))
+    print(secret)
+
+
+def _list(args: argparse.Namespace) -> None:
+    keys = _call(args, lambda ledger: ledger.keys())
+    print(f"{'id':<22} {'name':<20} {'budget':>10} {'used':>10} {'remaining':>10} {'qps':>8}  revoked")
+    for k in keys:
+        qps = f"{k.rate_limit_qps:g}" if k.rate_limit_qps else "default"
+        print(f"{k.id:<22} {k.name[:20]:<20} {k.budget:>10} {k.used:>10} {k.remaining:>10} {qps:>8}  "
+              f"{'yes' if k.revoked else 'no'}")
+
+
+def _print_usage(args: argparse.Namespace, op) -> None:
+    """Apply ``op`` to the ledger, then print the key's usage as it now stands."""
+    def then_usage(ledger):
+        op(ledger)
+        return ledger.usage(args.key_id)
+    print(json.dumps(_call(args, then_usage).model_dump(), indent=2))
+
+
+def _revoke(args: argparse.Namespace) -> None:
+    _print_usage(args, lambda ledger: ledger.revoke(args.key_id))
+
+
+def _topup(args: argparse.Namespace) -> None:
+    _print_usage(args, lambda ledger: ledger.topup(args.key_id, args.queries))
+
+
+def _usage(args: argparse.Namespace) -> None:
+    _print_usage(args, lambda ledger: None)

@@ -1,0 +1,290 @@
+"""The vendor's books: API keys (only a SHA-256 of each secret is stored), budgets, one usage event
+per charged request, and stored responses for ``Idempotency-Key`` replays, in SQLite (WAL). With
+``synchronous=NORMAL`` every commit is in the WAL before the request goes on, so killing the server
+(kill -9) loses nothing; ``FULL`` also fsyncs each commit, for power loss.
+
+A request's life in the ledger:
+``charge`` (before inference, in one ``BEGIN IMMEDIATE`` transaction: check the key's remaining
+budget, insert a *reserved* event, add to ``used``) → ``complete`` (event *charged*, response kept
+for replays) or ``refund`` (event *refunded*, ``used`` given back). ``recover`` at startup refunds
+events a crash left *reserved*: their clients never got embeddings. Hence the invariant, at rest:
+``keys.used == SUM(queries) of the key's charged events``, and budgets are never overshot whatever
+the concurrency, because the check and the increment are one serialised write transaction (the
+``CHECK (used <= budget)`` constraint is a second guard)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.protocol import KeyUsage
+from vendor_server.api_errors import (
+    BudgetExhausted,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    InvalidApiKey,
+    InvalidInput,
+    KeyRevoked,
+    NotFound,
+)
+
+SECRET_PREFIX = "vl2v-sk-"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL UNIQUE,
+    budget INTEGER NOT NULL CHECK (budget >= 0),
+    used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= budget),
+    rate_limit_qps REAL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage_events (
+    request_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(id),
+    images INTEGER NOT NULL,
+    texts INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    idempotency_key TEXT,
+    body_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('reserved', 'charged', 'refunded')),
+    created REAL NOT NULL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS usage_events_by_key ON usage_events(key_id, status);
+CREATE INDEX IF NOT EXISTS usage_events_by_status ON usage_events(status);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key_id TEXT NOT NULL REFERENCES keys(id),
+    idempotency_key TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_flight', 'done')),
+    response TEXT,
+    expires REAL NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires);
+"""
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str
+    budget: int
+    used: int
+    rate_limit_qps: float | None
+    revoked: bool
+    created: float
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The outcome of :meth:`Ledger.charge`: either a fresh reservation, or (``replay`` set) the
+    stored response of an earlier identical request under the same ``Idempotency-Key``."""
+
+    remaining: int
+    replay: str | None = None
+
+
+class Ledger:
+    """Thread-safe (one connection behind a lock); other processes (``vl2v-vendor keys``) may write
+    the same file concurrently, SQLite's locking and ``busy_timeout`` serialise them."""
+
+    def __init__(self, path: str | Path, idempotency_ttl_s: float = 24 * 3600, synchronous: str = "NORMAL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ttl = idempotency_ttl_s
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking SQLite's write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def create_key(self, name: str, budget: int, rate_limit_qps: float | None = None) -> tuple[KeyRecord, str]:
+        """A new key and its secret. The secret is returned once and never stored."""
+        if budget < 0:
+            raise InvalidInput("budget must be >= 0")
+        if rate_limit_qps is not None and rate_limit_qps <= 0:
+            raise InvalidInput("rate limit must be > 0 requests/s")
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        key_id = "key_" + secrets.token_hex(8)
+        with self._tx() as db:
+            db.execute("INSERT INTO keys (id, name, secret_sha256, budget, rate_limit_qps, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (key_id, name, hash_secret(secret), budget, rate_limit_qps,
+                                                     time.time()))
+        return self.key(key_id), secret
+
+    def keys(self) -> list[KeyRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM keys ORDER BY created").fetchall()
+        return [_key(row) for row in rows]
+
+    def key(self, key_id: str) -> KeyRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no key {key_id!r}", code="key_not_found")
+        return _key(row)
+
+    def authenticate(self, secret: str) -> KeyRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM keys WHERE secret_sha256 = ?", (hash_secret(secret),)).fetchone()
+        if row is None:
+            raise InvalidApiKey("invalid API key")
+        record = _key(row)
+        if record.revoked:
+            raise KeyRevoked(f"API key {record.id} has been revoked")
+        return record
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        self._update_key(key_id, "UPDATE keys SET revoked = 1 WHERE id = ?", (key_id,))
+        return self.key(key_id)
+
+    def topup(self, key_id: str, queries: int) -> KeyRecord:
+        if queries <= 0:
+            raise InvalidInput("top-up must add at least one query")
+        self._update_key(key_id, "UPDATE keys SET budget = budget + ? WHERE id = ?", (queries, key_id))
+        return self.key(key_id)
+
+    def _update_key(self, key_id: str, sql: str, params: tuple) -> None:
+        with self._tx() as db:
+            if db.execute(sql, params).rowcount == 0:
+                raise NotFound(f"no key {key_id!r}", code="key_not_found")
+
+    def usage(self, key_id: str) -> KeyUsage:
+        """The key's account: budget, used, and totals of its charged (or in-flight) requests."""
+        record = self.key(key_id)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(images), 0) AS images, COALESCE(SUM(texts), 0) AS texts, COUNT(*) AS requests "
+                "FROM usage_events WHERE key_id = ? AND status != 'refunded'", (key_id,)).fetchone()
+        return KeyUsage(key_id=record.id, name=record.name, budget=record.budget, used=record.used,
+                        remaining=record.remaining, images=row["images"], texts=row["texts"],
+                        requests=row["requests"], revoked=record.revoked, rate_limit_qps=record.rate_limit_qps)
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    def charge(self, key_id: str, request_id: str, images: int, texts: int, body_sha256: str,
+               idempotency_key: str | None = None) -> Charge:
+        """Reserve ``images + texts`` queries all-or-nothing, or say why not (402/409/422), or hand
+        back the stored response of an identical earlier request with the same idempotency key."""
+        queries = images + texts
+        now = time.time()
+        with self._tx() as db:
+            db.execute("DELETE FROM idempotency WHERE expires <= ? AND status = 'done'", (now,))
+            row = db.execute("SELECT used, budget FROM keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise InvalidApiKey("invalid API key")
+            used, budget = row["used"], row["budget"]
+            if idempotency_key is not None:
+                previous = db.execute("SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ?",
+                                      (key_id, idempotency_key)).fetchone()
+                if previous is not None:
+                    return Charge(remaining=budget - used, replay=_replay(previous, body_sha256))
+            if used + queries > budget:
+                raise BudgetExhausted(
+                    f"this request needs {queries} queries but the key has {budget - used} left",
+                    used=used, budget=budget, remaining=budget - used, requested=queries)
+            db.execute("INSERT INTO usage_events (request_id, key_id, images, texts, queries, idempotency_key, "
+                       "body_sha256, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?)",
+                       (request_id, key_id, images, texts, queries, idempotency_key, body_sha256, now))
+            db.execute("UPDATE keys SET used = used + ? WHERE id = ?", (queries, key_id))
+            if idempotency_key is not None:
+                db.execute("INSERT INTO idempotency (key_id, idempotency_key, body_sha256, request_id, status, "
+                           "expires) VALUES (?, ?, ?, ?, 'in_flight', ?)",
+                           (key_id, idempotency_key, body_sha256, request_id, now + self._ttl))
+        return Charge(remaining=budget - used - queries)
+
+    def complete(self, request_id: str, response: str) -> None:
+        """Make a reservation final and keep the response for idempotent replays."""
+        with self._tx() as db:
+            db.execute("UPDATE usage_events SET status = 'charged', finished = ? "
+                       "WHERE request_id = ? AND status = 'reserved'", (time.time(), request_id))
+            db.execute("UPDATE idempotency SET status = 'done', response = ? WHERE request_id = ?",
+                       (response, request_id))
+
+    def refund(self, request_id: str) -> None:
+        """Give a reservation back (inference failed): the client was not served, so it doesn't pay,
+        and its idempotency key is freed for a retry."""
+        with self._tx() as db:
+            _refund(db, request_id)
+
+    def recover(self) -> int:
+        """Refund what a crash left reserved; returns how many requests that was."""
+        with self._tx() as db:
+            stale = [row["request_id"] for row in
+                     db.execute("SELECT request_id FROM usage_events WHERE status = 'reserved'").fetchall()]
+            for request_id in stale:
+                _refund(db, request_id)
+            db.execute("DELETE FROM idempotency WHERE status = 'in_flight'")
+        return len(stale)
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def _refund(db: sqlite3.Connection, request_id: str) -> None:
+    row = db.execute("SELECT key_id, queries FROM usage_events WHERE request_id = ? AND status = 'reserved'",
+                     (request_id,)).fetchone()
+    if row is None:
+        return
+    db.execute("UPDATE usage_events SET status = 'refunded', finished = ? WHERE request_id = ?",
+               (time.time(), request_id))
+    db.execute("UPDATE keys SET used = used - ? WHERE id = ?", (row["queries"], row["key_id"]))
+    db.execute("DELETE FROM idempotency WHERE request_id = ? AND status = 'in_flight'", (request_id,))
+
+
+def _replay(previous: sqlite3.Row, body_sha256: str) -> str:
+    if previous["body_sha256"] != body_sha256:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
+    if previous["status"] == "in_flight":
+        raise IdempotencyInFlight("a request with this Idempotency-Key is still being processed; retry shortly",
+                                  headers={"Retry-After": "1"})
+    return previous["response"]
+
+
+def _key(row: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(id=row["id"], name=row["name"], budget=row["budget"], used=row["used"],
+                     rate_limit_qps=row["rate_limit_qps"], revoked=bool(row["revoked"]), created=row["created"])

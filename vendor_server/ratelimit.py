@@ -1,0 +1,73 @@
+"""Per-key request rate limits (token buckets, in memory: one vendor process owns its buckets) and
+the headers that tell clients where they stand: the de-facto ``X-RateLimit-Limit/Remaining/Reset``
+and the IETF draft's ``RateLimit-Policy`` / ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-09).
+
+A key's bucket holds ``burst = max(1, round(qps))`` requests and refills at ``qps`` per second, so
+the advertised window is ``burst / qps`` seconds (about one second)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from vendor_server.api_errors import RateLimited, retry_after
+
+POLICY = "requests"
+MAX_IDLE_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    limit: int
+    remaining: int
+    reset_s: int
+    window_s: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_s),
+            "RateLimit-Policy": f'"{POLICY}";q={self.limit};w={self.window_s}',
+            "RateLimit": f'"{POLICY}";r={self.remaining};t={self.reset_s}',
+        }
+
+
+class RateLimiter:
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # id -> (tokens, monotonic time)
+        self._lock = threading.Lock()
+
+    def hit(self, bucket: str, qps: float) -> RateStatus:
+        """Take one request from ``bucket``, or raise 429 with ``Retry-After`` and the headers."""
+        with self._lock:
+            tokens, burst = self._refill(bucket, qps)
+            if tokens < 1:
+                status = _status(tokens, burst, qps)
+                raise RateLimited(f"rate limit of {qps:g} requests/s exceeded",
+                                  headers={**status.headers(), **retry_after((1 - tokens) / qps)},
+                                  limit_qps=qps)
+            tokens -= 1
+            self._buckets[bucket] = (tokens, time.monotonic())
+            return _status(tokens, burst, qps)
+
+    def peek(self, bucket: str, qps: float) -> RateStatus:
+        """Where ``bucket`` stands, without spending anything (for responses that aren't limited)."""
+        with self._lock:
+            tokens, burst = self._refill(bucket, qps)
+            return _status(tokens, burst, qps)
+
+    def _refill(self, bucket: str, qps: float) -> tuple[float, int]:
+        burst = max(1, round(qps))
+        now = time.monotonic()
+        if len(self._buckets) > MAX_IDLE_BUCKETS:  # forget idle buckets: a full bucket is the default
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * qps < burst}
+        tokens, then = self._buckets.get(bucket, (float(burst), now))
+        return min(float(burst), tokens + (now - then) * qps), burst
+
+
+def _status(tokens: float, burst: int, qps: float) -> RateStatus:
+    return RateStatus(limit=burst, remaining=max(0, math.floor(tokens)),
+                      reset_s=math.ceil((burst - tokens) / qps), window_s=max(1, math.ceil(burst / qps)))

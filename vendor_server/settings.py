@@ -1,0 +1,55 @@
+"""The vendor's configuration: one pydantic-settings object, filled from ``VL2V_VENDOR_*`` environment
+variables and overridden by ``vl2v-vendor serve`` flags, so a container and a shell configure it alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: the vendor's own pretrained checkpoint (produced by ``vl2v-vendor pretrain``), served by default
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vl2v-tiny-synth.pt"
+DEFAULT_MODEL = "vl2v-tiny"
+
+
+class VendorSettings(BaseSettings):
+    """Everything the service can be told. Limits exist so one client can't exhaust memory or CPU."""
+
+    model_config = SettingsConfigDict(env_prefix="VL2V_VENDOR_", extra="ignore")
+
+    model: str = DEFAULT_MODEL
+    #: open_clip tag, checkpoint path, or ``none``; ``None`` = the default checkpoint if present
+    pretrained: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: Path = Path("vl2v-vendor.sqlite3")
+    #: NORMAL (WAL) survives kill -9 of the server; FULL also survives power loss, at ~6 ms per commit
+    db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    #: enables ``/admin``; read from ``VL2V_ADMIN_TOKEN`` (no prefix: it is a secret, not a tuning knob)
+    admin_token: str | None = Field(default=None, validation_alias=AliasChoices("VL2V_ADMIN_TOKEN", "admin_token"))
+
+    max_items: int = Field(256, ge=1, description="input items per request")
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(8 * 1024 * 1024, ge=64)
+    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_text_length: int = Field(4096, ge=1, description="characters per text item")
+
+    # 16 keeps a CPU pipeline full: while one batch runs, the next one's requests are decoded and
+    # charged, instead of every client waiting on the same forward pass (raise it on a GPU)
+    max_batch_size: int = Field(16, ge=1, description="items per model forward pass")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a lone item waits for company")
+    queue_limit: int = Field(2048, ge=1, description="admitted items in flight before 503")
+
+    default_rate_limit: float = Field(50.0, gt=0, description="requests/s per key unless the key sets its own")
+    price_per_query: float = Field(0.001, ge=0)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    def pretrained_source(self) -> str:
+        """What to load: the explicit choice, else the vendor checkpoint for the default model, else none."""
+        if self.pretrained:
+            return self.pretrained
+        if self.model == DEFAULT_MODEL and DEFAULT_WEIGHTS.exists():
+            return str(DEFAULT_WEIGHTS)
+        return "none"
