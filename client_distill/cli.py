@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "client_distill.commands.embed",
     "client_distill.commands.cache",
     "client_distill.commands.distill",
+    "client_distill.commands.demo",
 ]
 
 

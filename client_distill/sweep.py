@@ -53,16 +53,20 @@ from client_distill.train import TEACHER_MODES, RunSpec
 KNOWN_KEYS = {
     "data", "dataset", "student", "pretrained", "teacher", "teachers", "methods", "budgets", "test_domains",
     "seeds", "profile", "hparams", "teacher_modes", "vendor_args", "embed", "out",
+    "demo",  # settings of `vl2v demo` (data size, key budget); the sweep itself ignores them
 }  # fmt: skip
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read and check a sweep config; ``overrides`` (e.g. ``data``/``out`` chosen by ``vl2v demo``)
+    replace the file's keys before the check."""
     try:
         cfg = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"cannot read sweep config {path}: {exc}") from None
     if not isinstance(cfg, dict):
         raise UsageError(f"{path}: a sweep config is a YAML mapping")
+    cfg.update(overrides or {})
     unknown = set(cfg) - KNOWN_KEYS
     if unknown:
         raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}")

@@ -57,6 +57,7 @@ class PretrainConfig:
     size: int = 64
     checkpoint_every: int = 100
     workers: int = 2
+    init: str | None = None  # a vl2v-tiny checkpoint to continue from instead of random init
 
 
 def create_model() -> tuple[torch.nn.Module, object]:
@@ -141,6 +142,12 @@ def pretrain(out: Path, cfg: PretrainConfig, pause_at: int | None = None, log=pr
     torch.manual_seed(cfg.seed)
     model, tokenizer = create_model()
     prototypes = torch.nn.Parameter(torch.randn(len(CLASS_NAMES), model.text_projection.shape[1]))
+    if cfg.init:
+        # continued pretraining: the prototypes start at the class prompts' text embeddings, so the
+        # temporary loss agrees with what the model already knows instead of pulling images apart
+        model.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu", weights_only=True).items()})
+        with torch.no_grad():
+            prototypes.copy_(model.encode_text(tokenizer([ZERO_SHOT_TEMPLATE.format(c) for c in CLASS_NAMES])))
     opt = torch.optim.AdamW([*model.parameters(), prototypes], lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     state_path = work / "state.pt"

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-cell", type=int, default=d.per_cell, help=f"corpus images per class and style (default: {d.per_cell})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between resumable states")
     p.add_argument("--workers", type=int, default=d.workers, help="rendering processes")
+    p.add_argument("--init", type=str, default=None, metavar="CHECKPOINT", help="continue pretraining from this vl2v-tiny checkpoint")
+    p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default: {d.warmup})")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)")
     p.add_argument("--pause-at", type=int, default=None, metavar="STEP", help="stop at STEP keeping the resumable state (train in slices)")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the per-domain zero-shot check at the end")
@@ -43,6 +45,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
     if cfg.steps < 1 or cfg.batch_size < 2 or cfg.per_cell < 1:
         raise VendorCliError("--steps and --per-cell must be ≥ 1, --batch-size ≥ 2")
+    if args.init and not Path(args.init).is_file():
+        raise VendorCliError(f"--init {args.init}: no such checkpoint")
     if args.out.is_dir():
         raise VendorCliError(f"--out {args.out} is a folder; give a file path")
     t0 = time.time()

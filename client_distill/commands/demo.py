@@ -1,0 +1,38 @@
+"""``vl2v demo``: vendor + client simulation, accuracy versus query budget, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from client_distill.adapters.registry import ADAPTERS
+from client_distill.demo import DEFAULT_CONFIG, run_demo
+from client_distill.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    env = os.environ.get
+    p = subparsers.add_parser("demo", help="run the whole simulation and report accuracy vs query budget", description=__doc__)
+    p.add_argument("--out", default="results", help="folder for report.md, the plot, runs and the cache")
+    p.add_argument("--data", default="data/synth-pacs", help="where the synthetic dataset is (or will be) rendered")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML (with an optional `demo:` section)")
+    p.add_argument("--vendor", default=env("VL2V_VENDOR", "vl2v"), choices=sorted(ADAPTERS), help="vendor API flavour (env VL2V_VENDOR)")
+    p.add_argument("--vendor-url", default=env("VL2V_VENDOR_URL"), help="use this vendor instead of starting one (env VL2V_VENDOR_URL)")
+    p.add_argument("--api-key", default=env("VL2V_API_KEY"), help="API key for --vendor-url (env VL2V_API_KEY)")
+    p.add_argument("--api-key-file", default=None, help="read the API key from this file")
+    p.add_argument("--workers", type=int, default=1, help="training runs in parallel processes")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    key = args.api_key
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read --api-key-file: {exc}") from None
+    if key and not args.vendor_url:
+        raise UsageError("an API key was given but no --vendor-url; without one the demo starts its own vendor")
+    run_demo(Path(args.out), Path(args.data), Path(args.config), args.vendor, args.vendor_url, key, args.workers)
+    return 0

@@ -1,0 +1,125 @@
+"""``vl2v demo``: the whole vendor–client simulation in one command.
+
+It prepares what is missing (the synthetic synth-pacs data; the vendor's model and the student are
+committed checkpoints), starts the vendor as a *separate process* on 127.0.0.1 (or uses the vendor
+given by ``--vendor-url``/``VL2V_VENDOR_URL``), creates an API key with a budget, runs the budget sweep
+of ``configs/demo.yaml`` (ADiP and baselines), writes ``report.md`` and ``accuracy_vs_budget.png``, prints
+the table and stops the vendor, also on Ctrl-C or failure. Everything is resumable: a second run
+reuses the data, the paid embeddings (client cache) and finished runs.
+
+The vendor is started through its console script, never imported: the client side only ever sees
+the vendor over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from client_distill.errors import UsageError
+from client_distill.report import write_report
+from client_distill.sweep import load_config, run_sweep
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen | None, timeout_s: float = 180.0) -> None:
+    """Poll ``/readyz`` until the vendor has loaded its model (or died, or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise UsageError(f"the vendor exited with status {proc.returncode} before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise UsageError(f"the vendor at {url} was not ready after {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
+    """Start ``vl2v-vendor serve`` on a free loopback port with its own ledger, create a key with
+    ``budget`` queries, yield ``(url, key)``, and stop the vendor whatever happens."""
+    exe = shutil.which("vl2v-vendor")
+    base = [exe] if exe else [sys.executable, "-m", "vendor_server.cli"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "ledger.sqlite3"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(workdir / "vendor.log", "ab")
+    proc = subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        key = subprocess.run(
+            [*base, "keys", "create", "--db", str(db), "--name", f"demo-{int(time.time())}", "--budget", str(budget)],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        _wait_ready(url, proc)
+        print(f"vendor ready at {url} (log: {workdir / 'vendor.log'})", flush=True)
+        yield url, key
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        print("vendor stopped", flush=True)
+
+
+def ensure_data(data: Path, task: str, per_class: int, seed: int) -> None:
+    """Render the synthetic task once; a complete folder is reused as it is."""
+    if (data / ".complete").is_file():
+        return
+    from client_distill.cli import main as vl2v
+
+    argv = ["data", "synth", "--task", task, "--out", str(data), "--per-class", str(per_class), "--seed", str(seed)]
+    if data.exists():
+        argv.append("--overwrite")  # an earlier render was interrupted: redo it deterministically
+    if vl2v(argv) != 0:
+        raise UsageError(f"could not write the synthetic data to {data}")
+    (data / ".complete").write_text("ok\n")
+
+
+def run_demo(
+    out: Path, data: Path, config: Path, vendor: str, vendor_url: str | None, api_key: str | None, workers: int
+) -> Path:
+    """Run the demo and return the report's path."""
+    cfg = load_config(config, {"data": str(data), "out": str(out / "runs")})
+    demo = cfg.pop("demo", {})
+    ensure_data(data, demo.get("task", "synth-pacs"), int(demo.get("per_class", 60)), int(demo.get("seed", 0)))
+    cfg.setdefault("embed", {})["cache"] = str(out / "cache")
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if vendor_url is None:
+            vendor_url, api_key = stack.enter_context(local_vendor(out / "vendor", int(demo.get("key_budget", 100_000))))
+            vendor = "vl2v"
+        else:
+            _wait_ready(vendor_url.rstrip("/"), None, timeout_s=float(demo.get("wait_s", 300)))
+        # the sweep's `vl2v embed` processes read the vendor from the environment, so the key never
+        # appears on a command line
+        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url)
+        if api_key:
+            os.environ["VL2V_API_KEY"] = api_key
+        outcome = run_sweep(cfg, workers=workers)
+    if outcome["failed"]:
+        print(f"{len(outcome['failed'])} run(s) failed; their logs: " + ", ".join(f"{d}/log.txt" for d in outcome["failed"][:3]), file=sys.stderr)
+    report = write_report(out / "runs", out)
+    print(report.read_text())
+    print(f"demo finished in {time.monotonic() - started:.0f} s; report: {report}; plot: {out / 'accuracy_vs_budget.png'}")
+    return report
