@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from client_distill.datasets import ImageFolderDataset, Sample, open_dataset, seed_hash
 from client_distill.errors import UsageError
-from client_distill.hparams import resolve_hparams, stage_steps
+from client_distill.hparams import resolve_hparams, stage_lr, stage_steps
 from client_distill.methods import Method, Stage, Targets, create_method
 from client_distill.methods.clip_tower import is_clip_tower, load_clip_image_tower
 from client_distill.methods.registry import method_class
@@ -421,7 +421,7 @@ class Run:
             method.load_state_dict(torch.load(self.out / f"best_{prev}.pt", map_location=self.device, weights_only=True))
         method.train()
         params = method.trainable_parameters()
-        optimizer = torch.optim.Adam(params, lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))  # fresh per stage
+        optimizer = torch.optim.Adam(params, lr=stage_lr(hp, stage.name), weight_decay=float(hp["weight_decay"]))  # fresh per stage
         model: torch.nn.Module = method
         if dist.is_initialized():
             ids = [self.device.index] if self.device.type == "cuda" else None

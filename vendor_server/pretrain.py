@@ -22,7 +22,7 @@ import math
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +36,12 @@ from shared.world import CLASS_NAMES, STYLE_NAMES, TASKS, caption, render
 from shared.world.captions import STYLE_PHRASES
 from shared.world.writer import image_rng
 from vendor_server.model_configs import register_model_configs
+from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_MODEL as MODEL_NAME
 #: the prompt the zero-shot target is measured with
 ZERO_SHOT_TEMPLATE = "a photo of a {}"
 #: temperature of the temporary class prototypes (a fixed cosine-classifier scale)
 PROTOTYPE_SCALE = 16.0
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 800
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.02
-    warmup: int = 40
-    per_cell: int = 24  # pool images per (class, style)
-    ce_weight: float = 1.0
-    aux_weight: float = 1.0
-    seed: int = 0
-    size: int = 64
-    checkpoint_every: int = 100
-    workers: int = 2
-    init: str | None = None  # a vl2v-tiny checkpoint to continue from instead of random init
 
 
 def create_model() -> tuple[torch.nn.Module, object]:

@@ -9,12 +9,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from vendor_server.errors import VendorCliError
+from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_WEIGHTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from vendor_server.pretrain import PretrainConfig
-
     d = PretrainConfig()
     p = subparsers.add_parser("pretrain", help="pretrain vl2v-tiny on the synthetic world (resumable)")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="checkpoint path (default: the served default, vendor_server/weights/vl2v-tiny-synth.pt)")
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from vendor_server.pretrain import PretrainConfig, pretrain, zero_shot
+    from vendor_server.pretrain import pretrain, zero_shot
 
     if args.threads:
         torch.set_num_threads(args.threads)

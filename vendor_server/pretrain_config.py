@@ -1,0 +1,23 @@
+"""Settings of ``vl2v-vendor pretrain``, kept apart from the training code so that building the
+command line (every ``vl2v-vendor`` call does it) never imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 800
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.02
+    warmup: int = 40
+    per_cell: int = 24  # pool images per (class, style)
+    ce_weight: float = 1.0
+    aux_weight: float = 1.0
+    seed: int = 0
+    size: int = 64
+    checkpoint_every: int = 100
+    workers: int = 2
+    init: str | None = None  # a vl2v-tiny checkpoint to continue from instead of random init
