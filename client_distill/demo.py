@@ -109,9 +109,9 @@ def run_demo(
         if vendor_url is None:
             vendor_url, api_key = stack.enter_context(local_vendor(out / "vendor", int(demo.get("key_budget", 100_000))))
             vendor = "vl2v"
-        # the sweep's `vl2v embed` processes read the vendor from the environment, so the key never
-        # appears on a command line
-        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url)
+        # the sweep's `vl2v embed`/`vl2v distill` processes read the vendor (and the cache holding the
+        # query ledger) from the environment, so the key never appears on a command line
+        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url, VL2V_CACHE=cfg["embed"]["cache"])
         if api_key:
             os.environ["VL2V_API_KEY"] = api_key
         outcome = run_sweep(cfg, workers=workers)

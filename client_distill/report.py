@@ -190,9 +190,10 @@ def plot(results: list[Result], path: Path) -> Path:
                 marker = "o" if mode == "cached" else "*"
                 ax.errorbar(xs, 100 * ys, yerr=100 * es, marker=marker, markersize=6 if mode == "cached" else 12, capsize=3, label=label, color=colour)
         ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=0)  # queries are never negative; symlog would otherwise show a -10 tick
         ax.set_xlabel("image queries paid for training")
         ax.set_ylabel("OOD accuracy (%), avg over target domains")
-        ax.set_title(ds)
+        ax.set_title(f"{ds} (synthetic world)" if ds.startswith("synth") else ds)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
