@@ -55,8 +55,11 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> N
 def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
     """Start ``vl2v-vendor serve`` on a free loopback port with its own ledger, create a key with
     ``budget`` queries, yield ``(url, key)``, and stop the vendor whatever happens."""
-    exe = shutil.which("vl2v-vendor")
-    base = [exe] if exe else [sys.executable, "-m", "vendor_server.cli"]
+    # the console script installed beside this interpreter (a venv need not be activated), else PATH
+    exe = shutil.which("vl2v-vendor", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if exe is None:
+        raise UsageError("vl2v-vendor is not installed: `pip install -e .` (or pass --vendor-url to use a running vendor)")
+    base = [exe]
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "ledger.sqlite3"
     port = _free_port()
