@@ -19,7 +19,7 @@ COMMAND_MODULES = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser("vl2v", __doc__, COMMAND_MODULES), argv, (Vl2vError,))
+    return run(build_parser("vl2v", "the client: buy teacher embeddings from a vendor within a budget and distil them into a student (VL2V-ADiP)", COMMAND_MODULES), argv, (Vl2vError,))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "kd_tau": 4.0,  # textbook KD temperature applied to the teacher's 100·cos logits and the student's
     "kd_alpha": 0.5,  # KD: (1 - α)·CE + α·τ²·KL
     "freeze_bn": True,  # ResNet BatchNorm stays in eval mode (paper pitfall 11)
-    "swad": False,  # SWA-style weight averaging, evaluated at each checkpoint, selected on source val
+    # SWAD-*style* averaging: a uniform running average (torch.optim.swa_utils) from `swad_start` on,
+    # evaluated at each checkpoint and selected on source val; not SWAD's LossValley window search
+    "swad": False,
     "swad_start": 0.25,  # fraction of a stage's steps before averaging starts
     "num_workers": 2,
     "amp": True,  # bf16 autocast, only on CUDA

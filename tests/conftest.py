@@ -63,7 +63,9 @@ class VendorServer:
         cmd = [sys.executable, "-m", "vendor_server.cli", "serve", "--model", self.model, "--pretrained",
                self.pretrained, "--port", str(self.port), "--db", str(self.db), "--log-level", "warning"]
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(cmd, env={**os.environ, **self.env}, stdout=log, stderr=log)
+            # the developer's own VL2V_* settings must not change what the tests see
+            clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
+            self.process = subprocess.Popen(cmd, env={**clean, **self.env}, stdout=log, stderr=log)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

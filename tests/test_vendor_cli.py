@@ -63,3 +63,10 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert VendorSettings(pretrained="x.pt").pretrained_source() == "x.pt"
     expected = str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.exists() else "none"
     assert VendorSettings().pretrained_source() == expected
+
+
+def test_keys_commands_other_than_create_refuse_a_missing_ledger(tmp_path, vendor):
+    db = tmp_path / "typo.sqlite3"
+    listed = vendor("keys", "list", "--db", str(db))
+    assert listed.returncode == 2 and "no ledger at" in listed.stderr and "Traceback" not in listed.stderr
+    assert not db.exists()  # nothing was created behind the operator's back

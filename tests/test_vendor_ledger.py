@@ -101,3 +101,12 @@ def test_idempotency_expires(tmp_path):
     assert ledger.charge(record.id, new_request_id(), 0, 1, "body", idempotency_key="k").replay is None
     assert ledger.key(record.id).used == 2
     ledger.close()
+
+
+def test_a_key_revoked_after_authentication_is_not_charged(ledger):
+    record, secret = ledger.create_key("late", budget=10)
+    ledger.authenticate(secret)  # the request got past auth ...
+    ledger.revoke(record.id)  # ... then the operator revoked the key
+    with pytest.raises(KeyRevoked):
+        ledger.charge(record.id, new_request_id(), 1, 0, "sha")
+    assert ledger.usage(record.id).used == 0

@@ -41,6 +41,7 @@ from shared.protocol import (
 from vendor_server.admin import admin_router
 from vendor_server.api_errors import (
     ApiError,
+    BudgetExhausted,
     InferenceFailed,
     InvalidInput,
     NotFound,
@@ -106,30 +107,39 @@ def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
         request_id = request.state.request_id
         if not state["ready"]:
             raise Overloaded("the service is starting", headers={"Retry-After": "1"})
-        with batcher.admit(len(texts) + len(images)):
+        n_items = len(texts) + len(images)
+        if idempotency_key is None and n_items > key.remaining:
+            # refuse before decoding (a key with no budget must not be able to buy free image decoding);
+            # the authoritative, atomic check is still ledger.charge below
+            raise BudgetExhausted(f"this request needs {n_items} queries but the key has {key.remaining} left",
+                                  used=key.used, budget=key.budget, remaining=key.remaining, requested=n_items)
+        with batcher.admit(n_items):
             decoded = await asyncio.to_thread(_decode_all, images, limits)
             charge = await asyncio.to_thread(
                 ledger.charge, key.id, request_id, len(images), len(texts),
                 hashlib.sha256(req.model_dump_json().encode()).hexdigest(), idempotency_key)
             if charge.replay is not None:
                 return Response(charge.replay, media_type="application/json", headers={"Idempotent-Replayed": "true"})
+            # from the reservation until the charge is final, any failure or cancellation refunds it:
+            # the client gets no embeddings, so it pays nothing
             try:
                 text_rows, image_rows = await asyncio.gather(
                     batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded))
-            except BaseException as exc:  # cancelled or failed: the client gets no embeddings, so no charge
+                rows = _in_input_order(texts, text_rows, images, image_rows)
+                response = EmbeddingResponse(
+                    model=card.id,
+                    data=[EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
+                          for i, row in enumerate(rows)],
+                    usage=EmbeddingUsage(images=len(images), texts=len(texts), queries=len(rows),
+                                         prompt_tokens=len(rows), total_tokens=len(rows), remaining=charge.remaining),
+                ).model_dump_json()
+                await asyncio.to_thread(ledger.complete, request_id, response)
+            except BaseException as exc:
                 ledger.refund(request_id)
                 if isinstance(exc, Exception):
                     log.exception("inference failed for %s", request_id)
                     raise InferenceFailed("the model failed on this request; it was not charged") from exc
                 raise
-        rows = _in_input_order(texts, text_rows, images, image_rows)
-        response = EmbeddingResponse(
-            model=card.id,
-            data=[EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format)) for i, row in enumerate(rows)],
-            usage=EmbeddingUsage(images=len(images), texts=len(texts), queries=len(rows), prompt_tokens=len(rows),
-                                 total_tokens=len(rows), remaining=charge.remaining),
-        ).model_dump_json()
-        await asyncio.to_thread(ledger.complete, request_id, response)
         metrics.queries_charged.labels("text").inc(len(texts))
         metrics.queries_charged.labels("image").inc(len(images))
         return Response(response, media_type="application/json")

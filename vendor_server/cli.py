@@ -16,7 +16,7 @@ COMMAND_MODULES = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser("vl2v-vendor", __doc__, COMMAND_MODULES), argv, (VendorCliError,))
+    return run(build_parser("vl2v-vendor", "the vendor: serve a CLIP model only as metered, pay-per-query embedding endpoints; manage API keys", COMMAND_MODULES), argv, (VendorCliError,))
 
 
 if __name__ == "__main__":

@@ -134,10 +134,10 @@ class Ledger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")  # inside the try: a failed COMMIT must not leave the transaction open
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -213,9 +213,11 @@ class Ledger:
         now = time.time()
         with self._tx() as db:
             db.execute("DELETE FROM idempotency WHERE expires <= ? AND status = 'done'", (now,))
-            row = db.execute("SELECT used, budget FROM keys WHERE id = ?", (key_id,)).fetchone()
+            row = db.execute("SELECT used, budget, revoked FROM keys WHERE id = ?", (key_id,)).fetchone()
             if row is None:
                 raise InvalidApiKey("invalid API key")
+            if row["revoked"]:  # revoked between authentication and this transaction
+                raise KeyRevoked(f"API key {key_id} has been revoked")
             used, budget = row["used"], row["budget"]
             if idempotency_key is not None:
                 previous = db.execute("SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ?",

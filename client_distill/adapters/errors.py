@@ -1,7 +1,7 @@
 """What can go wrong when buying embeddings, sorted by what the client should do about it.
 
-Only :class:`TransientError` is retried; everything else ends the request at once. Budget and auth
-errors are :class:`~client_distill.errors.Vl2vError` so the CLI prints them as one line.
+Only :class:`TransientError` is retried; everything else ends the request at once. All of them are
+:class:`~client_distill.errors.Vl2vError`, so the CLI prints them as one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ class InvalidInput(VendorError):
     """The vendor rejected the input itself (400/413/422): resending the same bytes cannot help."""
 
 
-class TransientError(Exception):
-    """A failure that may pass (429 rate limit, 503, 5xx, connection error, timeout).
+class TransientError(Vl2vError):
+    """A failure that may pass (429 rate limit, 503, 5xx, connection error, timeout). It is retried;
+    when retries run out it reaches the CLI, which prints it as one line.
 
     ``retry_after`` is the vendor's ``Retry-After`` in seconds when it sent one; ``maybe_charged``
     is True when the request may have reached the vendor and been billed before the answer was lost

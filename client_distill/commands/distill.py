@@ -73,6 +73,7 @@ def _distill(args: argparse.Namespace) -> int:
     finally:
         if teacher is not None:
             teacher.close()
+            teacher.cache.close()
     if r is None:
         print(f"stopped after step {args.stop_after}; rerun the same command to continue")
         return 0

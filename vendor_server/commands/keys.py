@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from vendor_server.errors import VendorCliError
 
@@ -33,10 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ledger(args: argparse.Namespace):
+    """The ledger at ``--db``; only ``keys create`` may start a new one (a typo in the path of
+    ``keys list`` must not quietly show an empty, freshly created ledger)."""
     from vendor_server.ledger import Ledger
     from vendor_server.settings import VendorSettings
 
-    return Ledger(args.db or VendorSettings().db)
+    db = Path(args.db or VendorSettings().db)
+    if args.func is not _create and not db.is_file():
+        raise VendorCliError(f"no ledger at {db}; create a key first with `vl2v-vendor keys create --db {db} ...`")
+    return Ledger(db)
 
 
 def _call(args: argparse.Namespace, op):
