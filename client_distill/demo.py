@@ -67,10 +67,13 @@ def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
     log = open(workdir / "vendor.log", "ab")
     proc = subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        key = subprocess.run(
+        created = subprocess.run(
             [*base, "keys", "create", "--db", str(db), "--name", f"demo-{int(time.time())}", "--budget", str(budget)],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()
+            capture_output=True, text=True,
+        )
+        if created.returncode != 0:
+            raise UsageError(f"could not create the demo's API key: {created.stderr.strip()}")
+        key = created.stdout.strip()
         _wait_ready(url, proc)
         print(f"vendor ready at {url} (log: {workdir / 'vendor.log'})", flush=True)
         yield url, key
