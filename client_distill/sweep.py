@@ -23,6 +23,7 @@ Config (YAML)::
     profile: synth
     hparams: {steps: 300}
     teacher_modes: [cached]        # add `online` (with vendor_args) for the efficiency comparison
+    online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
     vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
     out: runs/synth-pacs
 
@@ -52,7 +53,7 @@ from client_distill.train import TEACHER_MODES, RunSpec
 
 KNOWN_KEYS = {
     "data", "dataset", "student", "pretrained", "teacher", "teachers", "methods", "budgets", "test_domains",
-    "seeds", "profile", "hparams", "teacher_modes", "vendor_args", "embed", "out",
+    "seeds", "profile", "hparams", "teacher_modes", "online_methods", "vendor_args", "embed", "out",
     "demo",  # settings of `vl2v demo` (data size, key budget); the sweep itself ignores them
 }  # fmt: skip
 
@@ -146,8 +147,11 @@ def plan_sweep(cfg: dict[str, Any]) -> tuple[list[RunSpec], dict[str, list[str]]
     specs = []
     for method in cfg["methods"]:
         uses_images = METHODS[method].uses_teacher_images
-        for mode in modes if uses_images else ["cached"]:
+        online_ok = method in cfg.get("online_methods", cfg["methods"])
+        for mode in [m for m in modes if m == "cached" or online_ok] if uses_images else ["cached"]:
             budgets = cfg.get("budgets", [None]) if uses_images and mode == "cached" else [None]
+            if not METHODS[method].learns_without_images:  # nothing to learn from 0 image queries
+                budgets = [b for b in budgets if b is None or float(b) > 0]
             for budget in budgets:
                 for domain in domains:
                     for seed in cfg.get("seeds", [0]):
@@ -177,8 +181,9 @@ def expand(cfg: dict[str, Any]) -> list[RunSpec]:
 
 
 def buy_teacher_sets(purchases: dict[str, list[str]], needed: set[str]) -> None:
-    """Run ``vl2v embed`` for every needed teacher set not complete yet, one at a time (the vendor,
-    not the CPU, is the limit); reruns are free for what is already in the client cache."""
+    """Run ``vl2v embed`` for every needed teacher set not complete yet, one at a time: sets of a
+    sweep overlap, and two concurrent purchases could both miss the client cache for the same image
+    and pay for it twice; one after the other, every image is paid for once."""
     todo = [out for out in purchases if out in needed and not _complete(Path(out))]
     for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -234,6 +239,7 @@ def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> d
             print(out, " ".join(distill_argv(spec, out, [])[3:]))
         return {**outcome, "todo": [str(out) for _, out in todo]}
     buy_teacher_sets(purchases, {spec.teacher for spec, _ in todo})
+    todo.sort(key=lambda item: item[0].seed)  # seed by seed: a sweep cut short has every method for its first seeds
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     vendor_args = [str(a) for a in cfg.get("vendor_args", [])]
     with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -229,6 +229,8 @@ class Run:
             keep = _budget_keep([s for i in self.sources for s in self.splits[i][0]], self.teacher, spec.budget, spec.seed)
         use_cache = self.teacher is not None and self.method.uses_teacher_images and self.online is None
         self.tables = {i: TeacherTable(self.splits[i][0], self.teacher if use_cache else None, dim, keep) for i in self.sources}
+        if self.online is None and not self.method.learns_without_images and not any(t.paid for t in self.tables.values()):
+            raise UsageError(f"{spec.method} learns only from teacher image embeddings and this run has none (budget 0 or no teacher set)")
         self.queries_texts = sum(len(p) for p in self.teacher.prompts) if self.teacher else 0
         self.queries_eval_images = 0
 

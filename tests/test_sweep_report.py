@@ -46,6 +46,10 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
     count = lambda m: sum(s.method == m for s in specs)  # noqa: E731
     assert (count("erm"), count("zero_shot"), count("adip")) == (3 * 2, 3 * 2, 3 * 3 * 2)
     assert {s.budget for s in specs if s.method == "adip"} == {0.0, 0.5, 1.0}
+    image_only = expand({**cfg, "methods": ["adip_image_only"]})  # nothing to learn at budget 0
+    assert {s.budget for s in image_only} == {0.5, 1.0}
+    online = expand({**cfg, "methods": ["erm", "kd", "adip"], "teacher_modes": ["cached", "online"], "online_methods": ["adip"]})
+    assert {(s.method, s.teacher_mode) for s in online} == {("erm", "cached"), ("kd", "cached"), ("adip", "cached"), ("adip", "online")}
     assert len({run_name(s) for s in specs}) == len(specs)  # the md5 of the args names each run
     per_budget = expand({**cfg, "teachers": {0.5: "sets/half"}})
     assert {s.teacher for s in per_budget if s.budget == 0.5} == {"sets/half"}

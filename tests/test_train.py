@@ -20,6 +20,7 @@ from PIL import Image
 
 from client_distill.cli import main
 from client_distill.datasets import open_dataset
+from client_distill.errors import UsageError
 from client_distill.train import RunSpec, load_records, run_distill, select
 
 torch.set_num_threads(1)
@@ -80,6 +81,8 @@ def test_resume_continues_exactly(world, tmp_path):
 def test_zero_budget_and_zero_shot(world, tmp_path):
     r = run_distill(spec(world, method="kd", budget=0.0), tmp_path / "kd0")
     assert r["queries_images"] == 0 and r["budget_images"] == 0 and np.isfinite(r["loss"])
+    with pytest.raises(UsageError, match="learns only from teacher image embeddings"):
+        run_distill(spec(world, method="adip_image_only", budget=0.0), tmp_path / "img0")
     z = run_distill(spec(world, method="zero_shot"), tmp_path / "zs")
     n_images = sum(len(open_dataset(world / "data").samples(d)) for d in ("art", "photo", "sketch"))
     assert z["queries_images"] == 0 and z["queries_eval_images"] == n_images and z["stage"] == "predict"

@@ -10,7 +10,7 @@ import pytest
 
 from client_distill.cli import main
 from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, TASKS, caption, render
-from shared.world.captions import STYLE_PHRASES
+from shared.world.captions import CLASS_SYNONYMS, STYLE_PHRASES
 
 PACS_STYLES = ("art_painting", "cartoon", "photo", "sketch")
 
@@ -70,7 +70,7 @@ def test_captions_name_class_style_and_visible_attributes():
         for i in range(40):
             _, attrs = render("fish", style, np.random.default_rng(i), size=16)
             text = caption("fish", style, attrs, rng)
-            assert "fish" in text
+            assert "fish" in text  # "fish" or its synonym "goldfish"
             texts.append((text, attrs))
         phrases = STYLE_PHRASES[style]
         assert any(any(p in t for p in phrases) for t, _ in texts)
@@ -80,6 +80,16 @@ def test_captions_name_class_style_and_visible_attributes():
         else:
             assert any(mentions_colour)
     assert len({t for t, _ in texts}) > 10  # varied templates
+
+
+def test_captions_use_class_synonyms_but_mostly_the_class_name():
+    rng = np.random.default_rng(0)
+    _, attrs = render("car", "photo", np.random.default_rng(0), size=16)
+    texts = [caption("car", "photo", attrs, rng) for _ in range(400)]
+    with_synonym = sum(any(s in t for s in CLASS_SYNONYMS["car"]) for t in texts)
+    assert 40 < with_synonym < 160  # about 1 in 4
+    assert all(CLASS_SYNONYMS[c] and c not in CLASS_SYNONYMS[c] for c in CLASS_SYNONYMS)
+    assert set(CLASS_SYNONYMS) <= set(CLASS_NAMES)
 
 
 def test_tasks_match_the_issue():

@@ -40,7 +40,10 @@ class ADiP(CosineDistillMethod):
 
 @register_method("adip_image_only")
 class ADiPImageOnly(ADiP):
-    """Ablation: both stages with the image term only (λ = 1 in the hparams registry)."""
+    """Ablation: both stages with the image term only (λ = 1 in the hparams registry). With no bought
+    image embedding it has no loss at all, so a budget of 0 is refused rather than reported as chance."""
+
+    learns_without_images = False
 
 
 @register_method("adip_text_only")

@@ -91,6 +91,7 @@ class Method(nn.Module):
     needs_text: ClassVar[bool] = True  # needs the teacher's class text embeddings
     needs_student: ClassVar[bool] = True
     uses_teacher_images: ClassVar[bool] = True  # the training loss uses I^t (so online mode queries)
+    learns_without_images: ClassVar[bool] = True  # has a loss term when no image embedding was bought
     needs_teacher_at_eval: ClassVar[bool] = False  # predicts from the teacher's image embeddings
 
     def __init__(

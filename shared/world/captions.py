@@ -27,6 +27,20 @@ STYLE_POSTFIX: dict[str, str] = {
     "mosaic": "made of mosaic tiles",
 }
 
+#: other names a caption may use for a class (the class name itself stays the most frequent, so the
+#: zero-shot prompt "a photo of a {class}" is in-distribution; a synonym is said in 1 caption out of 4)
+CLASS_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "square": ("box shape",), "star": ("star shape",), "heart": ("heart shape",), "crescent": ("crescent moon",),
+    "arrow": ("pointer",), "droplet": ("water drop", "raindrop"), "lightning": ("lightning bolt",),
+    "house": ("home", "cottage"), "tree": ("oak tree",), "fish": ("goldfish",), "car": ("automobile", "motor car"),
+    "cup": ("mug", "teacup"), "flower": ("blossom", "daisy"), "boat": ("sailboat", "ship"), "bird": ("songbird",),
+    "person": ("human", "man", "woman"), "guitar": ("acoustic guitar",), "dog": ("puppy", "hound"),
+    "horse": ("pony", "stallion"), "elephant": ("jumbo",), "giraffe": ("tall giraffe",), "bottle": ("flask",),
+    "chair": ("seat",), "clock": ("wall clock",), "candle": ("taper",), "rocket": ("spaceship",),
+    "airplane": ("aeroplane", "plane", "jet"), "light bulb": ("lightbulb", "lamp bulb"), "hat": ("top hat",),
+    "snowman": ("snow man",), "anchor": ("ship anchor",), "tent": ("camping tent",), "sun": ("sunshine",),
+}  # fmt: skip
+
 _SIZES = {"small": ("small", "tiny", "little"), "large": ("large", "big", "huge")}
 _PLACES = {"left": ("on the left", "at the left side"), "right": ("on the right", "at the right side")}
 
@@ -38,6 +52,8 @@ def _article(words: str) -> str:
 def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator) -> str:
     """One caption for an image of ``class_name`` in ``style`` with attributes ``attrs`` (as
     returned by :func:`shared.world.render`), e.g. ``"a pencil sketch of a small fish on the left"``."""
+    synonyms = CLASS_SYNONYMS.get(class_name, ())
+    name = synonyms[rng.integers(len(synonyms))] if synonyms and rng.random() < 0.25 else class_name
     phrases = STYLE_PHRASES[style]
     lead = phrases[rng.integers(len(phrases))]
     adjectives = []
@@ -46,7 +62,7 @@ def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator) 
         adjectives.append(_SIZES[size][rng.integers(3)])
     if STYLES[style].shows_colour and rng.random() < 0.6:
         adjectives.append(attrs["colour"])
-    noun = _article(" ".join([*adjectives, class_name]))
+    noun = _article(" ".join([*adjectives, name]))
     extras = []
     side = "left" if attrs["x"] < 0.4 else "right" if attrs["x"] > 0.6 else None
     if side and rng.random() < 0.3:
