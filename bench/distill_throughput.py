@@ -66,7 +66,7 @@ def main() -> None:
         out = []
         for _ in range(args.domains):
             idx = torch.randint(0, n, (bpd,), generator=g)
-            out.append((pool[idx], labels[idx], idx))
+            out.append((pool[idx], labels[idx], idx, torch.randint(0, 2, (bpd,), generator=g)))  # the view each input is
         return out
 
     # distill: ADiP's Distill stage through the run loop's functions
@@ -97,7 +97,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
 
     def distill_step():
-        x, y, image, has = cached_batch(domain_batches(g), tables, g)
+        x, y, image, has = cached_batch(domain_batches(g), tables)
         x, targets = to_device(x, Targets(y, image, has), device)
         train_step(adip, opt_d, x, targets, amp)
 

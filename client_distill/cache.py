@@ -3,7 +3,9 @@
 A :mod:`diskcache` directory (SQLite + files, safe across processes and crashes). Entry keys are
 ``emb|<vendor>|<model>|<modality>|<options>|<sha256 of the exact bytes or UTF-8 text sent>``, so
 an identical input to the same model with the same options is a hit, and anything else (another
-model, a re-encoded image, an augmented view) is a different entry.
+model, a re-encoded image, an augmented view) is a different entry. ``<model>`` is
+``name@revision`` for vendors that report the revision of their weights (ours does): a vendor
+restarted with other weights under the same name is then a miss, never a stale hit.
 
 Vectors are stored as float16 bytes (half of float32; the cosine to the float32 original stays
 above 0.9999 for unit vectors of CLIP's sizes) and come back as unit-norm float32.
@@ -55,7 +57,7 @@ class EmbeddingCache:
     @staticmethod
     def key(adapter: Adapter, modality: Modality, digest: str) -> str:
         options = json.dumps(adapter.options(), sort_keys=True, separators=(",", ":"))
-        return f"{ENTRY_PREFIX}{adapter.name}|{adapter.model}|{modality}|{options}|{digest}"
+        return f"{ENTRY_PREFIX}{adapter.name}|{adapter.model_key}|{modality}|{options}|{digest}"
 
     def get_many(self, keys: Sequence[str], count: bool = True) -> list[np.ndarray | None]:
         """The cached vectors (float32, unit norm) or None per key; counts hits and misses unless

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from client_distill.errors import UsageError
+
+#: the file endings ``torchvision.datasets.ImageFolder`` reads (its ``IMG_EXTENSIONS``), spelled out
+#: so that this module, which the ``vl2v`` command line imports, does not import torch
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 #: the folder and DomainBed's domain order of every dataset known by name; ``synth-*`` are written by
 #: ``vl2v data synth`` and keep whatever domains the task has
@@ -166,11 +168,13 @@ def open_dataset(data: str | Path, name: str | None = None) -> DomainDataset:
     return DomainDataset(root, domains or None, name=key)
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """Torch view of a list of :class:`Sample`: items are ``(image tensor, label, index)``; the index
-    lets a trainer look up per-sample side data (such as a teacher embedding) for the batch."""
+class ImageFolderDataset:
+    """Torch (map-style) view of a list of :class:`Sample`: items are ``(transform(image), label,
+    index)``; the index lets a trainer look up per-sample side data (such as a teacher embedding) for
+    the batch. A ``DataLoader`` needs only ``__len__`` and ``__getitem__``, so the class does not
+    derive from torch's ``Dataset`` and this module stays importable without torch."""
 
-    def __init__(self, root: str | Path, samples: Sequence[Sample], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, root: str | Path, samples: Sequence[Sample], transform: Callable[[Image.Image], Any]) -> None:
         self.root = Path(root)
         self.samples = list(samples)
         self.transform = transform
@@ -178,8 +182,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        sample = self.samples[index]
-        with Image.open(self.root / sample.path) as img:
-            image = img.convert("RGB")
-        return self.transform(image), sample.label, index
+    def image(self, index: int) -> Image.Image:
+        """The decoded RGB image of sample ``index``."""
+        with Image.open(self.root / self.samples[index].path) as img:
+            return img.convert("RGB")
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+        return self.transform(self.image(index)), self.samples[index].label, index

@@ -26,8 +26,6 @@ from pathlib import Path
 import httpx
 
 from client_distill.errors import UsageError
-from client_distill.report import write_report
-from client_distill.sweep import load_config, run_sweep
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
@@ -106,6 +104,9 @@ def run_demo(
     out: Path, data: Path, config: Path, vendor: str, vendor_url: str | None, api_key: str | None, workers: int
 ) -> Path:
     """Run the demo and return the report's path."""
+    from client_distill.report import write_report  # these import torch: not at `vl2v --help` time
+    from client_distill.sweep import load_config, run_sweep
+
     cfg = load_config(config, {"data": str(data), "out": str(out / "runs")})
     demo = cfg.pop("demo", {})
     ensure_data(data, demo.get("task", "synth-pacs"), int(demo.get("per_class", 60)), int(demo.get("seed", 0)))

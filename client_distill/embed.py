@@ -9,7 +9,9 @@ refuses to *send* more than ``budget`` queries (:class:`~client_distill.teacher.
 
 View 0 of an image is the exact file; view ``v ≥ 1`` is the training augmentation of the paper
 (DomainBed's, :func:`client_distill.transforms.train_transform`) drawn with a seed derived from
-(seed, path, v), PNG-encoded: the same bytes on every run, so they are cached like files.
+(seed, path, v) by :func:`client_distill.transforms.seeded_view`, PNG-encoded: the same bytes on every
+run, so they are cached like files, and training reproduces the same picture from the manifest's
+``seed`` to pair it with its embedding.
 """
 
 from __future__ import annotations
@@ -21,16 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.transforms.functional import to_pil_image
 
 from client_distill.adapters.base import l2_normalise
-from client_distill.datasets import DomainDataset, Sample, seed_hash
+from client_distill.datasets import DomainDataset, Sample
 from client_distill.errors import UsageError
 from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
-from client_distill.transforms import train_transform
+from client_distill.transforms import seeded_view
 
 DEFAULT_TEMPLATES = ("a photo of a {}",)
 
@@ -92,11 +92,7 @@ def view_bytes(root: Path, sample: Sample, view: int, seed: int) -> bytes:
     if view == 0:
         return path.read_bytes()
     with Image.open(path) as img:
-        image = img.convert("RGB")
-    augment = train_transform(min(image.size), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed_hash(seed, sample.path, view))
-        out = to_pil_image(augment(image).clamp(0, 1))
+        out = seeded_view(img.convert("RGB"), seed, sample.path, view)
     buf = io.BytesIO()
     out.save(buf, format="PNG")
     return buf.getvalue()
@@ -139,6 +135,7 @@ def buy(
             images[sample.path] = np.stack(views).astype(np.float16)
     meta = {
         **meta,
+        "model_revision": teacher.adapter.revision,  # None where the vendor's model names pin their weights
         "complete": error is None,
         "queries": {
             "planned": len(plan),

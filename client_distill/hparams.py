@@ -14,6 +14,8 @@ results record (the record carries the resolved hparams), never silently applied
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from typing import Any
 
 from client_distill.errors import UsageError
@@ -90,7 +92,56 @@ def resolve_hparams(
         if key not in hp and not key.startswith(("steps_", "lr_")):
             raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(hp))}, steps_<stage> and lr_<stage>")
         hp[key] = value
+    _check(hp)
     return hp
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+_POSITIVE = (lambda v: _is_number(v) and v > 0, "a number > 0")
+_NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0, "a number ≥ 0")
+_FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
+_COUNT = (lambda v: _is_int(v) and v >= 1, "an integer ≥ 1")
+
+#: the range of every numeric hparam, as (test, what it must be); ``steps_*``/``lr_*`` as ``steps``/``lr``
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": _POSITIVE, "kd_tau": _POSITIVE, "weight_decay": _NON_NEGATIVE, "lambda": _FRACTION, "kd_alpha": _FRACTION,
+    "swad_start": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "steps": _COUNT, "checkpoint_freq": _COUNT, "batch_per_domain": _COUNT, "test_batch": _COUNT,
+    "num_workers": (lambda v: _is_int(v) and v >= 0, "an integer ≥ 0"),
+}  # fmt: skip
+
+
+def _check(hp: dict[str, Any]) -> None:
+    """Refuse a value of the wrong type or out of range before a run starts (a negative lr or 0 steps
+    would otherwise train nonsense or fail deep inside torch), naming the key. Strings are refused too,
+    numeric-looking ones included: YAML 1.1 reads ``lr: 1e-4`` as the string "1e-4"."""
+    for key, value in hp.items():
+        if isinstance(DEFAULTS.get(key), bool):
+            if not isinstance(value, bool):
+                raise UsageError(f"hparam {key!r} must be true or false, got {value!r}")
+            continue
+        base = key.split("_")[0] if key.startswith(("steps_", "lr_")) else key
+        if base not in _RANGES:
+            continue
+        test, what = _RANGES[base]
+        if not test(value):
+            hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if isinstance(value, str) and _looks_numeric(value) else ""
+            raise UsageError(f"hparam {key!r} must be {what}, got {value!r}{hint}")
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def stage_steps(hparams: dict[str, Any], stage: str) -> int:

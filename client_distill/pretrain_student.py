@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +33,16 @@ from tqdm import tqdm
 
 from client_distill.datasets import seed_hash
 from client_distill.errors import UsageError
+from client_distill.pretrain_config import PretrainConfig
 from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
 from shared.world import CLASS_NAMES, TASKS, render
 
-#: default backbone: timm's ResNet-10-T (4.9 M parameters, 512-d features) is the smallest timm
-#: ResNet, trains fastest on CPU and, saved in fp16 (9.8 MB), fits the 20 MB budget of a committed
-#: checkpoint that ResNet-18 (22 MB in fp16) would exceed
-DEFAULT_ARCH = "resnet10t"
 PHOTO = "photo"
 #: rendering processes (rendering the photo pool and the test sets is a large part of a run)
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 #: first word of every generator seed here; ``vl2v data synth`` seeds images with ``(seed, style, class,
 #: n)``, so without it the photo pool would contain the very photos a client later tests on
 SEED_TAG = 0x9E3779B9
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Everything that determines the result; a partial run resumes only under the same config."""
-
-    arch: str = DEFAULT_ARCH
-    steps: int = 500
-    batch_size: int = 64
-    size: int = 64
-    seed: int = 0
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    pool_per_class: int = 120
-    eval_per_class: int = 20
-    save_every: int = 50
 
 
 def _render_one(job: tuple[str, str, list[int], int]) -> np.ndarray:

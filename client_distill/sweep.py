@@ -28,7 +28,9 @@ Config (YAML)::
     out: runs/synth-pacs
 
 Methods whose training uses no teacher image (erm, lp, lp_ft, adip_text_only, zero_shot) do not
-depend on the budget and run once per (target, seed).
+depend on the budget and run once per (target, seed). With ``embed``, the sweep buys only what its
+runs use (see :class:`Purchases`): the class prompts for every method that needs the teacher, source
+images only for budgeted runs, every image only if zero-shot runs.
 """
 
 from __future__ import annotations
@@ -96,10 +98,11 @@ def _embed_argv(cfg: dict[str, Any], out: Path, domains: list[str], split: str, 
 
 
 class Purchases:
-    """The teacher sets a sweep with an ``embed`` section buys: one per (budget, target, seed) over
-    the source domains' "in" splits, and one of every image for the budget-free methods (zero-shot
-    needs the target images too). Overlapping sets cost nothing twice: ``vl2v embed`` reads the
-    client cache first, so the sweep pays at most once per distinct image."""
+    """The teacher sets a sweep with an ``embed`` section buys, only those its runs use: one per
+    (budget, target, seed) over the source domains' "in" splits, one of every image of every domain
+    if zero-shot runs (it predicts from the teacher's embedding of every evaluated image), and the
+    class prompts alone for runs that need no bought image. Overlapping sets cost nothing twice:
+    ``vl2v embed`` reads the client cache first, so the sweep pays at most once per distinct input."""
 
     def __init__(self, cfg: dict[str, Any], dataset):
         self.cfg, self.ds, self.root = cfg, dataset, Path(cfg["out"]) / "teachers"
@@ -116,11 +119,25 @@ class Purchases:
     def budget_set(self, budget: float, target: str, seed: int) -> str:
         sources = [d for d in self.ds.domains if d != target]
         n_in = sum(len(self.ds.split(d, seed)[0]) for d in sources)
-        return self._set(sources, "in", seed, self.n_texts + self.views * int(round(budget * n_in)))
+        n_images = int(round(budget * n_in))
+        return self._set(sources, "in", seed, self.n_texts + self.views * n_images) if n_images else self.texts_set()
 
     def full_set(self) -> str:
         n_all = sum(len(self.ds.samples(d)) for d in self.ds.domains)
         return self._set(list(self.ds.domains), "all", 0, self.n_texts + n_all)
+
+    def texts_set(self) -> str:
+        return self._set(list(self.ds.domains), "all", 0, self.n_texts)
+
+    def unbudgeted_set(self, method: type, mode: str, target: str, seed: int) -> str | None:
+        """What a run without a budget uses: every image for zero-shot; every source image for a
+        cached run that trains on teacher images (a budget of 1); the prompts alone where training
+        uses no teacher image, or buys its own (online); nothing for a method that ignores the teacher."""
+        if method.needs_teacher_at_eval:
+            return self.full_set()
+        if method.uses_teacher_images and mode == "cached":
+            return self.budget_set(1.0, target, seed)
+        return self.texts_set() if method.needs_text else None
 
 
 def plan_sweep(cfg: dict[str, Any]) -> tuple[list[RunSpec], dict[str, list[str]]]:
@@ -137,12 +154,14 @@ def plan_sweep(cfg: dict[str, Any]) -> tuple[list[RunSpec], dict[str, list[str]]
     if any(m not in TEACHER_MODES for m in modes):
         raise UsageError(f"teacher_modes must be among {TEACHER_MODES}")
 
-    def teacher_for(budget: float | None, domain: str, seed: int) -> str | None:
+    def teacher_for(method: str, mode: str, budget: float | None, domain: str, seed: int) -> str | None:
         if budget is not None and float(budget) in teachers:
             return teachers[float(budget)]
-        if purchases is not None:
-            return purchases.budget_set(float(budget), domain, seed) if budget is not None else cfg.get("teacher") or purchases.full_set()
-        return cfg.get("teacher")
+        if purchases is None:
+            return cfg.get("teacher")
+        if budget is not None:
+            return purchases.budget_set(float(budget), domain, seed)
+        return cfg.get("teacher") or purchases.unbudgeted_set(METHODS[method], mode, domain, seed)
 
     specs = []
     for method in cfg["methods"]:
@@ -162,7 +181,7 @@ def plan_sweep(cfg: dict[str, Any]) -> tuple[list[RunSpec], dict[str, list[str]]
                                 dataset=cfg.get("dataset"),
                                 test_domain=domain,
                                 seed=int(seed),
-                                teacher=teacher_for(budget, domain, int(seed)),
+                                teacher=teacher_for(method, mode, budget, domain, int(seed)),
                                 student=cfg.get("student", RunSpec.student),
                                 pretrained=bool(cfg.get("pretrained", True)),
                                 profile=cfg.get("profile", "paper"),

@@ -3,7 +3,8 @@
 It is what ``vl2v embed`` writes and what ``vl2v distill`` reads, so training never touches the
 vendor or the cache and can run on another machine. Layout of a teacher-set folder::
 
-    manifest.json       format, vendor, model, dim, classes, prompts, views, query counts, shard list
+    manifest.json       format, vendor, model and its revision (where the vendor reports one), dim, classes,
+                        prompts, views, query counts, shard list
     texts.npy           float32 [C, D]   L2-normalised class text embeddings (prompt-averaged)
     images-00000.npy    float16 [n, K, D] L2-normalised image embeddings, K views per image (view 0 = the
                         un-augmented image)
@@ -35,7 +36,7 @@ class TeacherSet:
     prompts: list[list[str]]
     text_embeddings: np.ndarray  # [C, D] float32, unit norm
     image_embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # path -> [K, D] float16
-    meta: dict = field(default_factory=dict)  # vendor, model, views, query counts, ...
+    meta: dict = field(default_factory=dict)  # vendor, model, model_revision, views, query counts, ...
 
     @property
     def dim(self) -> int:

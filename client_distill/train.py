@@ -13,7 +13,8 @@ Teacher modes:
 - ``cached`` (default, budget-aware): the image embeddings come from a teacher set bought once by
   ``vl2v embed``; a source image without one gets only the loss terms that need no image query, so
   a budget of 0 image queries is a valid run. ``budget`` < 1 keeps a seeded random fraction of the
-  source images' embeddings (what buying that fraction would have cost).
+  source images' embeddings (what buying that fraction would have cost). An image bought with
+  ``--views K`` trains on the very pictures whose embeddings were bought (see :class:`TrainingImages`).
 - ``online`` (the official recipe): every augmented view of every step is sent to the vendor and paid
   for; cached only within the step.
 """
@@ -25,8 +26,8 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,38 +43,16 @@ from client_distill.hparams import resolve_hparams, stage_lr, stage_steps
 from client_distill.methods import Method, Stage, Targets, create_method
 from client_distill.methods.clip_tower import is_clip_tower, load_clip_image_tower
 from client_distill.methods.registry import method_class
+from client_distill.runspec import TEACHER_MODES, RunSpec
 from client_distill.students import create_student
 from client_distill.teacher_set import TeacherSet
-from client_distill.transforms import eval_transform, train_transform
-
-TEACHER_MODES = ("cached", "online")
+from client_distill.transforms import eval_transform, seeded_view, train_transform
 
 
 class ImageTeacher(Protocol):
     """What the online mode needs of :class:`client_distill.teacher.Teacher`."""
 
     def embed_images(self, images: list[bytes]) -> np.ndarray: ...
-
-
-@dataclass
-class RunSpec:
-    """Everything that defines a run; its JSON is hashed into the sweep's run-folder name."""
-
-    method: str
-    data: str
-    test_domain: str
-    seed: int = 0
-    dataset: str | None = None
-    teacher: str | None = None  # teacher-set folder
-    student: str = "vl2v-photo-resnet"
-    pretrained: bool = True
-    profile: str = "paper"
-    hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the registry's values
-    budget: float | None = None  # fraction of source images whose bought embeddings are used
-    teacher_mode: str = "cached"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -141,11 +120,59 @@ class TeacherTable:
         """Image queries these embeddings cost (one per stored view)."""
         return int(self.views.sum())
 
-    def lookup(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One bought view per sample, chosen at random (view 0 is the un-augmented image)."""
-        views = self.views[index]
-        pick = (torch.rand(len(index), generator=generator) * views.clamp(min=1)).long()
-        return self.vectors[index, pick], views > 0
+    def lookup(self, index: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding of view ``view`` of each sample (chosen by :class:`TrainingImages` when it
+        made the input) and whether the sample has one at all."""
+        return self.vectors[index, view], self.views[index] > 0
+
+
+class TrainingImages(ImageFolderDataset):
+    """A source domain's training inputs, each paired with the bought view its target will be:
+    items are ``(x, label, index, view)``.
+
+    The view is drawn here, where the input is made, so that input and target show the same picture.
+    For a bought view k ≥ 1 the input *is* that view — the seeded augmentation ``vl2v embed`` sent,
+    reproduced by :func:`~client_distill.transforms.seeded_view` — followed only by the student's
+    deterministic ``resize`` (eval transform). For view 0, or an image without a bought embedding,
+    the input is the usual random ``augment`` of the file: the teacher's embedding of the *clean*
+    image is then the target of an augmented student view, the budget-aware approximation (one query
+    per image instead of one per augmented view, which only the online mode pays for). The view is
+    drawn from torch's global RNG, as the augmentation is, so a segment's seed fixes both.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        samples: Sequence[Sample],
+        views: torch.Tensor,
+        augment: Callable[[Image.Image], torch.Tensor],
+        resize: Callable[[Image.Image], torch.Tensor],
+        view_seed: int | None,
+    ):
+        if view_seed is None and bool((views > 1).any()):
+            raise ValueError("inputs made from bought views ≥ 1 need the seed `vl2v embed` drew them with")
+        super().__init__(root, samples, augment)
+        self.views, self.resize, self.view_seed = views, resize, view_seed
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+        sample, image, bought = self.samples[index], self.image(index), int(self.views[index])
+        view = int(torch.randint(bought, ())) if bought > 1 else 0
+        if view == 0:
+            return self.transform(image), sample.label, index, 0
+        return self.resize(seeded_view(image, self.view_seed, sample.path, view)), sample.label, index, view
+
+
+def _view_seed(teacher: TeacherSet | None, tables: Sequence[TeacherTable]) -> int | None:
+    """The seed ``vl2v embed`` drew the set's augmented views with (its manifest's ``seed``), needed
+    only when a table holds a view ≥ 1. A set without it cannot be paired with its pictures."""
+    if teacher is None or all(t.vectors.shape[1] == 1 for t in tables):
+        return None
+    if not isinstance(teacher.meta.get("seed"), int):
+        raise UsageError(
+            "the teacher set holds augmented views (views ≥ 1) but its manifest has no integer 'seed' to redraw them "
+            "with; rebuild it with the same `vl2v embed` command (what the cache holds is not paid again)"
+        )
+    return int(teacher.meta["seed"])
 
 
 def _budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, seed: int) -> set[str]:
@@ -158,12 +185,13 @@ def _budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, 
     return set(rng.permutation(have)[: min(n, len(have))].tolist())
 
 
-def cached_batch(batches, tables: Sequence[TeacherTable], generator: torch.Generator):
-    """Concatenate one ``(x, y, index)`` minibatch per source domain (DomainBed: 32 per domain) and
-    look up each image's bought teacher embedding: ``(x, y, image [B, D], has_image [B])``."""
+def cached_batch(batches, tables: Sequence[TeacherTable]):
+    """Concatenate one ``(x, y, index, view)`` minibatch per source domain (DomainBed: 32 per domain)
+    and look up the bought embedding of the view each input was made from: ``(x, y, image [B, D],
+    has_image [B])``."""
     xs, ys, embs, has = [], [], [], []
-    for (x, y, idx), table in zip(batches, tables):
-        e, h = table.lookup(idx, generator)
+    for (x, y, idx, view), table in zip(batches, tables):
+        e, h = table.lookup(idx, view)
         xs.append(x), ys.append(y), embs.append(e), has.append(h)
     return torch.cat(xs), torch.cat(ys), torch.cat(embs), torch.cat(has)
 
@@ -229,6 +257,7 @@ class Run:
             keep = _budget_keep([s for i in self.sources for s in self.splits[i][0]], self.teacher, spec.budget, spec.seed)
         use_cache = self.teacher is not None and self.method.uses_teacher_images and self.online is None
         self.tables = {i: TeacherTable(self.splits[i][0], self.teacher if use_cache else None, dim, keep) for i in self.sources}
+        self.view_seed = _view_seed(self.teacher, list(self.tables.values()))
         if self.online is None and not self.method.learns_without_images and not any(t.paid for t in self.tables.values()):
             raise UsageError(f"{spec.method} learns only from teacher image embeddings and this run has none (budget 0 or no teacher set)")
         self.queries_texts = sum(len(p) for p in self.teacher.prompts) if self.teacher else 0
@@ -239,10 +268,10 @@ class Run:
     def _autocast(self):
         return autocast(self.device, bool(self.hp["amp"]))
 
-    def _loader(self, samples: Sequence[Sample], transform, batch: int, sampler=None, generator=None) -> DataLoader:
+    def _loader(self, images: ImageFolderDataset, batch: int, sampler=None, generator=None) -> DataLoader:
         workers = int(self.hp["num_workers"])
         return DataLoader(
-            ImageFolderDataset(self.data.root, samples, transform),
+            images,
             batch_size=batch,
             sampler=sampler,
             shuffle=False,
@@ -252,25 +281,35 @@ class Run:
             persistent_workers=False,
         )
 
-    def _segment(self, stage_index: int, start: int, n: int) -> tuple[Iterator, torch.Generator]:
+    def _segment(self, stage_index: int, start: int, n: int) -> Iterator:
         """Batches for steps ``start..start+n``: one minibatch per source domain per step, sampled with
         replacement (DomainBed's infinite loaders), seeded by (seed, stage, step, rank) so a resumed run
         draws exactly what an uninterrupted one would have."""
         seed = seed_hash(self.spec.seed, stage_index, start, self.rank)
-        torch.manual_seed(seed)  # augmentations drawn in the main process
+        torch.manual_seed(seed)  # augmentations and views drawn in the main process
         s = self.student
-        tf = train_transform(s.input_size, s.mean, s.std)
+        augment, resize = train_transform(s.input_size, s.mean, s.std), eval_transform(s.input_size, s.mean, s.std)
         bpd = int(self.hp["batch_per_domain"])
         iters = []
         for j, i in enumerate(self.sources):
             g = torch.Generator().manual_seed(seed + j)
             sampler = RandomSampler(range(len(self.splits[i][0])), replacement=True, num_samples=bpd * n, generator=g)
-            iters.append(iter(self._loader(self.splits[i][0], tf, bpd, sampler, torch.Generator().manual_seed(seed - j - 1))))
-        return zip(*iters), torch.Generator().manual_seed(seed + 7919)
+            images = TrainingImages(self.data.root, self.splits[i][0], self.tables[i].views, augment, resize, self.view_seed)
+            iters.append(iter(self._loader(images, bpd, sampler, torch.Generator().manual_seed(seed - j - 1))))
+        return zip(*iters)
 
-    def _targets(self, batches, generator: torch.Generator) -> tuple[torch.Tensor, Targets, int]:
+    def _all_ranks(self, count: int) -> int:
+        """``count`` summed over the ranks of a ``torchrun`` job: each rank buys the online views of its
+        own batches, and the record (written by rank 0) and the checkpoint must hold them all."""
+        if not dist.is_initialized():
+            return count
+        total = torch.tensor([count], dtype=torch.long, device=self.device)
+        dist.all_reduce(total)
+        return int(total.item())
+
+    def _targets(self, batches) -> tuple[torch.Tensor, Targets, int]:
         """Concatenate the per-domain minibatches and attach teacher targets; returns the query cost."""
-        x, y, image, has_image = cached_batch(batches, [self.tables[i] for i in self.sources], generator)
+        x, y, image, has_image = cached_batch(batches, [self.tables[i] for i in self.sources])
         paid = 0
         if self.online is not None and self.method.uses_teacher_images:
             before = getattr(self.online, "paid", None)
@@ -312,8 +351,9 @@ class Run:
             preds = torch.cat([method.logits(None, emb[i : i + batch]).argmax(1) for i in range(0, len(emb), batch)]).cpu()
         else:
             s = self.student
+            images = ImageFolderDataset(self.data.root, samples, eval_transform(s.input_size, s.mean, s.std))
             preds = []
-            for x, _, _ in self._loader(samples, eval_transform(s.input_size, s.mean, s.std), batch):
+            for x, _, _ in self._loader(images, batch):
                 fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
                 with self._autocast():
                     preds.append(method.logits(x.to(self.device, memory_format=fmt)).argmax(1).cpu())
@@ -442,14 +482,14 @@ class Run:
         paid_cached = sum(t.paid for t in self.tables.values())
         while step < n:
             end = min((step // freq + 1) * freq, n)
-            batches, gen = self._segment(index, step, end - step)
-            losses, t0, seen = [], time.perf_counter(), 0
-            for batch in batches:
-                x, targets, paid = self._targets(batch, gen)
+            losses, t0, seen, paid = [], time.perf_counter(), 0, 0
+            for batch in self._segment(index, step, end - step):
+                x, targets, cost = self._targets(batch)
                 losses.append(train_step(model, optimizer, x, targets, bool(hp["amp"])))
-                queries, seen, step = queries + paid, seen + len(x), step + 1
+                paid, seen, step = paid + cost, seen + len(x), step + 1
                 if swa is not None and step > swa_start:
                     swa.update_parameters(method)
+            queries += self._all_ranks(paid)
             speed = seen / max(time.perf_counter() - t0, 1e-9)
             if self.rank == 0:
                 extra = {

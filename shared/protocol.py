@@ -3,6 +3,11 @@
 This module is the *only* code the client and the vendor have in common about the API, so it is
 deliberately free of server logic. The shapes follow OpenAI's ``/v1/embeddings`` (so the official
 ``openai`` SDK works unchanged) with Jina/infinity-style image items (``{"image": base64 | data URI}``).
+
+Two extra fields name the *revision* of the served weights (a digest, see ``vendor_server.models``):
+``revision`` on each ``/v1/models`` card and ``model_revision`` on every embeddings response. A model
+name alone does not pin the weights (the vendor may be restarted with a retrained checkpoint), so a
+client that caches embeddings keys them by both. Clients that do not know the fields ignore them.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class EmbeddingUsage(BaseModel):
 class EmbeddingResponse(BaseModel):
     object: Literal["list"] = "list"
     model: str
+    #: the weights that computed ``data``; an idempotent replay carries the revision of the original answer
+    model_revision: str | None = None
     data: list[EmbeddingData]
     usage: EmbeddingUsage
 
@@ -84,6 +91,7 @@ class ModelCard(BaseModel):
     image_size: int
     price_per_query: float = Field(description="price of one input item, in the vendor's currency unit")
     modalities: list[str] = ["text", "image"]
+    revision: str | None = Field(None, description="digest of the served weights; changes whenever they do")
 
 
 class ModelList(BaseModel):

@@ -7,6 +7,9 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port:
 - ``vendor_server``: one such server shared by the whole session (admin token
   :data:`ADMIN_TOKEN`, small body/image limits from :data:`SHARED_LIMITS`). Create a key per test
   (``server.create_key(budget=...)``) so tests never see each other's usage.
+- ``vl2v_checkpoint(seed)`` → a ``vl2v-tiny`` checkpoint file of seeded random weights, for a vendor
+  whose weights must be the same after a restart (random init differs at every start) or must differ
+  from another vendor's on purpose (``vendor_server_factory(pretrained=str(path))``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,3 +132,27 @@ def vendor_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 @pytest.fixture(scope="session")
 def vendor_server(vendor_server_factory) -> VendorServer:
     return vendor_server_factory(**SHARED_LIMITS)
+
+
+@pytest.fixture(scope="session")
+def vl2v_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    made: dict[int, Path] = {}
+
+    def make(seed: int) -> Path:
+        if seed not in made:
+            import open_clip
+            import torch
+
+            from vendor_server.model_configs import register_model_configs
+
+            register_model_configs()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = open_clip.create_model("vl2v-tiny")
+            path = tmp_path_factory.mktemp("weights") / f"vl2v-tiny-seed{seed}.pt"
+            # float16, as ``vl2v-vendor pretrain`` writes the vendor's own checkpoint
+            torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+            made[seed] = path
+        return made[seed]
+
+    return make

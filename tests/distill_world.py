@@ -1,13 +1,17 @@
 """A tiny DomainBed-layout world for the distillation tests: coloured-square images in a few domains,
-a teacher set of random unit text vectors with image vectors near their class's text vector, and a
-small timm student saved as a project checkpoint (32 px input, random init)."""
+a teacher set of random unit text vectors with image vectors near their class's text vector, a small
+timm student saved as a project checkpoint (32 px input, seeded random init), and a loopback stand-in
+for the vendor in online mode."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
 import timm
+import torch
 from PIL import Image
 
 from client_distill.datasets import open_dataset
@@ -34,8 +38,11 @@ def make_images(root: Path, per_class: int = 6, size: int = 32) -> Path:
     return root
 
 
-def make_teacher_set(data: Path, out: Path, dim: int = 16, fraction: float = 1.0, views: int = 1, seed: int = 0) -> TeacherSet:
-    """Text vectors: random unit vectors; image vectors: the class's text vector plus noise."""
+def make_teacher_set(
+    data: Path, out: Path, dim: int = 16, fraction: float = 1.0, views: int = 1, seed: int = 0, meta: dict | None = None
+) -> TeacherSet:
+    """Text vectors: random unit vectors; image vectors: the class's text vector plus noise; ``meta``
+    as `vl2v embed` writes it (its ``seed`` redraws views ≥ 1)."""
     rng = np.random.default_rng(seed)
     ds = open_dataset(data)
     text = rng.normal(size=(len(ds.classes), dim)).astype(np.float32)
@@ -46,13 +53,33 @@ def make_teacher_set(data: Path, out: Path, dim: int = 16, fraction: float = 1.0
             if rng.random() < fraction:
                 v = text[s.label] + 0.5 * rng.normal(size=(views, dim))
                 images[s.path] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
-    ts = TeacherSet(classes=ds.classes, prompts=[[f"a photo of a {c}"] for c in ds.classes], text_embeddings=text, image_embeddings=images)
+    prompts = [[f"a photo of a {c}"] for c in ds.classes]
+    ts = TeacherSet(classes=ds.classes, prompts=prompts, text_embeddings=text, image_embeddings=images, meta=dict(meta or {}))
     ts.save(out)
     return ts
 
 
 def make_student(path: Path, arch: str = "resnet10t") -> Path:
-    body = timm.create_model(arch, pretrained=False, num_classes=0)
+    with torch.random.fork_rng(devices=[]):  # the same weights in every process (torch seeds itself randomly)
+        torch.manual_seed(0)
+        body = timm.create_model(arch, pretrained=False, num_classes=0)
     student = Student(body, name="tiny", arch=arch, feature_dim=body.num_features, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     save_student(student, path)
     return path
+
+
+class LoopbackVendor:
+    """Stands in for the vendor in online mode: a deterministic unit vector per distinct image; counts
+    the images it was paid for and records their sizes."""
+
+    def __init__(self, dim: int):
+        self.dim, self.paid, self.sizes = dim, 0, set()
+
+    def embed_images(self, images: list[bytes]) -> np.ndarray:
+        self.paid += len(images)
+        out = []
+        for b in images:
+            self.sizes.add(Image.open(io.BytesIO(b)).size)
+            v = np.random.default_rng(int(hashlib.sha256(b).hexdigest()[:8], 16)).normal(size=self.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out)

@@ -105,6 +105,8 @@ def test_budget_is_exact_and_reruns_are_free(vendor_server, data, tmp_path):
     stats = EmbeddingCache(cache).stats()
     assert stats["entries"] == 30
     assert teacher_set.meta["complete"] and teacher_set.meta["vendor_usage"]["used"] == 30
+    with vendor_server.client() as client:
+        assert teacher_set.meta["model_revision"] == client.get("/v1/models").json()["data"][0]["revision"]
 
     again = run_embed(vendor_server.url, key, data, cache, out, 30, "--views", "2", "--batch-size", "8")
     assert again.returncode == 0, again.stderr
@@ -208,8 +210,10 @@ def test_client_killed_mid_run_rebuys_nothing(vendor_server, tmp_path):
 
 
 @pytest.mark.slow
-def test_vendor_killed_mid_extraction_and_restarted(vendor_server_factory, monkeypatch, tmp_path):
-    server = vendor_server_factory()
+def test_vendor_killed_mid_extraction_and_restarted(vendor_server_factory, vl2v_checkpoint, monkeypatch, tmp_path):
+    # a checkpoint, so the restarted vendor serves the same weights (random init differs at every start,
+    # and the client would rightly stop: tests/test_model_revision.py)
+    server = vendor_server_factory(pretrained=str(vl2v_checkpoint(0)))
     data = make_dataset(tmp_path / "shapes", per_class=8)
     key = server.create_key(budget=1000, rate_limit=5.0)
     cache, out = tmp_path / "cache", tmp_path / "set"

@@ -203,3 +203,37 @@ def test_registry_and_hparams_errors(tmp_path):
     with pytest.raises(UsageError, match="profile"):
         resolve_hparams("adip", "fast")
     assert make_student(tmp_path / "s.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lr": -1}, "'lr' must be a number > 0"),
+        ({"lr_align": 0.0}, "'lr_align' must be a number > 0"),
+        ({"lr": "1e-4"}, "write 1.0e-4"),
+        ({"steps": 0}, "'steps' must be an integer ≥ 1"),
+        ({"steps_distill": 2.5}, "'steps_distill' must be an integer ≥ 1"),
+        ({"checkpoint_freq": True}, "'checkpoint_freq' must be an integer ≥ 1"),
+        ({"batch_per_domain": "a"}, "'batch_per_domain' must be an integer ≥ 1"),
+        ({"test_batch": 0}, "'test_batch'"),
+        ({"lambda": 2}, "'lambda' must be a number in \\[0, 1\\]"),
+        ({"kd_alpha": -0.1}, "'kd_alpha'"),
+        ({"kd_tau": 0}, "'kd_tau' must be a number > 0"),
+        ({"swad_start": 1.0}, "'swad_start' must be a number in \\[0, 1\\)"),
+        ({"weight_decay": -1e-4}, "'weight_decay' must be a number ≥ 0"),
+        ({"num_workers": -1}, "'num_workers' must be an integer ≥ 0"),
+        ({"swad": "yes"}, "'swad' must be true or false"),
+        ({"amp": 1}, "'amp' must be true or false"),
+    ],
+)
+def test_hparams_out_of_range_are_usage_errors(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_hparams("adip", overrides=overrides)
+
+
+def test_hparams_in_range_and_every_profile_pass():
+    edges = {"lambda": 0, "kd_alpha": 1.0, "swad_start": 0.0, "weight_decay": 0, "num_workers": 0, "lr_align": 1, "steps_align": 1, "swad": True}
+    assert resolve_hparams("adip", overrides=edges)["steps_align"] == 1
+    for profile in ("paper", "synth", "smoke"):
+        for dataset in (None, "domain_net"):
+            resolve_hparams("adip", profile, dataset)

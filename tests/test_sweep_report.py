@@ -13,7 +13,7 @@ from distill_world import make_images, make_student, make_teacher_set
 from client_distill.cli import main
 from client_distill.errors import UsageError
 from client_distill.report import collect, write_report
-from client_distill.sweep import expand, load_config, run_name, run_sweep
+from client_distill.sweep import expand, load_config, plan_sweep, run_name, run_sweep
 from client_distill.train import run_distill
 
 torch.set_num_threads(1)
@@ -58,6 +58,25 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
     bad.write_text("data: x\nmethods: [erm]\nout: y\nsteps: 3\n")
     with pytest.raises(UsageError, match="unknown key"):
         load_config(bad)
+
+
+def test_sweep_buys_only_what_its_methods_use(tmp_path):
+    """Planned purchases (nothing is bought here): no set that no run uses; the prompts alone for
+    budget-free methods and online runs, nothing for erm-like ones, every image only for zero-shot."""
+    embed = {"vendor_args": ["--vendor-url", "http://127.0.0.1:9"]}
+    cfg = load_config(write_config(tmp_path, embed=embed, teacher=None, seeds=[0], budgets=[0, 0.5], teacher_modes=["cached", "online"]))
+
+    def image_queries(**changes):  # {(method, mode, budget): image queries its teacher set buys, None without a set}
+        specs, purchases = plan_sweep({k: v for k, v in {**cfg, **changes}.items() if v is not None})
+        images = {out: int(argv[argv.index("--budget") + 1]) - 2 for out, argv in purchases.items()}  # 2 class prompts
+        assert set(images) == {s.teacher for s in specs} - {None}
+        return {(s.method, s.teacher_mode, s.budget): images.get(s.teacher) for s in specs}
+
+    budget_free = image_queries(methods=["erm", "lp", "lp_ft", "adip_text_only"])
+    assert budget_free == {(m, "cached", None): None for m in ("erm", "lp", "lp_ft")} | {("adip_text_only", "cached", None): 0}
+    assert image_queries(methods=["adip"]) == {("adip", "cached", 0.0): 0, ("adip", "cached", 0.5): 7, ("adip", "online", None): 0}
+    assert image_queries(methods=["kd"], budgets=None, teacher_modes=None) == {("kd", "cached", None): 14}  # every source "in" image
+    assert image_queries(methods=["zero_shot", "erm"]) == {("zero_shot", "cached", None): 24, ("erm", "cached", None): None}
 
 
 @pytest.mark.slow

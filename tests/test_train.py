@@ -3,25 +3,27 @@ on source validation only, budgets, exact resume, the online mode's query count,
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from distill_world import make_images, make_student, make_teacher_set
+from distill_world import LoopbackVendor, make_images, make_student, make_teacher_set
 from PIL import Image
 
 from client_distill.cli import main
 from client_distill.datasets import open_dataset
+from client_distill.embed import view_bytes
 from client_distill.errors import UsageError
-from client_distill.train import RunSpec, load_records, run_distill, select
+from client_distill.train import Run, RunSpec, cached_batch, load_records, run_distill, select
+from client_distill.transforms import eval_transform
 
 torch.set_num_threads(1)
 VOLATILE = {"images_per_s"}
@@ -69,13 +71,46 @@ def test_selection_never_looks_at_the_target():
     assert select(records)["step"] == 2  # best source validation of the final stage, whatever the target says
 
 
-def test_resume_continues_exactly(world, tmp_path):
-    assert run_distill(spec(world), tmp_path / "stopped", stop_after=3) is None
+@pytest.mark.parametrize("views", [1, 2])
+def test_resume_continues_exactly(world, tmp_path, views):
+    teacher = world / "teacher"
+    if views > 1:  # inputs made from bought views ≥ 1 too must be the same after a resume
+        teacher = tmp_path / "views"
+        make_teacher_set(world / "data", teacher, views=views, meta={"seed": 0})
+    run = spec(world, teacher=str(teacher))
+    assert run_distill(run, tmp_path / "stopped", stop_after=3) is None
     assert not (tmp_path / "stopped" / "done").exists() and len(load_records(tmp_path / "stopped")) == 1
-    run_distill(spec(world), tmp_path / "stopped")
-    run_distill(spec(world), tmp_path / "straight")
+    run_distill(run, tmp_path / "stopped")
+    run_distill(run, tmp_path / "straight")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rs]  # noqa: E731
     assert strip(load_records(tmp_path / "stopped")) == strip(load_records(tmp_path / "straight"))
+
+
+def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
+    """With 2 views bought per image, an input paired with view 1 is exactly the picture `vl2v embed`
+    sent for it (decoded, then only the student's eval resize and normalisation), redrawn with the seed
+    in the set's manifest, not the run's; every input gets the embedding of the view it was made from."""
+    make_teacher_set(world / "data", tmp_path / "views", views=2, meta={"seed": 5})
+    run = Run(spec(world, teacher=str(tmp_path / "views"), seed=1), tmp_path / "run")
+    resize = eval_transform(run.student.input_size, run.student.mean, run.student.std)
+
+    def sent(sample, seed):  # the bytes `vl2v embed` sends for view 1, as the student's eval transform sees them
+        return resize(Image.open(io.BytesIO(view_bytes(run.data.root, sample, 1, seed))))
+
+    drawn = []
+    for batches in run._segment(0, 0, 3):
+        _, _, image, has_image = cached_batch(batches, [run.tables[i] for i in run.sources])
+        assert has_image.all()
+        pairs = [(x, i, j, v) for (xs, _, idx, views), i in zip(batches, run.sources) for x, j, v in zip(xs, idx.tolist(), views.tolist())]
+        for row, (x, i, j, v) in enumerate(pairs):
+            assert torch.equal(image[row], run.tables[i].vectors[j, v])
+            if v == 1:
+                assert torch.equal(x, sent(run.splits[i][0][j], 5)) and not torch.equal(x, sent(run.splits[i][0][j], 1))
+            drawn.append(v)
+    assert set(drawn) == {0, 1}
+    make_teacher_set(world / "data", tmp_path / "no-seed", views=2)
+    with pytest.raises(UsageError, match="no integer 'seed'"):
+        Run(spec(world, teacher=str(tmp_path / "no-seed")), tmp_path / "run2")
 
 
 def test_zero_budget_and_zero_shot(world, tmp_path):
@@ -97,27 +132,12 @@ def test_swad_records_are_evaluated_and_selectable(world, tmp_path):
     assert select(records) in records
 
 
-class LoopbackVendor:
-    """Stands in for the vendor in online mode: a deterministic unit vector per distinct image."""
-
-    def __init__(self, dim):
-        self.dim, self.paid, self.sizes = dim, 0, set()
-
-    def embed_images(self, images):
-        self.paid += len(images)
-        out = []
-        for b in images:
-            self.sizes.add(Image.open(io.BytesIO(b)).size)
-            v = np.random.default_rng(int(hashlib.sha256(b).hexdigest()[:8], 16)).normal(size=self.dim)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out)
-
-
 def test_online_mode_buys_every_augmented_view(world, tmp_path):
     vendor = LoopbackVendor(16)
     r = run_distill(spec(world, teacher_mode="online"), tmp_path, vendor)
     per_step = 2 * 4  # two source domains × 4 images per domain per step (smoke profile)
-    assert vendor.paid == 12 * per_step and r["queries_images"] == 12 * per_step
+    assert vendor.paid == 12 * per_step and load_records(tmp_path)[-1]["queries_images"] == 12 * per_step
+    assert r["queries_images"] == r["step"] * per_step  # the selected checkpoint's count, whichever it is
     assert vendor.sizes == {(32, 32)}
 
 
@@ -136,19 +156,58 @@ def test_ddp_world_size_one_with_gloo(world, tmp_path, monkeypatch):
             dist.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes(world, tmp_path):
-    """`torchrun --nproc_per_node 2 -m client_distill.cli distill`: DDP over gloo, rank 0 records."""
+def torchrun_two(*argv: str) -> None:
+    """Run ``argv`` (a script or ``-m module`` and its arguments) as 2 gloo processes under torchrun."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port)]
-    argv += ["-m", "client_distill.cli", "distill", "--method", "adip", "--data", str(world / "data"), "--test-domain", "sketch"]
-    argv += ["--teacher", str(world / "teacher"), "--student", str(world / "student.pt"), "--profile", "smoke", "--out", str(tmp_path)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    done = subprocess.run([*launch, *argv], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(world, tmp_path):
+    """`torchrun --nproc_per_node 2 -m client_distill.cli distill`: DDP over gloo, rank 0 records."""
+    argv = ["-m", "client_distill.cli", "distill", "--method", "adip", "--data", str(world / "data"), "--test-domain", "sketch"]
+    torchrun_two(*argv, "--teacher", str(world / "teacher"), "--student", str(world / "student.pt"), "--profile", "smoke", "--out", str(tmp_path))
     records = load_records(tmp_path)
     assert [r["step"] for r in records] == [3, 6, 9, 12] and {r["world_size"] for r in records} == {2}
+
+
+#: one online run under torchrun, stopped after step 6 and resumed in the same processes; each rank
+#: has its own stand-in vendor, so each counts only the views of its own batches
+ONLINE_DDP = """
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+sys.path.insert(0, {tests!r})
+from distill_world import LoopbackVendor
+
+from client_distill.train import RunSpec, run_distill
+
+world = Path({world!r})
+spec = RunSpec(method="adip", data=str(world / "data"), test_domain="sketch", teacher=str(world / "teacher"),
+               student=str(world / "student.pt"), profile="smoke", teacher_mode="online")
+vendor = LoopbackVendor(16)
+assert run_distill(spec, {out!r}, vendor, stop_after=6) is None
+run_distill(spec, {out!r}, vendor)
+assert vendor.paid == 12 * 8, vendor.paid
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_online_records_every_ranks_queries(world, tmp_path):
+    """Each rank buys its own batch's views; the records count both ranks', also across a resume."""
+    script = tmp_path / "online_ddp.py"
+    script.write_text(ONLINE_DDP.format(tests=str(Path(__file__).parent), world=str(world), out=str(tmp_path / "run")))
+    torchrun_two(str(script))
+    records = load_records(tmp_path / "run")
+    per_step = 2 * 2 * 4  # two ranks × two source domains × 4 images per domain (smoke profile)
+    assert [(r["step"], r["queries_images"]) for r in records] == [(s, s * per_step) for s in (3, 6, 9, 12)]
 
 
 def test_cli_distill_and_user_errors(world, tmp_path, capsys):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from conftest import ADMIN_TOKEN
 from vendor_payloads import b64, image_file, image_item, png_header_bomb, vectors
 
 from shared.protocol import ErrorResponse, ModelList
+from vendor_server.app import INLINE_PARSE_BYTES
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy")
 
@@ -69,6 +72,18 @@ def test_400_invalid_input_is_not_charged(vendor_server, body, code):
     with vendor_server.client(key) as client:
         error_of(client.post("/v1/embeddings", json=body), 400, code)
         error_of(client.post("/v1/embeddings", content=b'{"input": ["unterminated'), 400, "invalid_json")
+        assert client.get("/v1/usage").json()["used"] == 0
+
+
+@pytest.mark.parametrize(("content", "code"), [
+    (b'{"input": ["' + b"x" * 100_000, "invalid_json"),
+    (json.dumps({"input": [{"video": "x" * 100_000}]}).encode(), "invalid_input"),
+])
+def test_400_for_large_bodies_parsed_off_the_event_loop(vendor_server, content, code):
+    assert len(content) > INLINE_PARSE_BYTES  # so the server parses it on a worker thread: same answers
+    key = vendor_server.create_key(budget=10)
+    with vendor_server.client(key) as client:
+        error_of(client.post("/v1/embeddings", content=content), 400, code)
         assert client.get("/v1/usage").json()["used"] == 0
 
 
@@ -146,9 +161,11 @@ def test_usage_is_the_callers_own(vendor_server):
 def test_models_health_and_metrics(vendor_server):
     key = vendor_server.create_key(budget=10)
     with vendor_server.client(key) as client:
-        client.post("/v1/embeddings", json={"input": ["m1", "m2", image_item()]})
+        answer = client.post("/v1/embeddings", json={"input": ["m1", "m2", image_item()]}).json()
         models = ModelList.model_validate(client.get("/v1/models").json())
         assert models.data[0].id == "vl2v-tiny" and models.data[0].price_per_query > 0
+        # the served weights' digest, on the card and on every answer (tests/test_model_revision.py)
+        assert re.fullmatch("[0-9a-f]{12}", models.data[0].revision or "") and answer["model_revision"] == models.data[0].revision
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["status"] == "ready"
         text = client.get("/metrics").text

@@ -1,10 +1,14 @@
 """``vl2v-vendor keys`` and ``serve`` as a vendor's operator uses them: the console script's own
-``main`` on a real ledger file (in-process, so the suite doesn't pay a torch import per command)."""
+``main`` on a real ledger file (in-process, so the suite doesn't pay a torch import per command), and
+the real console script in a subprocess where what counts is all its terminal shows: a bad setting or
+``--db`` is one error line, never a traceback."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +74,41 @@ def test_keys_commands_other_than_create_refuse_a_missing_ledger(tmp_path, vendo
     listed = vendor("keys", "list", "--db", str(db))
     assert listed.returncode == 2 and "no ledger at" in listed.stderr and "Traceback" not in listed.stderr
     assert not db.exists()  # nothing was created behind the operator's back
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The real console script in its own process, with only ``env`` of the VL2V_* settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
+    return subprocess.run([sys.executable, "-m", "vendor_server.cli", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *mentions: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    # open_clip may log a warning while the model loads; the error itself is the last line, alone
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("vl2v-vendor: error:") and all(m in last for m in mentions), result.stderr
+
+
+def test_a_bad_environment_setting_is_a_one_line_error(tmp_path):
+    bad = {"VL2V_VENDOR_MAX_BATCH_SIZE": "abc"}
+    assert_one_line_error(run_cli("serve", "--pretrained", "none", "--db", str(tmp_path / "l.sqlite3"), **bad),
+                          "VL2V_VENDOR_MAX_BATCH_SIZE", "'abc'")
+    assert_one_line_error(run_cli("keys", "list", **bad), "VL2V_VENDOR_MAX_BATCH_SIZE")  # the default --db reads it too
+    assert_one_line_error(run_cli("keys", "list", VL2V_VENDOR_DB_SYNCHRONOUS="sometimes"), "VL2V_VENDOR_DB_SYNCHRONOUS")
+    assert not (tmp_path / "l.sqlite3").exists()
+
+
+def test_a_db_that_is_not_a_ledger_is_a_one_line_error(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a SQLite database\n" * 20)
+    under_a_file = str(text / "ledger.sqlite3")  # unwritable whoever runs it (root included)
+    for args in (("keys", "list", "--db", str(text)),
+                 ("keys", "create", "--db", str(text), "--name", "x", "--budget", "1"),
+                 ("keys", "create", "--db", under_a_file, "--name", "x", "--budget", "1"),
+                 ("keys", "create", "--db", str(tmp_path), "--name", "x", "--budget", "1")):  # a folder
+        assert_one_line_error(run_cli(*args), "cannot use", args[args.index("--db") + 1], "as the ledger")
+    for db in (str(text), under_a_file):
+        assert_one_line_error(run_cli("serve", "--pretrained", "none", "--db", db), "cannot use", db)
+    assert text.read_text() == "this is not a SQLite database\n" * 20  # left as it was

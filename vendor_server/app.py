@@ -4,7 +4,10 @@ the encoder's embeddings per query and nothing else (no weights, logits or featu
 ``POST /v1/embeddings`` in order: authenticate + rate-limit → read the body (size-capped) →
 validate items → admit (503 when the batcher is full) → decode images (400/413) → charge the ledger
 (402/409/422, or an idempotent replay) → encode through the micro-batcher → record the response.
-A request rejected before the charge costs nothing; one that fails after it is refunded."""
+A request rejected before the charge costs nothing; one that fails after it is refunded.
+
+``GET /v1/models`` (``revision``) and every embeddings answer (``model_revision``) name the served
+weights by a digest taken once here at start-up (:func:`vendor_server.models.weights_revision`)."""
 
 from __future__ import annotations
 
@@ -56,11 +59,14 @@ from vendor_server.encoder import Encoder
 from vendor_server.images import ImageLimits, decode_image
 from vendor_server.ledger import KeyRecord, Ledger, new_request_id
 from vendor_server.metrics import Metrics
+from vendor_server.models import weights_revision
 from vendor_server.ratelimit import RateLimiter
 from vendor_server.settings import VendorSettings
 
 log = logging.getLogger("vl2v.vendor")
 MAX_IDEMPOTENCY_KEY = 255
+#: request bodies up to this size are parsed on the event loop, larger ones on a worker thread
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
@@ -90,15 +96,15 @@ def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
     app.include_router(admin_router(ledger, settings.admin_token))
     caller = Depends(KeyAuthenticator(ledger, limiter, settings.default_rate_limit))
     card = ModelCard(id=settings.model, embedding_dim=encoder.embed_dim, image_size=encoder.image_size,
-                     price_per_query=settings.price_per_query)
+                     price_per_query=settings.price_per_query, revision=weights_revision(encoder.model))
 
     @app.post(EMBEDDINGS_PATH)
     async def embeddings(request: Request, key: KeyRecord = caller) -> Response:
         body = await _read_body(request, settings.max_body_bytes)
-        try:
-            req = EmbeddingRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise InvalidInput(validation_message(exc.errors()), code=_input_code(exc)) from exc
+        # parsing, validating and hashing a body of many base64 images takes long enough to stall every
+        # other request if done on the event loop; a small one is cheaper here than a thread hop
+        req, body_sha256 = (_parse_request(body) if len(body) <= INLINE_PARSE_BYTES
+                            else await asyncio.to_thread(_parse_request, body))
         if req.model is not None and req.model != card.id:
             raise NotFound(f"model {req.model!r} is not served here; this vendor serves {card.id!r}",
                            code="model_not_found")
@@ -116,8 +122,7 @@ def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
         with batcher.admit(n_items):
             decoded = await asyncio.to_thread(_decode_all, images, limits)
             charge = await asyncio.to_thread(
-                ledger.charge, key.id, request_id, len(images), len(texts),
-                hashlib.sha256(req.model_dump_json().encode()).hexdigest(), idempotency_key)
+                ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key)
             if charge.replay is not None:
                 return Response(charge.replay, media_type="application/json", headers={"Idempotent-Replayed": "true"})
             # from the reservation until the charge is final, any failure or cancellation refunds it:
@@ -128,6 +133,7 @@ def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
                 rows = _in_input_order(texts, text_rows, images, image_rows)
                 response = EmbeddingResponse(
                     model=card.id,
+                    model_revision=card.revision,
                     data=[EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
                           for i, row in enumerate(rows)],
                     usage=EmbeddingUsage(images=len(images), texts=len(texts), queries=len(rows),
@@ -226,6 +232,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _parse_request(body: bytes) -> tuple[EmbeddingRequest, str]:
+    """The validated request and the SHA-256 of its canonical form (what an ``Idempotency-Key`` replay
+    must match: the same request, whatever the JSON formatting), or 400."""
+    try:
+        req = EmbeddingRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc.errors()), code=_input_code(exc)) from exc
+    return req, hashlib.sha256(req.model_dump_json().encode()).hexdigest()
 
 
 def _input_code(exc: ValidationError) -> str:

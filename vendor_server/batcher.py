@@ -4,7 +4,11 @@ wait at most ``max_wait_ms`` to share one forward pass of up to ``max_batch_size
 All forward passes run on one dedicated worker thread, one at a time: torch already spreads a
 forward over every core, so running two at once (or decoding on the same cores meanwhile) only
 makes both slower. The event loop itself never touches the model. Admission is bounded in *items*
-so an overloaded vendor answers 503 at once instead of queueing without end."""
+so an overloaded vendor answers 503 at once instead of queueing without end.
+
+Coalescing must not make requests share each other's failures: when a forward pass over several
+requests' items raises, each request's items are run again on their own, so only the request whose
+input breaks the model gets the error (and is refunded); the others are answered as usual."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ EncodeFn = Callable[[Sequence[Any]], np.ndarray]
 class _Item:
     payload: Any
     future: asyncio.Future
+    request: object  # the same object for every item of one ``encode`` call
 
 
 class MicroBatcher:
@@ -78,7 +83,8 @@ class MicroBatcher:
     async def encode(self, modality: str, payloads: Sequence[Any]) -> list[np.ndarray]:
         """Embeddings for ``payloads`` (in order), computed in whatever batches the traffic allows."""
         loop = asyncio.get_running_loop()
-        items = [_Item(p, loop.create_future()) for p in payloads]
+        request = object()
+        items = [_Item(p, loop.create_future(), request) for p in payloads]
         for item in items:
             self._queues[modality].put_nowait(item)
         return list(await asyncio.gather(*(item.future for item in items)))
@@ -102,20 +108,37 @@ class MicroBatcher:
             await self._run(modality, [item for item in batch if not item.future.done()])
 
     async def _run(self, modality: str, batch: list[_Item]) -> None:
+        try:
+            await self._forward(modality, batch)
+        except Exception as exc:  # noqa: BLE001 - the failure belongs to the requests, not the loop
+            by_request: dict[object, list[_Item]] = {}
+            for item in batch:
+                by_request.setdefault(item.request, []).append(item)
+            if len(by_request) == 1:
+                _fail(batch, exc)
+                return
+            for items in by_request.values():  # isolate the culprit: each request alone, in arrival order
+                try:
+                    await self._forward(modality, [item for item in items if not item.future.done()])
+                except Exception as own:  # noqa: BLE001
+                    _fail(items, own)
+
+    async def _forward(self, modality: str, batch: list[_Item]) -> None:
+        """One forward pass over ``batch`` on the model thread, its rows handed to the items' futures."""
         if not batch:
             return
         start = time.perf_counter()
-        try:
-            rows = await asyncio.get_running_loop().run_in_executor(
-                self._worker, self._encoders[modality], [item.payload for item in batch])
-        except Exception as exc:  # noqa: BLE001 - the failure belongs to the requests, not the loop
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self._encoders[modality], [item.payload for item in batch])
         elapsed = time.perf_counter() - start
         self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * elapsed / len(batch)
         self._metrics.observe_batch(modality, len(batch), elapsed)
         for item, row in zip(batch, rows):
             if not item.future.done():
                 item.future.set_result(row)
+
+
+def _fail(items: list[_Item], exc: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(exc)

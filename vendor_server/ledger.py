@@ -35,6 +35,7 @@ from vendor_server.api_errors import (
     KeyRevoked,
     NotFound,
 )
+from vendor_server.errors import VendorCliError
 
 SECRET_PREFIX = "vl2v-sk-"
 
@@ -110,18 +111,12 @@ class Ledger:
     the same file concurrently, SQLite's locking and ``busy_timeout`` serialise them."""
 
     def __init__(self, path: str | Path, idempotency_ttl_s: float = 24 * 3600, synchronous: str = "NORMAL"):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ttl = idempotency_ttl_s
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self.path = Path(path)
+        self._ttl = idempotency_ttl_s
+        self._lock = threading.Lock()
+        self._db = _open(self.path, synchronous)
 
     def close(self) -> None:
         with self._lock:
@@ -261,6 +256,28 @@ class Ledger:
                 _refund(db, request_id)
             db.execute("DELETE FROM idempotency WHERE status = 'in_flight'")
         return len(stale)
+
+
+def _open(path: Path, synchronous: str) -> sqlite3.Connection:
+    """A connection to the ledger at ``path``, created (with its folder) if missing.
+
+    A path that cannot hold a ledger (a file that is not SQLite, a folder, an unwritable place) is the
+    operator's mistake in ``--db`` / ``VL2V_VENDOR_DB``, so it is reported as one line naming the path
+    (as :func:`vendor_server.models.create` reports a bad model), not as a traceback from sqlite3."""
+    db = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        if db is not None:
+            db.close()
+        raise VendorCliError(f"cannot use {path} as the ledger: {exc}") from exc
+    return db
 
 
 def new_request_id() -> str:

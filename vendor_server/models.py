@@ -1,12 +1,19 @@
 """Which CLIP the vendor serves: any open_clip model name or one of this project's architectures
 (``vendor_server/model_configs``), and the ``--pretrained`` choice (open_clip tag, checkpoint file,
-or ``none`` for random init)."""
+or ``none`` for random init); and the *revision* of the weights it serves (:func:`weights_revision`),
+which ``/v1/models`` and every embeddings response report so that clients never mistake two sets of
+weights published under one model name for the same model."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vendor_server.errors import VendorCliError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def create(name: str, pretrained: str):
@@ -33,3 +40,20 @@ def create(name: str, pretrained: str):
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(name)
 
+
+def weights_revision(model: torch.nn.Module) -> str:
+    """The first 12 hex digits of a SHA-256 over the model's parameters and buffers (names, dtypes,
+    shapes, bytes), computed once at start-up.
+
+    A digest of what was *loaded*, not of where it came from: ``none`` (random init) is unseeded,
+    so every start serves new weights and must get a new revision; a retrained checkpoint at the
+    same path, an open_clip tag whose upload changed and an ``hf-hub:`` model are all covered by
+    the same rule, while a checkpoint re-saved with other metadata (optimizer state, step) keeps its
+    revision. Hashing runs at ~1 GB/s, small next to loading the model."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]

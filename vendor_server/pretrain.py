@@ -30,11 +30,12 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
+from PIL import Image
 from tqdm import tqdm
 
-from shared.world import CLASS_NAMES, STYLE_NAMES, TASKS, caption, render
+from shared.world import CLASS_NAMES, STYLE_NAMES, TASKS, caption
 from shared.world.captions import STYLE_PHRASES
-from shared.world.writer import image_rng
+from shared.world.writer import render_cell
 from vendor_server.model_configs import register_model_configs
 from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_MODEL as MODEL_NAME
@@ -50,22 +51,12 @@ def create_model() -> tuple[torch.nn.Module, object]:
     return open_clip.create_model(MODEL_NAME), open_clip.get_tokenizer(MODEL_NAME)
 
 
-def _render_cell(job: tuple[int, str, str, int, int]) -> tuple[np.ndarray, list[dict]]:
-    seed, style, class_name, per_cell, size = job
-    imgs, attrs = [], []
-    for n in range(per_cell):
-        img, a = render(class_name, style, image_rng(seed, style, class_name, n), size)
-        imgs.append(np.asarray(img))
-        attrs.append(a)
-    return np.stack(imgs), attrs
-
-
 def render_pool(cfg: PretrainConfig) -> dict:
     """Every class × every style, ``per_cell`` images each, as uint8 ``[N, H, W, 3]`` plus labels."""
     jobs = [(cfg.seed, s, c, cfg.per_cell, cfg.size) for s in STYLE_NAMES for c in CLASS_NAMES]
     images, attrs, labels, styles = [], [], [], []
     with ProcessPoolExecutor(cfg.workers) as pool, tqdm(total=len(jobs) * cfg.per_cell, desc="rendering corpus", unit="img") as bar:
-        for (_, s, c, _, _), (imgs, a) in zip(jobs, pool.map(_render_cell, jobs, chunksize=4)):
+        for (_, s, c, _, _), (imgs, a) in zip(jobs, pool.map(render_cell, *zip(*jobs), chunksize=4)):
             images.append(imgs)
             attrs += a
             labels += [CLASS_NAMES.index(c)] * len(a)
@@ -207,9 +198,8 @@ def zero_shot(checkpoint: Path, task: str = "synth-pacs", per_class: int = 50, s
         for domain in t.domains:
             xs, ys = [], []
             for y, c in enumerate(t.classes):
-                for i in range(per_class):
-                    xs.append(preprocess(render(c, domain, image_rng(seed, domain, c, i))[0]))
-                    ys.append(y)
+                xs += [preprocess(Image.fromarray(pixels)) for pixels in render_cell(seed, domain, c, per_class)[0]]
+                ys += [y] * per_class
             img = F.normalize(model.encode_image(torch.stack(xs)), dim=-1)
             result[domain] = float(((img @ text.T).argmax(1) == torch.tensor(ys)).float().mean())
     return result

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 800
+    steps: int = 900
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.02
     warmup: int = 40
-    per_cell: int = 24  # pool images per (class, style)
+    per_cell: int = 64  # pool images per (class, style): 24 gave 0.81 on photo after 800 steps, 64 gave 0.86
     ce_weight: float = 1.0
     aux_weight: float = 1.0
     seed: int = 0

@@ -35,9 +35,26 @@ class RateStatus:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """A bucket's level at ``at`` (monotonic seconds), with the rate it refills at: keys have different
+    rates, so whether a bucket is full again can only be judged by its own."""
+
+    tokens: float
+    at: float
+    qps: float
+
+    @property
+    def burst(self) -> int:
+        return _burst(self.qps)
+
+    def level(self, now: float) -> float:
+        return min(float(self.burst), self.tokens + (now - self.at) * self.qps)
+
+
 class RateLimiter:
     def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}  # id -> (tokens, monotonic time)
+        self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
     def hit(self, bucket: str, qps: float) -> RateStatus:
@@ -50,7 +67,7 @@ class RateLimiter:
                                   headers={**status.headers(), **retry_after((1 - tokens) / qps)},
                                   limit_qps=qps)
             tokens -= 1
-            self._buckets[bucket] = (tokens, time.monotonic())
+            self._buckets[bucket] = _Bucket(tokens, time.monotonic(), qps)
             return _status(tokens, burst, qps)
 
     def peek(self, bucket: str, qps: float) -> RateStatus:
@@ -60,12 +77,16 @@ class RateLimiter:
             return _status(tokens, burst, qps)
 
     def _refill(self, bucket: str, qps: float) -> tuple[float, int]:
-        burst = max(1, round(qps))
+        burst = _burst(qps)
         now = time.monotonic()
-        if len(self._buckets) > MAX_IDLE_BUCKETS:  # forget idle buckets: a full bucket is the default
-            self._buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * qps < burst}
-        tokens, then = self._buckets.get(bucket, (float(burst), now))
-        return min(float(burst), tokens + (now - then) * qps), burst
+        if len(self._buckets) > MAX_IDLE_BUCKETS:  # forget buckets that are full again: a full bucket is the default
+            self._buckets = {k: b for k, b in self._buckets.items() if b.level(now) < b.burst}
+        held = self._buckets.get(bucket)
+        return (float(burst) if held is None else min(float(burst), held.level(now))), burst
+
+
+def _burst(qps: float) -> int:
+    return max(1, round(qps))
 
 
 def _status(tokens: float, burst: int, qps: float) -> RateStatus:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vendor_server.errors import VendorCliError
 
 #: the vendor's own pretrained checkpoint (produced by ``vl2v-vendor pretrain``), served by default
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vl2v-tiny-synth.pt"
@@ -53,3 +55,20 @@ class VendorSettings(BaseSettings):
         if self.model == DEFAULT_MODEL and DEFAULT_WEIGHTS.exists():
             return str(DEFAULT_WEIGHTS)
         return "none"
+
+
+def load_settings(**overrides: object) -> VendorSettings:
+    """The settings for a command: the environment, then ``overrides`` (its flags).
+
+    A bad ``VL2V_VENDOR_*`` value is the operator's mistake, so it comes out as one line naming the
+    variable (or flag), its value and what was wrong, instead of pydantic's multi-line traceback."""
+    try:
+        return VendorSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_setting_name(err['loc'], overrides)}={err['input']!r}: {err['msg']}" for err in exc.errors())
+        raise VendorCliError(f"invalid setting {problems}") from None
+
+
+def _setting_name(loc: tuple, overrides: dict) -> str:
+    field = str(loc[0])
+    return "--" + field.replace("_", "-") if field in overrides else VendorSettings.model_config["env_prefix"] + field.upper()

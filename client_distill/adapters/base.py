@@ -142,6 +142,9 @@ class Adapter(ABC):
 
     ``base_url`` is the server root (a trailing ``/v1`` is accepted and stripped). ``model`` None
     means the vendor's default, resolved once on entry so cache keys always name a real model.
+    ``revision`` is the served weights' revision, learned on entry from vendors that report one
+    (:meth:`model_revision`); it is part of :attr:`model_key`, so other weights under the same name
+    never hit cache entries or idempotent replays of the old ones.
     """
 
     name: ClassVar[str]
@@ -167,6 +170,7 @@ class Adapter(ABC):
         self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
         self.api_key = api_key
         self.model = model
+        self.revision: str | None = None
         self.batch_limit = int(batch_limit or self.default_batch_limit)
         self.concurrency = max(1, int(concurrency))
         self.timeout_s = timeout_s
@@ -195,6 +199,17 @@ class Adapter(ABC):
         if not models:
             raise VendorError(f"{self.base_url}/v1/models lists no model; pass --model")
         return str(models[0]["id"])
+
+    async def model_revision(self) -> str | None:
+        """The revision of the weights behind :attr:`model`, asked once on entry. None by default:
+        hosted providers version their model names, so the name already pins the weights."""
+        return None
+
+    @property
+    def model_key(self) -> str:
+        """The model as cache and idempotency keys name it: ``name@revision`` where the vendor
+        reports a revision, else the name."""
+        return f"{self.model}@{self.revision}" if self.revision else str(self.model)
 
     def classify(self, response: httpx.Response) -> Exception:
         """Map an error answer to the exception that says what to do about it."""
@@ -229,8 +244,13 @@ class Adapter(ABC):
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=self.concurrency + 2),
         )
-        if self.model is None:
-            self.model = await self._retrying(self.default_model)
+        try:
+            if self.model is None:
+                self.model = await self._retrying(self.default_model)
+            self.revision = await self._retrying(self.model_revision)
+        except BaseException:
+            await self.__aexit__(None, None, None)  # `async with` does not exit what failed to enter
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -242,7 +262,7 @@ class Adapter(ABC):
         """Derived from the content, so a resend of the same batch (after a timeout, a vendor
         restart, or a client crash and rerun) is recognised by a vendor that honours it. A
         ``salt`` makes a deliberate re-purchase of the same content a new request."""
-        h = hashlib.sha256(json.dumps([self.name, self.model, modality, self.options(), salt]).encode())
+        h = hashlib.sha256(json.dumps([self.name, self.model_key, modality, self.options(), salt]).encode())
         for payload in payloads:
             h.update(sha256_hex(payload).encode())
         return "vl2v-" + h.hexdigest()[:48]

@@ -31,6 +31,13 @@ class InvalidInput(VendorError):
     """The vendor rejected the input itself (400/413/422): resending the same bytes cannot help."""
 
 
+class ModelChanged(VendorError):
+    """The vendor answered with other weights than the ones it served when the run started (it was
+    restarted with a retrained checkpoint under the same model name). Never retried and never cached:
+    one teacher set must come from one model. Rerunning buys from the new revision, whose answers are
+    cache entries of their own."""
+
+
 class TransientError(Vl2vError):
     """A failure that may pass (429 rate limit, 503, 5xx, connection error, timeout). It is retried;
     when retries run out it reaches the CLI, which prints it as one line.

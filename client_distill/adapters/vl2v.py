@@ -2,6 +2,11 @@
 
 It honours ``Idempotency-Key`` (a resend is replayed, not charged), reports the exact number of
 queries charged in ``usage.queries``, and has a ``/v1/usage`` endpoint to reconcile the ledger with.
+
+Its model names do not pin the weights (the vendor can be restarted with a retrained checkpoint), so
+the adapter reads the served revision from ``/v1/models`` on entry (it goes into every cache key) and
+checks the ``model_revision`` of every answer against it: an answer from other weights raises
+:class:`ModelChanged` instead of mixing two models in one teacher set.
 """
 
 from __future__ import annotations
@@ -9,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.protocol import EMBEDDINGS_PATH, USAGE_PATH, EmbeddingUsage, KeyUsage
+import numpy as np
+
+from shared.protocol import EMBEDDINGS_PATH, MODELS_PATH, USAGE_PATH, EmbeddingUsage, KeyUsage, ModelList
 
 from client_distill.adapters.base import Adapter, Modality, Payload, data_uri
+from client_distill.adapters.errors import InvalidInput, ModelChanged, VendorError
 
 
 class Vl2vAdapter(Adapter):
@@ -23,6 +31,31 @@ class Vl2vAdapter(Adapter):
     def body(self, modality: Modality, payloads: Sequence[Payload]) -> dict[str, Any]:
         items = [{"text": p} if modality == "text" else {"image": data_uri(p)} for p in payloads]  # type: ignore[arg-type]
         return {"model": self.model, "input": items, "encoding_format": "base64"}
+
+    async def model_revision(self) -> str | None:
+        """The served revision of :attr:`model` (None from a vendor too old to report one); a model
+        the vendor does not serve is refused here, before anything is bought."""
+        response = await self._request("GET", MODELS_PATH)
+        try:
+            cards = ModelList.model_validate(response.json()).data
+        except ValueError as exc:  # not JSON, or a pydantic ValidationError
+            raise VendorError(f"{self.base_url}{MODELS_PATH} is not a vl2v model list: {exc}") from exc
+        for card in cards:
+            if card.id == self.model:
+                return card.revision
+        served = ", ".join(repr(card.id) for card in cards) or "nothing"
+        raise InvalidInput(f"model {self.model!r} is not served at {self.base_url}; it serves {served}", code="model_not_found")
+
+    def parse(self, payload: dict[str, Any], n: int) -> tuple[np.ndarray, dict[str, Any]]:
+        reported = payload.get("model_revision")
+        if self.revision is not None and reported != self.revision:
+            raise ModelChanged(
+                f"{self.base_url} now serves {self.model} revision {reported!r}, not {self.revision!r} as when this run "
+                f"started (the vendor swapped its weights); stopped so one run never mixes two models. Rerun to buy "
+                f"from the new revision (cached answers of the old one are kept apart)",
+                code="model_revision_changed",
+            )
+        return super().parse(payload, n)
 
     def charged(self, usage: dict[str, Any], n: int) -> int:
         return EmbeddingUsage.model_validate(usage).queries if usage else n

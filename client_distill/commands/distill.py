@@ -7,8 +7,7 @@ import argparse
 
 from client_distill.adapters.registry import add_vendor_arguments
 from client_distill.hparams import PROFILES, parse_overrides
-from client_distill.methods import METHODS
-from client_distill.train import TEACHER_MODES, RunSpec, run_distill
+from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Rerun the same command to resume. Under torchrun it trains data-parallel (DDP)."
         ),
     )
-    p.add_argument("--method", required=True, choices=sorted(METHODS))
+    p.add_argument("--method", required=True, choices=sorted(METHOD_NAMES))
     p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
     p.add_argument("--dataset", default=None, help="a known dataset name (pacs, synth-pacs, ...)")
     p.add_argument("--test-domain", required=True, help="the held-out target domain")
@@ -62,6 +61,8 @@ def _online_teacher(args: argparse.Namespace):
 
 
 def _distill(args: argparse.Namespace) -> int:
+    from client_distill.train import run_distill  # torch only once a run starts: `vl2v --help` stays instant
+
     overrides = parse_overrides(args.hparams)
     if args.steps is not None:
         overrides["steps"] = args.steps

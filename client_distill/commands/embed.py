@@ -11,7 +11,6 @@ from client_distill.adapters.errors import BudgetExhausted, TransientError, Vend
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
 from client_distill.cache import EmbeddingCache, default_cache_dir
 from client_distill.datasets import open_dataset
-from client_distill.embed import buy, load_templates, make_plan, source_samples
 from client_distill.ledger import ledger_totals
 from client_distill.selection import STRATEGIES, order_samples, student_features
 from client_distill.teacher import Teacher
@@ -37,14 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from client_distill.embed import buy, load_templates, make_plan, source_samples  # torch: not for `vl2v --help`
+
     dataset = open_dataset(args.data, args.dataset)
     domains = args.domains.split(",") if args.domains else dataset.domains
     samples = source_samples(dataset, domains, args.split, args.seed)
     features = student_features(dataset.root, args.student) if args.strategy == "kcenter" else None
     templates = load_templates(args.prompts)
-    # kcenter only needs to order the images the budget can reach (ceil: a last one may be partial)
+    # kcenter only needs to order the images the budget can reach (ceil: a last one may be partial);
+    # a budget of the prompts alone orders nothing (kcenter would otherwise order every image)
     affordable = -(-max(args.budget - len(dataset.classes) * len(templates), 0) // max(args.views, 1))
-    ordered = order_samples(samples, args.strategy, args.seed, features, k=affordable)
+    ordered = order_samples(samples, args.strategy, args.seed, features, k=affordable) if affordable else []
     plan = make_plan(dataset.classes, templates, ordered, args.views, args.budget)
     adapter = adapter_from_args(args)
     cache = EmbeddingCache(args.cache or default_cache_dir())

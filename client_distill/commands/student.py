@@ -6,13 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError
-from client_distill.pretrain_student import DEFAULT_ARCH, PretrainConfig, pretrain_student
-from client_distill.probe import format_table, probe_domains
-from client_distill.students import create_student
+from client_distill.pretrain_config import DEFAULT_ARCH, PretrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,15 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_probe)
 
 
-def _set_threads(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
-
-
 def _pretrain(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 1 or args.size < 16 or min(args.pool_per_class, args.eval_per_class) < 1:
         raise UsageError("--steps, --batch-size, --pool-per-class and --eval-per-class must be positive and --size at least 16")
-    _set_threads(args.threads)
+    import torch  # torch and timm only once a command needs them: `vl2v --help` stays instant
+
+    from client_distill.pretrain_student import pretrain_student
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     config = PretrainConfig(
         arch=args.arch,
         steps=args.steps,
@@ -76,6 +72,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from client_distill.probe import format_table, probe_domains
+    from client_distill.students import create_student
+
     dataset = open_dataset(args.data, args.dataset)
     student = create_student(args.student, pretrained=not args.random_init)
     rows = probe_domains(student, dataset, seed=args.seed)

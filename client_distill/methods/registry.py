@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from client_distill.errors import UsageError
+from client_distill.runspec import METHOD_NAMES
 
 METHODS: dict[str, type] = {}
 M = TypeVar("M", bound=type)
@@ -20,6 +21,8 @@ def register_method(name: str) -> Callable[[M], M]:
     def wrap(cls: M) -> M:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
+        if name not in METHOD_NAMES:
+            raise ValueError(f"method {name!r} is missing from client_distill.runspec.METHOD_NAMES (the CLI's torch-free list)")
         cls.name = name
         METHODS[name] = cls
         return cls

@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from shared.world import STYLE_NAMES, CLASS_NAMES, render
@@ -26,13 +27,25 @@ def image_rng(seed: int, style: str, class_name: str, n: int) -> np.random.Gener
     return np.random.default_rng([seed, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), n])
 
 
+def render_cell(seed: int, style: str, class_name: str, count: int, size: int = 64) -> tuple[np.ndarray, list[dict]]:
+    """Images ``0..count-1`` of one (style, class) cell as uint8 ``[count, size, size, 3]`` plus their
+    attrs: the one place that maps world indices to images, so the files on disk, the vendor's
+    pretraining corpus and its zero-shot check all see the same pictures for the same seed."""
+    images, attrs = [], []
+    for n in range(count):
+        img, a = render(class_name, style, image_rng(seed, style, class_name, n), size)
+        images.append(np.asarray(img))
+        attrs.append(a)
+    return np.stack(images), attrs
+
+
 def _write_cell(job: tuple[str, str, str, int, int, int]) -> int:
     out, style, class_name, size, per_class, seed = job
     folder = Path(out) / style / folder_name(class_name)
     folder.mkdir(parents=True, exist_ok=True)
-    for n in range(per_class):
-        img, _ = render(class_name, style, image_rng(seed, style, class_name, n), size)
-        img.save(folder / f"{n}.png", optimize=False)
+    images, _ = render_cell(seed, style, class_name, per_class, size)
+    for n, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"{n}.png", optimize=False)
     return per_class
 
 

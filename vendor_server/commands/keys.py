@@ -37,9 +37,9 @@ def _ledger(args: argparse.Namespace):
     """The ledger at ``--db``; only ``keys create`` may start a new one (a typo in the path of
     ``keys list`` must not quietly show an empty, freshly created ledger)."""
     from vendor_server.ledger import Ledger
-    from vendor_server.settings import VendorSettings
+    from vendor_server.settings import load_settings
 
-    db = Path(args.db or VendorSettings().db)
+    db = Path(args.db or load_settings().db)
     if args.func is not _create and not db.is_file():
         raise VendorCliError(f"no ledger at {db}; create a key first with `vl2v-vendor keys create --db {db} ...`")
     return Ledger(db)

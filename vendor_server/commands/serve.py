@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-# OpenMP threads that spin while they wait steal the cores the event loop and image decoding need
-# (and collapse under any other load: 5x slower measured on 2 busy cores); sleeping waiters cost
-# nothing measurable for a CLIP forward. It must be set before torch loads, hence at import time.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="run the metered embedding service",
@@ -26,14 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # OpenMP threads that spin while they wait steal the cores the event loop and image decoding need
+    # (the tiny encoder ran ~5x faster with passive waiting on a busy 2-core CPU); sleeping waiters cost
+    # nothing measurable for a CLIP forward. OpenMP reads it once, when torch loads, so it is set here,
+    # before the imports below, and only for serving: other commands (pretraining) keep OpenMP's default.
+    # An operator's own OMP_WAIT_POLICY wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from vendor_server.app import create_app
     from vendor_server.encoder import Encoder
-    from vendor_server.settings import VendorSettings
+    from vendor_server.settings import load_settings
 
     overrides = {k: v for k in ("model", "pretrained", "host", "port", "db") if (v := getattr(args, k)) is not None}
-    settings = VendorSettings(**overrides)
+    settings = load_settings(**overrides)
     encoder = Encoder(settings.model, settings.pretrained_source())
     uvicorn.run(create_app(settings, encoder), host=settings.host, port=settings.port, log_level=args.log_level,
                 access_log=args.log_level == "debug")

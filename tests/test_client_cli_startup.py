@@ -1,0 +1,49 @@
+"""`vl2v --help` and the cheap sub-commands start without importing torch, timm or open_clip (seconds of
+start-up on a small machine), while the choices that need the method registry stay complete."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "torchvision", "timm", "open_clip")
+#: runs `vl2v ARGV...` in a fresh interpreter, then prints the heavy modules it imported as JSON
+PROBE = f"""
+import json, sys
+from client_distill.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
+"""
+
+
+def vl2v_imports(*argv: str) -> tuple[list[str], str]:
+    """(heavy modules imported, stdout) of one `vl2v` call."""
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120, check=True)
+    *output, last = done.stdout.splitlines()
+    return json.loads(last), "\n".join(output)
+
+
+@pytest.mark.parametrize("command", ["", "data synth", "distill", "embed", "pretrain-student", "demo"])
+def test_help_does_not_import_torch(command):
+    heavy, _ = vl2v_imports(*command.split(), "--help")
+    assert heavy == []
+
+
+def test_cache_stats_does_not_import_torch(tmp_path):
+    heavy, out = vl2v_imports("cache", "stats", "--cache", str(tmp_path / "cache"))
+    assert heavy == [] and json.loads(out)["ledger"]
+
+
+def test_distill_help_lists_every_registered_method():
+    from client_distill.methods import METHODS  # imports torch, in this process only
+    from client_distill.runspec import METHOD_NAMES
+
+    assert sorted(METHOD_NAMES) == sorted(METHODS)
+    _, out = vl2v_imports("distill", "--help")
+    assert all(name in out for name in METHODS)
