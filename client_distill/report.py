@@ -117,8 +117,8 @@ def tables(results: list[Result]) -> str:
             "",
             f"### {ds}: in-domain (source validation) vs out-of-domain (target), averaged over target domains",
             "",
-            "| Method | ID | OOD | ID − OOD | image queries (training) | image queries (evaluation) |",
-            "|---|---|---|---|---|---|",
+            "| Method | ID | OOD | ID − OOD | image queries (training) | image queries (evaluation) | seeds |",
+            "|---|---|---|---|---|---|---|",
         ]
         for row in rows:
             mine = [r for r in rs if r.row == row]
@@ -126,7 +126,8 @@ def tables(results: list[Result]) -> str:
             gap = 100 * (np.mean(ids) - np.mean(oods)) if ids and oods else float("nan")
             q = np.mean([r.queries_images for r in mine])
             qe = np.mean([r.queries_eval_images for r in mine])
-            lines.append(f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} |")
+            # seeds: how many seeds have every target domain (the averages and their errors use those)
+            lines.append(f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |")
         lines += efficiency(rs, rows, domains)
         lines.append("")
     return "\n".join(lines)

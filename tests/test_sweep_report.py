@@ -149,7 +149,7 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
     assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
     # ID vs OOD: ID is the selected checkpoint's source validation (0.9), OOD the average
-    assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 |" in report
+    assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report
     assert "target domain's 80 % \"in\" split" in report
     png = tmp_path / "report" / "accuracy_vs_budget.png"
