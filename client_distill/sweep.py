@@ -264,7 +264,13 @@ def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> d
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futures = {pool.submit(_launch, distill_argv(spec, out, vendor_args), out, threads): out for spec, out in todo}
         bar = tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({len(outcome['skipped'])} already done)", unit="run")
-        for future in bar:
-            out = futures[future]
-            outcome["done" if future.result() == 0 and (out / "done").is_file() else "failed"].append(str(out))
+        try:
+            for future in bar:
+                out = futures[future]
+                outcome["done" if future.result() == 0 and (out / "done").is_file() else "failed"].append(str(out))
+        except KeyboardInterrupt:
+            # without this the pool's exit would still start every queued run, silently; the runs in
+            # flight got the same Ctrl-C (one process group) and stop at once, resumable
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return outcome

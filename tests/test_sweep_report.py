@@ -4,6 +4,11 @@ report (mean ± standard error computed from known results.jsonl, selection, the
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +96,25 @@ def test_sweep_runs_unfinished_runs_and_skips_finished_ones(tmp_path):
     mtime = (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime
     assert main(["sweep", "--config", str(config)]) == 0  # nothing left to do
     assert (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_runs_in_flight_and_starts_no_queued_run(tmp_path):
+    config = write_config(tmp_path, seeds=[0, 1, 2, 3], hparams={"steps": 4000, "checkpoint_freq": 2000})
+    argv = [sys.executable, "-m", "client_distill.cli", "sweep", "--config", str(config), "--workers", "1"]
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "runs"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("*/args.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the sweep and its runs get it
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:  # a sweep that ignored Ctrl-C must not outlive the test
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(3)
+    assert len(list(runs.glob("*/args.json"))) == 1 and not list(runs.glob("*/done"))
 
 
 @pytest.mark.slow
