@@ -3,7 +3,7 @@
 "Raw" is the cheapest useful training step of the same student: features → linear classifier → CE →
 backward → Adam, on one pre-built batch. "Distill" is what ``vl2v distill`` runs per step of ADiP's
 Distill stage: the per-domain minibatches concatenated, each image's teacher embedding looked up in
-the bought table (a random view), the frozen projection head, the cosine loss, backward, Adam — via
+the bought table, the frozen projection head, the cosine loss, backward, Adam — via
 the same functions the run loop calls (``cached_batch``, ``to_device``, ``train_step``). Data
 decoding is excluded from both (synthetic tensors), so the ratio isolates the method's overhead.
 The two are interleaved round by round so that load from other processes hits both alike.
