@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from processes import default_sigint
 
 from client_distill.adapters.registry import create_adapter
 from client_distill.cache import EmbeddingCache
@@ -187,7 +188,7 @@ def test_client_killed_mid_run_rebuys_nothing(vendor_server, tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "set"
     args = (vendor_server.url, key, data, cache, out, 1000, "--batch-size", "2", "--concurrency", "2")
     # Ctrl-C first: a clean stop that keeps what was bought and writes the partial set
-    process = subprocess.Popen(embed_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(embed_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     wait_for_usage(vendor_server, key, 7, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from distill_world import make_images, make_student, make_teacher_set
+from processes import default_sigint
 
 from client_distill.cli import main
 from client_distill.errors import UsageError
@@ -102,7 +103,7 @@ def test_sweep_runs_unfinished_runs_and_skips_finished_ones(tmp_path):
 def test_ctrl_c_stops_the_runs_in_flight_and_starts_no_queued_run(tmp_path):
     config = write_config(tmp_path, seeds=[0, 1, 2, 3], hparams={"steps": 4000, "checkpoint_freq": 2000})
     argv = [sys.executable, "-m", "client_distill.cli", "sweep", "--config", str(config), "--workers", "1"]
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_sigint)
     runs = tmp_path / "runs"
     try:
         deadline = time.monotonic() + 120
