@@ -111,4 +111,7 @@ def test_a_db_that_is_not_a_ledger_is_a_one_line_error(tmp_path):
         assert_one_line_error(run_cli(*args), "cannot use", args[args.index("--db") + 1], "as the ledger")
     for db in (str(text), under_a_file):
         assert_one_line_error(run_cli("serve", "--pretrained", "none", "--db", db), "cannot use", db)
+    # the ledger is opened before the model is loaded: a bad --db is what is reported, at once
+    missing = str(tmp_path / "missing.pt")
+    assert_one_line_error(run_cli("serve", "--pretrained", missing, "--db", str(text)), "cannot use", str(text))
     assert text.read_text() == "this is not a SQLite database\n" * 20  # left as it was

@@ -69,8 +69,14 @@ MAX_IDEMPOTENCY_KEY = 255
 INLINE_PARSE_BYTES = 64 * 1024
 
 
-def create_app(settings: VendorSettings, encoder: Encoder) -> FastAPI:
-    ledger = Ledger(settings.db, idempotency_ttl_s=settings.idempotency_ttl_s, synchronous=settings.db_synchronous)
+def open_ledger(settings: VendorSettings) -> Ledger:
+    """The ledger ``settings`` name (``serve`` opens it before the model load, so a bad ``--db`` fails fast)."""
+    return Ledger(settings.db, idempotency_ttl_s=settings.idempotency_ttl_s, synchronous=settings.db_synchronous)
+
+
+def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None = None) -> FastAPI:
+    """The service; it owns ``ledger`` (opened from ``settings`` when not given) and closes it at shutdown."""
+    ledger = ledger or open_ledger(settings)
     metrics = Metrics()
     limiter = RateLimiter()
     batcher = MicroBatcher({"image": encoder.encode_images, "text": encoder.encode_texts},

@@ -29,13 +29,14 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from vendor_server.app import create_app
+    from vendor_server.app import create_app, open_ledger
     from vendor_server.encoder import Encoder
     from vendor_server.settings import load_settings
 
     overrides = {k: v for k in ("model", "pretrained", "host", "port", "db") if (v := getattr(args, k)) is not None}
     settings = load_settings(**overrides)
+    ledger = open_ledger(settings)  # a bad --db is reported at once, not after a model load
     encoder = Encoder(settings.model, settings.pretrained_source())
-    uvicorn.run(create_app(settings, encoder), host=settings.host, port=settings.port, log_level=args.log_level,
+    uvicorn.run(create_app(settings, encoder, ledger), host=settings.host, port=settings.port, log_level=args.log_level,
                 access_log=args.log_level == "debug")
     return 0
