@@ -1,8 +1,9 @@
 """``vl2v sweep``: methods × budgets × target domains × seeds, DomainBed style.
 
 Each run's folder is the md5 of its arguments, so a relaunched sweep skips finished runs (their
-``done`` marker) and resumes unfinished ones from their last checkpoint. Runs are separate
-``vl2v distill`` processes (``--workers N`` at a time, threads split between them).
+``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a ``vl2v distill`` in its own process,
+forked from a server that imported torch once (:mod:`client_distill.launcher`); ``--workers N`` at a
+time, threads split between them.
 
 Config (YAML)::
 
@@ -38,9 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from tqdm import tqdm
 from client_distill.datasets import open_dataset
 from client_distill.embed import load_templates
 from client_distill.errors import UsageError
+from client_distill.launcher import RunPool
 from client_distill.methods import METHODS
 from client_distill.train import TEACHER_MODES, RunSpec
 
@@ -85,9 +85,9 @@ def run_name(spec: RunSpec) -> str:
 
 
 def _embed_argv(cfg: dict[str, Any], out: Path, domains: list[str], split: str, seed: int, queries: int) -> list[str]:
-    """The ``vl2v embed`` command that buys one teacher set (config key ``embed``)."""
+    """The ``vl2v`` arguments that buy one teacher set (config key ``embed``)."""
     e = cfg["embed"]
-    argv = [sys.executable, "-m", "client_distill.cli", "embed", "--data", str(cfg["data"]), "--domains", ",".join(domains)]
+    argv = ["embed", "--data", str(cfg["data"]), "--domains", ",".join(domains)]
     argv += ["--split", split, "--seed", str(seed), "--budget", str(queries), "--strategy", e.get("strategy", "random")]
     argv += ["--views", str(e.get("views", 1)), "--out", str(out), *[str(a) for a in e.get("vendor_args", [])]]
     for key in ("dataset", "prompts", "cache", "student"):
@@ -204,10 +204,10 @@ def buy_teacher_sets(purchases: dict[str, list[str]], needed: set[str]) -> None:
     sweep overlap, and two concurrent purchases could both miss the client cache for the same image
     and pay for it twice; one after the other, every image is paid for once."""
     todo = [out for out in purchases if out in needed and not _complete(Path(out))]
-    for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
-        Path(out).mkdir(parents=True, exist_ok=True)
-        if _launch(purchases[out], Path(out), 0) != 0 or not _complete(Path(out)):
-            raise UsageError(f"buying teacher set {out} failed; see {out}/log.txt")
+    with RunPool(1) as pool:
+        for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
+            if pool.submit(purchases[out], Path(out), 0).result() != 0 or not _complete(Path(out)):
+                raise UsageError(f"buying teacher set {out} failed; see {out}/log.txt")
 
 
 def _complete(teacher_set: Path) -> bool:
@@ -216,8 +216,8 @@ def _complete(teacher_set: Path) -> bool:
 
 
 def distill_argv(spec: RunSpec, out: Path, vendor_args: list[str]) -> list[str]:
-    """The ``vl2v distill`` command line of one run."""
-    argv = [sys.executable, "-m", "client_distill.cli", "distill", "--method", spec.method, "--data", spec.data]
+    """The ``vl2v`` arguments of one run."""
+    argv = ["distill", "--method", spec.method, "--data", spec.data]
     argv += ["--test-domain", spec.test_domain, "--seed", str(spec.seed), "--student", spec.student]
     argv += ["--profile", spec.profile, "--hparams", json.dumps(spec.hparams), "--teacher-mode", spec.teacher_mode, "--out", str(out)]
     if spec.dataset:
@@ -231,14 +231,6 @@ def distill_argv(spec: RunSpec, out: Path, vendor_args: list[str]) -> list[str]:
     if spec.teacher_mode == "online":
         argv += vendor_args
     return argv
-
-
-def _launch(argv: list[str], out: Path, threads: int) -> int:
-    """Run ``argv`` with its output in ``out/log.txt`` (and ``threads`` torch threads if > 0)."""
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
-    with open(out / "log.txt", "ab") as log:
-        return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
 def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> dict[str, list[str]]:
@@ -255,22 +247,22 @@ def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> d
             todo.append((spec, out))
     if dry_run:
         for spec, out in todo:
-            print(out, " ".join(distill_argv(spec, out, [])[3:]))
+            print(out, "vl2v", " ".join(distill_argv(spec, out, [])))
         return {**outcome, "todo": [str(out) for _, out in todo]}
     buy_teacher_sets(purchases, {spec.teacher for spec, _ in todo})
     todo.sort(key=lambda item: item[0].seed)  # seed by seed: a sweep cut short has every method for its first seeds
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     vendor_args = [str(a) for a in cfg.get("vendor_args", [])]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = {pool.submit(_launch, distill_argv(spec, out, vendor_args), out, threads): out for spec, out in todo}
+    with RunPool(workers) as pool:
+        futures = {pool.submit(distill_argv(spec, out, vendor_args), out, threads): out for spec, out in todo}
         bar = tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({len(outcome['skipped'])} already done)", unit="run")
         try:
             for future in bar:
                 out = futures[future]
                 outcome["done" if future.result() == 0 and (out / "done").is_file() else "failed"].append(str(out))
         except KeyboardInterrupt:
-            # without this the pool's exit would still start every queued run, silently; the runs in
-            # flight got the same Ctrl-C (one process group) and stop at once, resumable
-            pool.shutdown(wait=False, cancel_futures=True)
+            # start no queued run; the runs in flight got the same Ctrl-C (one process group) and
+            # stop at once, resumable
+            pool.cancel()
             raise
     return outcome

@@ -1,0 +1,91 @@
+"""Where a sweep's runs execute: worker processes forked from a server that imported torch, timm and
+the training code once.
+
+A run in a fresh ``python -m client_distill.cli distill`` process spends seconds importing those
+before its first step: a large share of a short CPU run, paid again by every run of a sweep. A
+``forkserver`` imports them once; each run is then a process forked from it, so runs stay as isolated
+as separate processes — a crash or a leak ends with its run — without paying the imports again.
+(One ``multiprocessing`` process per run, waited on by a thread, rather than a
+``ProcessPoolExecutor(max_tasks_per_child=1)``, whose worker replacement hangs on Python 3.11-3.14
+when a pool is shut down early: CPython issues 115634, 119592, 132969 — a Ctrl-C did hang it here.) ``bench/sweep_launch.py`` measures the difference.
+
+A forked run does not inherit the sweep's state at the time of the fork but the server's, taken when
+the server started; so each run gets its environment, working directory and thread count explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+#: what every ``vl2v distill`` run imports; the server imports it once
+PRELOAD = ["torch", "timm", "client_distill.train", "client_distill.methods", "client_distill.commands.distill"]
+
+
+class RunPool(contextlib.AbstractContextManager):
+    """``workers`` runs at a time, each ``vl2v ARGV`` in its own process forked from the preloaded server."""
+
+    def __init__(self, workers: int):
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+        self._pool = ThreadPoolExecutor(max(1, workers))
+
+    def submit(self, argv: list[str], out: Path, threads: int) -> Future:
+        """Queue ``vl2v argv`` (output to ``out/log.txt``, ``threads`` torch threads if > 0); the
+        future's result is the run's exit status."""
+        return self._pool.submit(self._run, list(argv), str(out), threads, dict(os.environ), os.getcwd())
+
+    def _run(self, *args) -> int:
+        process = self._ctx.Process(target=_main, args=args)
+        process.start()
+        process.join()
+        return process.exitcode
+
+    def cancel(self) -> None:
+        """Start no queued run; runs in flight go on until they end (a Ctrl-C reaches them too)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _main(*args) -> None:
+    sys.exit(run_cli(*args))
+
+
+def run_cli(argv: list[str], out: str, threads: int, env: dict[str, str], cwd: str) -> int:
+    """In the worker: take the sweep's environment and directory, send stdout and stderr to
+    ``out/log.txt`` (file descriptors, so torch's and tqdm's output land there too), run ``vl2v argv``
+    and return its exit status; an unexpected exception is logged there, as a process would print it."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "log.txt", "ab") as log:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            os.dup2(log.fileno(), stream.fileno())
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    from client_distill.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse and friends
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException:  # the traceback belongs in the run's log, not pickled back to the sweep
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
