@@ -87,10 +87,16 @@ def resolve_hparams(
         raise UsageError(f"unknown hparams profile {profile!r}; choose from {', '.join(PROFILES)}")
     if isinstance(overrides, str):
         overrides = parse_overrides(overrides)
+    from client_distill.methods import METHODS  # the registry imports torch: not at CLI start-up
+
     hp = {**DEFAULTS, **METHOD_DEFAULTS.get(method, {}), **DATASET_DEFAULTS.get(dataset or "", {}), **PROFILES[profile]}
+    stages = sorted({stage.name for m in METHODS.values() for stage in m.stages})
     for key, value in (overrides or {}).items():
-        if key not in hp and not key.startswith(("steps_", "lr_")):
-            raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(hp))}, steps_<stage> and lr_<stage>")
+        prefix, _, stage = key.partition("_")
+        per_stage = prefix in ("steps", "lr") and stage in stages  # any method's stage: one sweep config serves all
+        if key not in hp and not per_stage:
+            raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(hp))}, and steps_<stage> / lr_<stage> "
+                             f"for a stage in {', '.join(stages)}")
         hp[key] = value
     _check(hp)
     return hp

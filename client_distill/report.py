@@ -5,6 +5,11 @@ the source domains' 20 % "out" splits; the target is never used), and scored on 
 80 % "in" split (``env{test}_in_acc``, as DomainBed and the paper's code report). Cells are
 mean ± standard error over seeds (sample std / √n; "–" with one seed). Writes ``report.md`` and
 ``accuracy_vs_budget.png``.
+
+Queries are what a run *paid*: its records' final totals, whichever checkpoint is selected (an online
+run pays for every step, including those after its best checkpoint). A folder must hold one run per
+(method, teacher mode, budget, target, seed): two runs of the same cell with other settings (student,
+hparams, teacher set) would be pooled as if they were more seeds, so that is refused.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ class Result:
     seed: int
     ood: float  # target domain, "in" split
     id: float  # source domains, "out" splits (the selection criterion)
-    queries_images: int
+    queries_images: int  # paid by the whole run for training (not only up to the selected checkpoint)
     queries_eval_images: int
+    run_dir: str
 
     @property
     def row(self) -> tuple[str, str, float]:
@@ -46,28 +52,35 @@ def row_label(row: tuple[str, str, float]) -> str:
 
 
 def collect(runs: str | Path) -> list[Result]:
-    """Every finished run (``done`` marker) under ``runs``."""
-    out = []
+    """Every finished run (``done`` marker) under ``runs``; a second run of the same table cell and
+    seed is a :class:`UsageError` naming both."""
+    out, seen = [], {}
     for done in sorted(Path(runs).rglob("done")):
         records = load_records(done.parent)
         if not records:
             continue
         r = select(records)
+        paid = {k: max(int(x[k]) for x in records) for k in ("queries_images", "queries_eval_images")}  # running totals
         args = r["args"]
-        out.append(
-            Result(
-                dataset=r["dataset"],
-                method=args["method"],
-                teacher_mode=args["teacher_mode"],
-                budget=args["budget"],
-                test_domain=r["test_domain"],
-                seed=args["seed"],
-                ood=r[f"env{r['test_env']}_in_acc"],
-                id=r["source_val_acc"],
-                queries_images=int(r["queries_images"]),
-                queries_eval_images=int(r["queries_eval_images"]),
-            )
+        result = Result(
+            dataset=r["dataset"],
+            method=args["method"],
+            teacher_mode=args["teacher_mode"],
+            budget=args["budget"],
+            test_domain=r["test_domain"],
+            seed=args["seed"],
+            ood=r[f"env{r['test_env']}_in_acc"],
+            id=r["source_val_acc"],
+            queries_images=paid["queries_images"],
+            queries_eval_images=paid["queries_eval_images"],
+            run_dir=str(done.parent),
         )
+        cell = (result.dataset, result.row, result.test_domain, result.seed)
+        if cell in seen:
+            raise UsageError(f"{seen[cell]} and {done.parent} are both {row_label(result.row)} on {result.test_domain}, "
+                             f"seed {result.seed} (other settings?); report them from separate folders")
+        seen[cell] = str(done.parent)
+        out.append(result)
     return out
 
 
@@ -101,6 +114,8 @@ def tables(results: list[Result]) -> str:
         "",
         "Accuracy (%) on the target domain's 80 % \"in\" split (`env{i}_in_acc`), checkpoint selected by",
         "training-domain validation (source domains' 20 % \"out\" splits only); mean ± standard error over seeds.",
+        "ID is that selected checkpoint's source validation accuracy: the selection criterion itself, so optimistic.",
+        "Image queries are what each run paid in all (mean over its runs).",
         "",
     ]
     datasets = sorted({r.dataset for r in results})

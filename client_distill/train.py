@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +64,10 @@ class Checkpoint:
     queries_images: int = 0
     best_val: float = -1.0
     best_swad_val: float = -1.0
+    #: best-model files written as ``NAME.new`` in the segment this checkpoint ends; they become ``NAME``
+    #: only after the checkpoint is saved, so a crash in between cannot leave a best file from steps
+    #: that the resumed run recomputes (and may score differently)
+    pending: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------- setup
@@ -403,14 +407,21 @@ class Run:
         torch.save(obj, tmp)
         tmp.replace(self.out / name)
 
+    def _promote(self, names: list[str]) -> None:
+        for name in names:
+            (self.out / (name + ".new")).replace(self.out / name)
+
     def _resume(self) -> tuple[Checkpoint, dict | None]:
-        """Load ``checkpoint.pt`` if there is one and drop records written after it."""
+        """Load ``checkpoint.pt`` if there is one and drop records (and best files) written after it."""
         path = self.out / "checkpoint.pt"
-        if not path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+        pos = Checkpoint(**state["position"]) if state else Checkpoint()
+        self._promote([name for name in pos.pending if (self.out / (name + ".new")).is_file()])
+        for stale in self.out.glob("*.new"):  # a best of steps after the checkpoint, which are recomputed
+            stale.unlink()
+        if state is None:
             (self.out / "results.jsonl").unlink(missing_ok=True)
-            return Checkpoint(), None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        pos = Checkpoint(**state["position"])
+            return pos, None
         kept = [
             line
             for line in (self.out / "results.jsonl").read_text().splitlines()
@@ -500,22 +511,25 @@ class Run:
                     "images_per_s": speed,
                     "world_size": self.world,
                 }
-                accs = self.evaluate(method)
+                accs, pending = self.evaluate(method), []
                 self._append(self._record(stage.name, index, step, offset + step, accs, {**extra, "swad": False}))
                 if accs["source_val_acc"] > best:
                     best = accs["source_val_acc"]
-                    self._save(method.state_dict(), f"best_{stage.name}.pt")
+                    pending.append(f"best_{stage.name}.pt")
+                    self._save(method.state_dict(), pending[-1] + ".new")
                 if swa is not None and step > swa_start:
                     swa_accs = self.evaluate(swa.module)
                     self._append(self._record(stage.name, index, step, offset + step, swa_accs, {**extra, "swad": True}))
                     if swa_accs["source_val_acc"] >= best_swa:
                         best_swa = swa_accs["source_val_acc"]
-                        self._save(swa.module.state_dict(), f"best_{stage.name}_swad.pt")
-                position = Checkpoint(index, step, queries, best, best_swa)
+                        pending.append(f"best_{stage.name}_swad.pt")
+                        self._save(swa.module.state_dict(), pending[-1] + ".new")
+                position = Checkpoint(index, step, queries, best, best_swa, pending)
                 self._save(
                     {"position": asdict(position), "model": method.state_dict(), "optimizer": optimizer.state_dict(), "swa": swa.state_dict() if swa else None},
                     "checkpoint.pt",
                 )
+                self._promote(pending)
             _barrier()
             if self.stop_after is not None and offset + step >= self.stop_after:
                 return False

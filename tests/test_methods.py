@@ -200,6 +200,9 @@ def test_registry_and_hparams_errors(tmp_path):
     assert stage_steps(resolve_hparams("adip", overrides='{"steps": 10, "steps_align": 4}'), "align") == 4
     with pytest.raises(UsageError, match="unknown hparam"):
         resolve_hparams("adip", overrides={"learning_rate": 1})
+    with pytest.raises(UsageError, match="unknown hparam 'lr_distil'.*align, distill"):  # a typo'd stage
+        resolve_hparams("adip", overrides={"lr_distil": 1e-4})
+    assert resolve_hparams("erm", overrides={"steps_align": 4})["steps_align"] == 4  # another method's stage: one config for all
     with pytest.raises(UsageError, match="profile"):
         resolve_hparams("adip", "fast")
     assert make_student(tmp_path / "s.pt").is_file()

@@ -165,7 +165,8 @@ def test_report_tables_mean_and_standard_error(tmp_path):
                 fake_run(runs, "adip", domain, seed, [(0.9, acc + 0.1 * seed, queries)], budget=budget)
     for domain in ("art", "sketch"):
         for seed in (0, 1):
-            fake_run(runs, "adip", domain, seed, [(0.9, 0.8, 1000)], mode="online")
+            # the best checkpoint comes first, but an online run pays for every step it ran
+            fake_run(runs, "adip", domain, seed, [(0.95, 0.8, 500), (0.9, 0.7, 1000)], mode="online")
     assert len(collect(runs)) == 16
     report = write_report(runs, tmp_path / "report").read_text()
     # art: 0.6, 0.8 → 70.0 ± std([.6,.8])/√2 = 10.0; Avg per seed (0.55, 0.75) → 65.0 ± 10.0
@@ -179,6 +180,16 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     assert "target domain's 80 % \"in\" split" in report
     png = tmp_path / "report" / "accuracy_vs_budget.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "erm", "art", 0, [(0.9, 0.6, 0)])
+    fake_run(runs, "erm", "art", 1, [(0.9, 0.6, 0)])
+    assert len(collect(runs)) == 2
+    fake_run(runs / "with-other-hparams", "erm", "art", 0, [(0.9, 0.7, 0)])  # would count as a third seed
+    with pytest.raises(UsageError, match="both erm on art, seed 0"):
+        collect(runs)
 
 
 def test_report_without_runs_is_a_user_error(tmp_path):

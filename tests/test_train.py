@@ -86,6 +86,23 @@ def test_resume_continues_exactly(world, tmp_path, views):
     assert strip(load_records(tmp_path / "stopped")) == strip(load_records(tmp_path / "straight"))
 
 
+def test_resume_keeps_only_the_best_files_its_checkpoint_vouches_for(world, tmp_path):
+    run, out = spec(world), tmp_path / "crashed"
+    assert run_distill(run, out, stop_after=3) is None
+    # died after saving the checkpoint, before moving the new best it lists into place ...
+    (out / "best_align.pt").replace(out / "best_align.pt.new")
+    # ... and a best file from later steps, whose checkpoint never came: the resume recomputes them
+    torch.save({"from": "a segment that died before its checkpoint"}, out / "best_distill.pt.new")
+    run_distill(run, out)
+    run_distill(run, tmp_path / "straight")
+    assert not list(out.glob("*.new"))
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rs]  # noqa: E731
+    assert strip(load_records(out)) == strip(load_records(tmp_path / "straight"))
+    for name in ("best_align.pt", "best_distill.pt"):
+        got, want = (torch.load(d / name, weights_only=True) for d in (out, tmp_path / "straight"))
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
     """With 2 views bought per image, an input paired with view 1 is exactly the picture `vl2v embed`
     sent for it (decoded, then only the student's eval resize and normalisation), redrawn with the seed
