@@ -11,6 +11,11 @@ when a pool is shut down early: CPython issues 115634, 119592, 132969 — a Ctrl
 
 A forked run does not inherit the sweep's state at the time of the fork but the server's, taken when
 the server started; so each run gets its environment, working directory and thread count explicitly.
+
+As with every ``multiprocessing`` start method but ``fork``, each run first imports the sweep's main
+module: a script that calls :func:`client_distill.sweep.run_sweep` needs the usual
+``if __name__ == "__main__":`` guard (Python says so, in the sweep's output, if it is missing). The
+``vl2v`` command has it.
 """
 
 from __future__ import annotations
