@@ -5,9 +5,10 @@ A run in a fresh ``python -m client_distill.cli distill`` process spends seconds
 before its first step: a large share of a short CPU run, paid again by every run of a sweep. A
 ``forkserver`` imports them once; each run is then a process forked from it, so runs stay as isolated
 as separate processes — a crash or a leak ends with its run — without paying the imports again.
-(One ``multiprocessing`` process per run, waited on by a thread, rather than a
-``ProcessPoolExecutor(max_tasks_per_child=1)``, whose worker replacement hangs on Python 3.11-3.14
-when a pool is shut down early: CPython issues 115634, 119592, 132969 — a Ctrl-C did hang it here.) ``bench/sweep_launch.py`` measures the difference.
+``bench/sweep_launch.py`` measures the difference. (One ``multiprocessing`` process per run, waited on
+by a thread, rather than a ``ProcessPoolExecutor(max_tasks_per_child=1)``, whose worker replacement
+hangs on Python 3.11-3.14 when a pool is shut down early: CPython issues 115634, 119592, 132969 — a
+Ctrl-C did hang it here.)
 
 A forked run does not inherit the sweep's state at the time of the fork but the server's, taken when
 the server started; so each run gets its environment, working directory and thread count explicitly.
@@ -85,9 +86,6 @@ def run_cli(argv: list[str], out: str, threads: int, env: dict[str, str], cwd: s
         return main(argv)
     except SystemExit as exc:  # argparse and friends
         return exc.code if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except BaseException:  # the traceback belongs in the run's log, not pickled back to the sweep
         traceback.print_exc()
         return 1

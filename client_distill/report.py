@@ -38,7 +38,6 @@ class Result:
     id: float  # source domains, "out" splits (the selection criterion)
     queries_images: int  # paid by the whole run for training (not only up to the selected checkpoint)
     queries_eval_images: int
-    run_dir: str
 
     @property
     def row(self) -> tuple[str, str, float]:
@@ -73,7 +72,6 @@ def collect(runs: str | Path) -> list[Result]:
             id=r["source_val_acc"],
             queries_images=paid["queries_images"],
             queries_eval_images=paid["queries_eval_images"],
-            run_dir=str(done.parent),
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
