@@ -1,9 +1,9 @@
 """``vl2v sweep``: methods × budgets × target domains × seeds, DomainBed style.
 
 Each run's folder is the md5 of its arguments, so a relaunched sweep skips finished runs (their
-``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a ``vl2v distill`` in its own process,
-forked from a server that imported torch once (:mod:`client_distill.launcher`); ``--workers N`` at a
-time, threads split between them.
+``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a ``vl2v distill``
+in its own process, forked from a server that imported torch once (:mod:`client_distill.launcher`);
+``--workers N`` at a time, threads split between them.
 
 Config (YAML)::
 
