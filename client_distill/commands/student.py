@@ -1,5 +1,5 @@
-"""``vl2v pretrain-student`` (the photo-only ImageNet stand-in) and ``vl2v probe`` (per-domain linear
-probes on a student's frozen features)."""
+"""``vl2v pretrain-student`` (the synthetic world's ImageNet stand-in) and ``vl2v probe`` (per-domain
+linear probes on a student's frozen features)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,30 @@ import json
 
 from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError
-from client_distill.pretrain_config import DEFAULT_ARCH, PretrainConfig
+from client_distill.pretrain_config import BROAD_STYLES, DEFAULT_ARCH, PretrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = PretrainConfig()
     p = subparsers.add_parser(
         "pretrain-student",
-        help="train a timm backbone on the synthetic world's photo style only",
-        description="Supervised pretraining on photos of every world class; resumable from <out>.partial/.",
+        help="train a timm backbone on a corpus of the synthetic world (the ImageNet stand-in)",
+        description="Supervised pretraining on every world class in the corpus styles; resumable from <out>.partial/.",
     )
     p.add_argument("--arch", default=DEFAULT_ARCH, help=f"timm model name (default {DEFAULT_ARCH})")
+    p.add_argument(
+        "--styles",
+        default=",".join(BROAD_STYLES),
+        help=f"comma-separated corpus styles (default {','.join(BROAD_STYLES)}: no client domain but photo; 'photo' alone "
+        "gives the photo-only student)",
+    )
+    p.add_argument("--lr", type=float, default=defaults.lr, help=f"AdamW peak learning rate (default {defaults.lr})")
     p.add_argument("--out", required=True, help="checkpoint to write; create_student(PATH) loads it")
     p.add_argument("--steps", type=int, default=defaults.steps)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--size", type=int, default=defaults.size, help="image size in pixels")
-    p.add_argument("--pool-per-class", type=int, default=defaults.pool_per_class, help="photos rendered per class")
+    p.add_argument("--pool-per-class", type=int, default=defaults.pool_per_class, help="images rendered per class and style")
     p.add_argument("--eval-per-class", type=int, default=defaults.eval_per_class, help="test images per class and style")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably once STEP steps are done")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -45,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.batch_size < 1 or args.size < 16 or min(args.pool_per_class, args.eval_per_class) < 1:
-        raise UsageError("--steps, --batch-size, --pool-per-class and --eval-per-class must be positive and --size at least 16")
+    if args.steps < 1 or args.batch_size < 1 or args.size < 16 or min(args.pool_per_class, args.eval_per_class) < 1 or args.lr <= 0:
+        raise UsageError("--steps, --batch-size, --pool-per-class, --eval-per-class and --lr must be positive and --size at least 16")
     import torch  # torch and timm only once a command needs them: `vl2v --help` stays instant
 
     from client_distill.pretrain_student import pretrain_student
@@ -55,6 +62,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = PretrainConfig(
         arch=args.arch,
+        styles=tuple(s.strip() for s in args.styles.split(",") if s.strip()),
+        lr=args.lr,
         steps=args.steps,
         batch_size=args.batch_size,
         size=args.size,
@@ -67,7 +76,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"stopped at step {args.stop_after}; rerun the same command to continue")
         return 0
     print(f"wrote {args.out}")
-    print("photo-trained classifier accuracy per style: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items()))
+    print("pretraining classifier accuracy per style: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items()))
     return 0
 
 

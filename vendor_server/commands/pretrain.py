@@ -8,6 +8,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from shared.world import TASKS
 from vendor_server.errors import VendorCliError
 from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_WEIGHTS
@@ -59,6 +60,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) after {time.time() - t0:.0f} s "
           f"({summary['steps']} steps this run, {summary['steps_per_s']} steps/s)")
     if args.eval:
-        acc = zero_shot(args.out)
-        print("zero-shot 'a photo of a {class}' on held-out synth-pacs: " + ", ".join(f"{d} {a:.3f}" for d, a in acc.items()))
+        for task in TASKS:
+            acc = zero_shot(args.out, task=task)
+            print(f"zero-shot 'a photo of a {{class}}' on held-out {task}: " + ", ".join(f"{d} {a:.3f}" for d, a in acc.items()))
     return 0
