@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from client_distill.errors import UsageError
 
@@ -166,26 +165,3 @@ def open_dataset(data: str | Path, name: str | None = None) -> DomainDataset:
     if (root / folder).is_dir():
         root = root / folder
     return DomainDataset(root, domains or None, name=key)
-
-
-class ImageFolderDataset:
-    """Torch (map-style) view of a list of :class:`Sample`: items are ``(transform(image), label,
-    index)``; the index lets a trainer look up per-sample side data (such as a teacher embedding) for
-    the batch. A ``DataLoader`` needs only ``__len__`` and ``__getitem__``, so the class does not
-    derive from torch's ``Dataset`` and this module stays importable without torch."""
-
-    def __init__(self, root: str | Path, samples: Sequence[Sample], transform: Callable[[Image.Image], Any]) -> None:
-        self.root = Path(root)
-        self.samples = list(samples)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def image(self, index: int) -> Image.Image:
-        """The decoded RGB image of sample ``index``."""
-        with Image.open(self.root / self.samples[index].path) as img:
-            return img.convert("RGB")
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int]:
-        return self.transform(self.image(index)), self.samples[index].label, index

@@ -105,20 +105,21 @@ def run_demo(
 ) -> Path:
     """Run the demo and return the report's path."""
     from client_distill.report import write_report  # these import torch: not at `vl2v --help` time
-    from client_distill.sweep import load_config, run_sweep
+    from client_distill.sweep import run_sweep
+    from client_distill.sweep_config import DemoConfig, EmbedConfig, load_config
 
     cfg = load_config(config, {"data": str(data), "out": str(out / "runs")})
-    demo = cfg.pop("demo", {})
-    ensure_data(data, demo.get("task", "synth-pacs"), int(demo.get("per_class", 60)), int(demo.get("seed", 0)))
-    cfg.setdefault("embed", {})["cache"] = str(out / "cache")
+    demo = cfg.demo or DemoConfig()
+    ensure_data(data, demo.task, demo.per_class, demo.seed)
+    cfg.embed = (cfg.embed or EmbedConfig()).model_copy(update={"cache": str(out / "cache")})
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if vendor_url is None:
-            vendor_url, api_key = stack.enter_context(local_vendor(out / "vendor", int(demo.get("key_budget", 100_000))))
+            vendor_url, api_key = stack.enter_context(local_vendor(out / "vendor", demo.key_budget))
             vendor = "vl2v"
         # the sweep's `vl2v embed`/`vl2v distill` processes read the vendor (and the cache holding the
         # query ledger) from the environment, so the key never appears on a command line
-        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url, VL2V_CACHE=cfg["embed"]["cache"])
+        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url, VL2V_CACHE=cfg.embed.cache)
         if api_key:
             os.environ["VL2V_API_KEY"] = api_key
         outcome = run_sweep(cfg, workers=workers)

@@ -1,14 +1,15 @@
-"""The one hparams registry for every distillation method (DomainBed style: defaults per method,
-then an optional profile, then the user's overrides; no random search).
+"""The one hparams registry of every distillation method (DomainBed style): each hparam declared once,
+with its default, its valid range and what it means; then per-method, per-dataset and named-profile
+deviations, then the user's overrides.
 
-The defaults are the paper's (VL2V-ADiP code, ``hparams_registry``): Adam, lr 5e-5, weight decay 0,
-32 images per *source domain* per step, 5001 steps per stage, a checkpoint every 200 steps, λ = 0.5.
-They are kept as the defaults so a run on real data with a real student reproduces the recipe.
+The defaults are the paper's (VL2V-ADiP code, ``hparams_registry``): Adam, one learning rate of 5e-5
+for every method and every stage, weight decay 0, 32 images per *source domain* per step, 5001 steps
+per stage (every stage as long as every other), a checkpoint every 200 steps, λ = 0.5, SWAD on.
 
-Profiles exist because those defaults under-train a tiny CPU setting: on the synthetic world the
-paper's lr 5e-5 left ADiP at 0.61 OOD where 3e-4 reached 0.70 (research/world_calibration.md), and
-5001 steps per stage is hours on two CPU cores. ``--profile synth`` is that override, stated in every
-results record (the record carries the resolved hparams), never silently applied.
+Profiles exist because those defaults do not fit a tiny CPU setting: ``--profile synth`` shortens the
+stages for the synthetic world on two cores (and halves the batch). A profile never sets a per-method
+value; the learning rate a protocol uses is chosen per method by the same source-validation search
+(:mod:`client_distill.search`). Every results record carries the resolved hparams.
 """
 
 from __future__ import annotations
@@ -16,31 +17,66 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from client_distill.errors import UsageError
 
-#: the paper's defaults, shared by every method
-DEFAULTS: dict[str, Any] = {
-    "lr": 5e-5,
-    "weight_decay": 0.0,
-    "batch_per_domain": 32,  # images per source domain per step, concatenated (not 32 in total)
-    "steps": 5001,  # per stage; ``steps_<stage>`` overrides one stage
-    "checkpoint_freq": 200,  # evaluate, record and checkpoint every this many steps (and at the end)
-    "test_batch": 128,
-    "lambda": 0.5,  # ADiP/SD: weight of the image term; 1 - λ for the text term
-    "kd_tau": 4.0,  # textbook KD temperature applied to the teacher's 100·cos logits and the student's
-    "kd_alpha": 0.5,  # KD: (1 - α)·CE + α·τ²·KL
-    "freeze_bn": True,  # ResNet BatchNorm stays in eval mode (paper pitfall 11)
-    # SWAD-*style* averaging: a uniform running average (torch.optim.swa_utils) from `swad_start` on,
-    # evaluated at each checkpoint and selected on source val; not SWAD's LossValley window search
-    "swad": False,
-    "swad_start": 0.25,  # fraction of a stage's steps before averaging starts
-    "num_workers": 2,
-    "amp": True,  # bf16 autocast, only on CUDA
-}
 
-#: per-method deviations from DEFAULTS
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hparam: its default, a test of valid values and that test in words, and what it does."""
+
+    default: Any
+    valid: Callable[[Any], bool]
+    range: str
+    doc: str
+
+
+def _positive(default: float, doc: str) -> HParam:
+    return HParam(default, lambda v: _is_number(v) and v > 0, "a number > 0", doc)
+
+
+def _fraction(default: float, doc: str) -> HParam:
+    return HParam(default, lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]", doc)
+
+
+def _count(default: int, doc: str) -> HParam:
+    return HParam(default, lambda v: _is_int(v) and v >= 1, "an integer ≥ 1", doc)
+
+
+def _flag(default: bool, doc: str) -> HParam:
+    return HParam(default, lambda v: isinstance(v, bool), "true or false", doc)
+
+
+HPARAMS: dict[str, HParam] = {
+    "lr": _positive(5e-5, "Adam learning rate of every stage (the paper: 5e-5 for every method and stage)"),
+    "weight_decay": HParam(0.0, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "Adam weight decay"),
+    "batch_per_domain": _count(32, "images per source domain per step, concatenated (not in total)"),
+    "steps": _count(5001, "steps of every stage (ADiP's Align and Distill each as long as ERM's one stage)"),
+    "checkpoint_freq": _count(200, "evaluate source validation, checkpoint and close a SWAD segment every this many steps"),
+    "test_batch": _count(128, "evaluation batch size"),
+    "lambda": _fraction(0.5, "ADiP/SD: weight of the image term; 1 − λ weighs the text term"),
+    "kd_tau": _positive(4.0, "KD temperature, applied to the teacher's own-scale logits and the student's"),
+    "kd_alpha": _fraction(0.5, "KD: (1 − α)·CE + α·τ²·KL"),
+    "freeze_bn": _flag(True, "BatchNorm stays in eval mode (the paper's ResNets)"),
+    "swad": _flag(True, "SWAD in the final stage; the run then outputs SWAD's average (the paper's numbers are SWAD's)"),
+    "swad_n_converge": _count(3, "SWAD: evaluations the loss must not fall below the first for the window to start"),
+    "swad_n_tolerance": _count(6, "SWAD: evaluations above the tolerance that end the window"),
+    "swad_tolerance_ratio": HParam(0.3, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "SWAD: tolerance over the converged loss"),
+    "amp": _flag(True, "bf16 autocast on CUDA (CPU runs are full precision)"),
+}
+DEFAULTS: dict[str, Any] = {name: h.default for name, h in HPARAMS.items()}
+
+#: per-method deviations from the defaults (what makes the ablations what they are)
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "adip_image_only": {"lambda": 1.0},
     "adip_text_only": {"lambda": 0.0},
@@ -51,22 +87,16 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "domain_net": {"steps": 15001, "checkpoint_freq": 1000, "test_batch": 64},
 }
 
-#: named overrides for settings the paper's recipe does not fit
+#: named settings for where the paper's recipe does not fit; the same for every method
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    # the synthetic world on CPU: a larger lr (see module docstring), short stages, no workers
-    # (the images are tiny; worker start-up costs more than decoding). ADiP's Align fits only a linear
-    # head, which at 3e-4 is far from converged in a CPU-sized stage. These two rates were first picked
-    # on sketch's *target* accuracy (40-step stages: 0.51 vs 0.30 for one lr of 3e-4; 3e-3 for both
-    # collapsed the backbone), which the protocol forbids; re-checked on source validation (160-step
-    # stages, every target): 77.2 % vs 76.6 % for one lr of 3e-4 and 64.4 % for 1e-4, so they stay.
-    # See docs/results/synth-pacs-cpu_report.md.
-    "synth": {
-        "lr": 3e-4, "lr_align": 3e-3, "lr_distill": 1e-4, "steps": 300, "checkpoint_freq": 50,
-        "test_batch": 256, "num_workers": 0,
-    },  # fmt: skip
+    # the synthetic world on two CPU cores: short stages (the images are 64 px and the student small),
+    # 16 images per source domain, a checkpoint every 20 steps so SWAD's window has segments to choose
+    # from. The lr here is only the fallback of a run outside a protocol: a protocol searches it per
+    # method on source validation (client_distill.search).
+    "synth": {"lr": 3e-4, "steps": 200, "checkpoint_freq": 20, "batch_per_domain": 16, "test_batch": 256},
     # end-to-end tests: a handful of steps
-    "smoke": {"lr": 1e-3, "steps": 6, "checkpoint_freq": 3, "batch_per_domain": 4, "test_batch": 64, "num_workers": 0},
+    "smoke": {"lr": 1e-3, "steps": 6, "checkpoint_freq": 3, "batch_per_domain": 4, "test_batch": 64, "swad": False},
 }
 
 
@@ -84,64 +114,29 @@ def parse_overrides(text: str) -> dict[str, Any]:
 def resolve_hparams(
     method: str, profile: str = "paper", dataset: str | None = None, overrides: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:
-    """DEFAULTS ← method ← dataset ← profile ← overrides (a dict or a JSON object string)."""
+    """DEFAULTS ← method ← dataset ← profile ← overrides (a dict or a JSON object string), checked."""
     if profile not in PROFILES:
         raise UsageError(f"unknown hparams profile {profile!r}; choose from {', '.join(PROFILES)}")
     if isinstance(overrides, str):
         overrides = parse_overrides(overrides)
-    from client_distill.methods import METHODS  # the registry imports torch: not at CLI start-up
-
     hp = {**DEFAULTS, **METHOD_DEFAULTS.get(method, {}), **DATASET_DEFAULTS.get(dataset or "", {}), **PROFILES[profile]}
-    stages = sorted({stage.name for m in METHODS.values() for stage in m.stages})
     for key, value in (overrides or {}).items():
-        prefix, _, stage = key.partition("_")
-        per_stage = prefix in ("steps", "lr") and stage in stages  # any method's stage: one sweep config serves all
-        if key not in hp and not per_stage:
-            raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(hp))}, and steps_<stage> / lr_<stage> "
-                             f"for a stage in {', '.join(stages)}")
+        if key not in HPARAMS:
+            raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(HPARAMS))}")
         hp[key] = value
-    _check(hp)
+    check(hp)
     return hp
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-_POSITIVE = (lambda v: _is_number(v) and v > 0, "a number > 0")
-_NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0, "a number ≥ 0")
-_FRACTION = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
-_COUNT = (lambda v: _is_int(v) and v >= 1, "an integer ≥ 1")
-
-#: the range of every numeric hparam, as (test, what it must be); ``steps_*``/``lr_*`` as ``steps``/``lr``
-_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "lr": _POSITIVE, "kd_tau": _POSITIVE, "weight_decay": _NON_NEGATIVE, "lambda": _FRACTION, "kd_alpha": _FRACTION,
-    "swad_start": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "steps": _COUNT, "checkpoint_freq": _COUNT, "batch_per_domain": _COUNT, "test_batch": _COUNT,
-    "num_workers": (lambda v: _is_int(v) and v >= 0, "an integer ≥ 0"),
-}  # fmt: skip
-
-
-def _check(hp: dict[str, Any]) -> None:
+def check(hp: dict[str, Any]) -> None:
     """Refuse a value of the wrong type or out of range before a run starts (a negative lr or 0 steps
     would otherwise train nonsense or fail deep inside torch), naming the key. Strings are refused too,
     numeric-looking ones included: YAML 1.1 reads ``lr: 1e-4`` as the string "1e-4"."""
     for key, value in hp.items():
-        if isinstance(DEFAULTS.get(key), bool):
-            if not isinstance(value, bool):
-                raise UsageError(f"hparam {key!r} must be true or false, got {value!r}")
-            continue
-        base = key.split("_")[0] if key.startswith(("steps_", "lr_")) else key
-        if base not in _RANGES:
-            continue
-        test, what = _RANGES[base]
-        if not test(value):
+        spec = HPARAMS[key]
+        if not spec.valid(value):
             hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if isinstance(value, str) and _looks_numeric(value) else ""
-            raise UsageError(f"hparam {key!r} must be {what}, got {value!r}{hint}")
+            raise UsageError(f"hparam {key!r} must be {spec.range}, got {value!r}{hint}")
 
 
 def _looks_numeric(text: str) -> bool:
@@ -150,13 +145,3 @@ def _looks_numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def stage_steps(hparams: dict[str, Any], stage: str) -> int:
-    """Steps for one stage: ``steps_<stage>`` if set, else ``steps``."""
-    return int(hparams.get(f"steps_{stage}", hparams["steps"]))
-
-
-def stage_lr(hparams: dict[str, Any], stage: str) -> float:
-    """Learning rate for one stage: ``lr_<stage>`` if set, else ``lr`` (the paper uses one lr)."""
-    return float(hparams.get(f"lr_{stage}", hparams["lr"]))

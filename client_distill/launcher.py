@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,17 +35,17 @@ PRELOAD = ["torch", "timm", "client_distill.train", "client_distill.methods", "c
 
 
 class RunPool(contextlib.AbstractContextManager):
-    """``workers`` runs at a time, each ``vl2v ARGV`` in its own process forked from the preloaded server."""
+    """``workers`` jobs at a time, each in its own process forked from the preloaded server."""
 
     def __init__(self, workers: int):
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._pool = ThreadPoolExecutor(max(1, workers))
 
-    def submit(self, argv: list[str], out: Path, threads: int) -> Future:
-        """Queue ``vl2v argv`` (output to ``out/log.txt``, ``threads`` torch threads if > 0); the
-        future's result is the run's exit status."""
-        return self._pool.submit(self._run, list(argv), str(out), threads, dict(os.environ), os.getcwd())
+    def submit(self, job: Callable[..., int], args: tuple, out: Path, threads: int) -> Future:
+        """Queue ``job(*args)``, a module-level function returning an exit status (output to
+        ``out/log.txt``, ``threads`` torch threads if > 0); the future's result is that status."""
+        return self._pool.submit(self._run, job, args, str(out), threads, dict(os.environ), os.getcwd())
 
     def _run(self, *args) -> int:
         process = self._ctx.Process(target=_main, args=args)
@@ -61,12 +62,12 @@ class RunPool(contextlib.AbstractContextManager):
 
 
 def _main(*args) -> None:
-    sys.exit(run_cli(*args))
+    sys.exit(run_job(*args))
 
 
-def run_cli(argv: list[str], out: str, threads: int, env: dict[str, str], cwd: str) -> int:
+def run_job(job: Callable[..., int], args: tuple, out: str, threads: int, env: dict[str, str], cwd: str) -> int:
     """In the worker: take the sweep's environment and directory, send stdout and stderr to
-    ``out/log.txt`` (file descriptors, so torch's and tqdm's output land there too), run ``vl2v argv``
+    ``out/log.txt`` (file descriptors, so torch's and tqdm's output land there too), run ``job(*args)``
     and return its exit status; an unexpected exception is logged there, as a process would print it."""
     os.environ.clear()
     os.environ.update(env)
@@ -80,10 +81,8 @@ def run_cli(argv: list[str], out: str, threads: int, env: dict[str, str], cwd: s
         import torch
 
         torch.set_num_threads(threads)
-    from client_distill.cli import main
-
     try:
-        return main(argv)
+        return job(*args)
     except SystemExit as exc:  # argparse and friends
         return exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # the traceback belongs in the run's log, not pickled back to the sweep

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from client_distill.datasets import DomainDataset, ImageFolderDataset, Sample, class_name
+from client_distill.augment import normalise, resize
+from client_distill.datasets import DomainDataset, Sample, class_name
+from client_distill.image_store import load_images
 from client_distill.students import Student
-from client_distill.transforms import eval_transform
 
 PHOTO = "photo"
 
@@ -36,17 +36,18 @@ class ProbeRow:
     head: float | None
 
 
-def extract_features(student: Student, root: str | Path, samples: Sequence[Sample], batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen features ``[N, F]`` and labels ``[N]`` of ``samples`` under the student's eval transform."""
-    transform = eval_transform(student.input_size, student.mean, student.std)
-    loader = DataLoader(ImageFolderDataset(root, samples, transform), batch_size=batch_size)
+@torch.no_grad()
+def extract_features(student: Student, root: str | Path, samples: Sequence[Sample], batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen features ``[N, F]`` and labels ``[N]`` of ``samples`` under the student's evaluation
+    preprocessing (the whole image resized to its input size, normalised)."""
     student.eval()
-    feats, labels = [], []
-    with torch.no_grad():
-        for x, y, _ in loader:
-            feats.append(student(x))
-            labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
+    images = load_images(root, samples, student.input_size)
+    feats = []
+    for start in range(0, len(samples), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(samples)))
+        feats.append(student(normalise(resize(images[index], student.input_size), student.mean, student.std)))
+    labels = torch.tensor([s.label for s in samples], dtype=torch.long)
+    return (torch.cat(feats) if feats else torch.zeros(0, student.feature_dim)), labels
 
 
 def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float = 1e-3, iters: int = 200) -> nn.Module:

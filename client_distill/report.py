@@ -1,32 +1,37 @@
-"""``vl2v report``: DomainBed's collect_results for our runs, plus the query-budget axis.
+"""``vl2v report``: DomainBed's collect_results for our runs, plus the query-budget axis, the hparam
+search and the premise diagnostics.
 
-For every finished run, the checkpoint is selected by training-domain validation (mean accuracy on
-the source domains' 20 % "out" splits; the target is never used), and scored on the target domain's
-80 % "in" split (``env{test}_in_acc``, as DomainBed and the paper's code report). Cells are
-mean ± standard error over seeds (sample std / √n; "–" with one seed). Writes ``report.md`` and
-``accuracy_vs_budget.png``.
+For every finished protocol run the result is the model it outputs (:func:`~client_distill.model_selection.select`:
+SWAD's average where the run used SWAD, else the best checkpoint by training-domain validation; the
+target is never used to choose), scored on the target domain's 80 % "in" split (``env{test}_in_acc``,
+as DomainBed and the paper's code report). Cells are mean ± standard error over seeds (sample std /
+√n; "–" with one seed). Writes ``report.md`` and ``accuracy_vs_budget.png``.
 
-Queries are what a run *paid*: its records' final totals, whichever checkpoint is selected (an online
-run pays for every step, including those after its best checkpoint). A folder must hold one run per
-(method, teacher mode, budget, target, seed): two runs of the same cell with other settings (student,
-hparams, teacher set) would be pooled as if they were more seeds, so that is refused.
+Queries are what a run *paid*: its records' final totals (an online run pays for every step). A folder
+must hold one protocol run per (method, teacher mode, budget, target, seed): two runs of the same cell
+with other settings would be pooled as if they were more seeds, so that is refused. The search's
+candidate runs are reported apart, through the summary each protocol run carries.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from client_distill.errors import UsageError
-from client_distill.train import load_records, select
+from client_distill.model_selection import load_records, select
+
+DIAGNOSTICS_FILE = "diagnostics.json"
 
 
 @dataclass(frozen=True)
 class Result:
-    """The selected checkpoint of one run, reduced to what the tables need."""
+    """The output model of one protocol run, reduced to what the tables need."""
 
     dataset: str
     method: str
@@ -36,8 +41,10 @@ class Result:
     seed: int
     ood: float  # target domain, "in" split
     id: float  # source domains, "out" splits (the selection criterion)
-    queries_images: int  # paid by the whole run for training (not only up to the selected checkpoint)
+    model: str  # swad / best / teacher
+    queries_images: int  # paid by the whole run for training
     queries_eval_images: int
+    args: dict[str, Any]
 
     @property
     def row(self) -> tuple[str, str, float]:
@@ -51,16 +58,18 @@ def row_label(row: tuple[str, str, float]) -> str:
 
 
 def collect(runs: str | Path) -> list[Result]:
-    """Every finished run (``done`` marker) under ``runs``; a second run of the same table cell and
-    seed is a :class:`UsageError` naming both."""
+    """Every finished protocol run (``done`` marker) under ``runs``; a second run of the same table
+    cell and seed is a :class:`UsageError` naming both. Search candidates are left out."""
     out, seen = [], {}
     for done in sorted(Path(runs).rglob("done")):
         records = load_records(done.parent)
         if not records:
             continue
         r = select(records)
-        paid = {k: max(int(x[k]) for x in records) for k in ("queries_images", "queries_eval_images")}  # running totals
         args = r["args"]
+        if (args.get("search") or {}).get("candidate") is not None:
+            continue
+        paid = {k: max(int(x.get(k) or 0) for x in records) for k in ("queries_images", "queries_eval_images")}  # running totals
         result = Result(
             dataset=r["dataset"],
             method=args["method"],
@@ -70,8 +79,10 @@ def collect(runs: str | Path) -> list[Result]:
             seed=args["seed"],
             ood=r[f"env{r['test_env']}_in_acc"],
             id=r["source_val_acc"],
+            model=r["model"],
             queries_images=paid["queries_images"],
             queries_eval_images=paid["queries_eval_images"],
+            args=args,
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -105,19 +116,35 @@ def per_seed_average(results: list[Result], domains: list[str], attr: str = "ood
     return [float(np.mean([d[x] for x in domains])) for d in by_seed.values() if all(x in d for x in domains)]
 
 
-def tables(results: list[Result]) -> str:
-    """The markdown report: per dataset, the OOD table and the ID vs OOD table."""
+def _protocol_lines(results: list[Result]) -> list[str]:
+    """What every run shares (or the values it takes), so a reader knows what was run."""
+    hp = {json.dumps(r.args["hparams"], sort_keys=True) for r in results}
+    students = sorted({r.args["student"] for r in results if r.method != "zero_shot"})
+    profiles = sorted({r.args["profile"] for r in results})
+    models = sorted({r.model for r in results})
+    return [
+        f"Student: {', '.join(students) or '–'}; hparams profile: {', '.join(profiles)}; output model: {', '.join(models)} "
+        "(swad = SWAD's loss-valley average of the final stage; best = its best checkpoint by source validation).",
+        f"Per-method hparam overrides (after the search): {'; '.join(sorted(hp))}." if len(hp) > 1 else f"Hparam overrides: {hp.pop()}.",
+    ]
+
+
+def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) -> str:
+    """The markdown report: per dataset, the OOD table, ID vs OOD, the efficiency of cached vs
+    online, the hparam search and the premise diagnostics."""
+    synthetic = any(r.dataset.startswith("synth") for r in results)
     lines = [
-        "# Results",
+        "# Results" + (" (SYNTHETIC world: the project's own miniature, not a real benchmark)" if synthetic else ""),
         "",
-        "Accuracy (%) on the target domain's 80 % \"in\" split (`env{i}_in_acc`), checkpoint selected by",
-        "training-domain validation (source domains' 20 % \"out\" splits only); mean ± standard error over seeds.",
-        "ID is that selected checkpoint's source validation accuracy: the selection criterion itself, so optimistic.",
+        "Accuracy (%) on the target domain's 80 % \"in\" split (`env{i}_in_acc`) of the model each run outputs, chosen by",
+        "training-domain validation only (source domains' 20 % \"out\" splits); mean ± standard error over seeds.",
+        "ID is that model's source validation accuracy: the selection criterion itself, so optimistic.",
         "Image queries are what each run paid in all (mean over its runs).",
         "",
+        *_protocol_lines(results),
+        "",
     ]
-    datasets = sorted({r.dataset for r in results})
-    for ds in datasets:
+    for ds in sorted({r.dataset for r in results}):
         rs = [r for r in results if r.dataset == ds]
         domains = sorted({r.test_domain for r in rs})
         rows = sorted({r.row for r in rs})
@@ -142,6 +169,8 @@ def tables(results: list[Result]) -> str:
             # seeds: how many seeds have every target domain (the averages and their errors use those)
             lines.append(f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |")
         lines += efficiency(rs, rows, domains)
+        lines += search_table(rs)
+        lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))
         lines.append("")
     return "\n".join(lines)
 
@@ -173,56 +202,170 @@ def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: li
     return lines
 
 
+def search_table(rs: list[Result]) -> list[str]:
+    """Each method's hparam search as its protocol runs record it: grid, candidates' scores, choice."""
+    searches = {}
+    for r in rs:
+        s = r.args.get("search")
+        if s and "chosen" in s:
+            searches.setdefault(r.method, s)
+    if not searches:
+        return ["", "### Hparam search", "", "None recorded: every method ran with the config's hparams."]
+    first = next(iter(searches.values()))
+    lines = [
+        "",
+        "### Hparam search (the same grid for every method; chosen on source validation only)",
+        "",
+        f"Grid: `{json.dumps(first['grid'])}`. Criterion: {first['criterion']}."
+        + (f" From `{first['source']}`." if first.get("source") else ""),
+        "",
+        "| Method | candidates: source validation (%) | chosen |",
+        "|---|---|---|",
+    ]
+    for method, s in sorted(searches.items()):
+        cells = ", ".join(f"{_point(c['hparams'])}: {100 * c['score']:.1f}" for c in s["candidates"])
+        lines.append(f"| {method} | {cells} | {_point(s['chosen'])} |")
+    return lines
+
+
+def _point(hparams: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()))
+
+
+def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -> list[str]:
+    """The premises the method relies on, measured (see :mod:`client_distill.diagnostics`)."""
+    if not diag:
+        return ["", "### Premise diagnostics", "", "Not computed (no zero-shot run with a full teacher set, or `--no-diagnostics`)."]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    shares = lambda s: " / ".join(f"{100 * s[k]:.0f} %" for k in ("class", "style", "residual")) if s else "–"  # noqa: E731
+    erm = [r for r in rs if r.method == "erm"]
+    erm_ood = {d: fmt([r.ood for r in erm if r.test_domain == d]) for d in domains}
+    probe = diag.get("frozen_probe_ood", {})
+    zs = diag.get("teacher_zero_shot", {})
+    params = lambda n: "not stated by the vendor" if n is None else f"{n / 1e6:.2f} M"  # noqa: E731
+    return [
+        "",
+        "### Premise diagnostics",
+        "",
+        "| premise | measured |",
+        "|---|---|",
+        f"| teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')}) zero-shot per domain, every image | "
+        + ", ".join(f"{d} {pct(v)}" for d, v in zs.items()) + " |",
+        f"| teacher image embeddings: variance share class / style / residual | {shares(diag.get('teacher_embedding_variance'))} |",
+        f"| student init ({diag['student']}) features: variance share class / style / residual | {shares(diag.get('student_feature_variance'))} |",
+        "| student init: frozen-feature linear probe (L-BFGS), OOD per target | "
+        + ", ".join(f"{d} {pct(probe.get(d))}" for d in domains)
+        + f"; avg {pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)} |",
+        "| ERM fine-tuned (this protocol), OOD per target | " + ", ".join(f"{d} {v}" for d, v in erm_ood.items()) + " |",
+        f"| parameters: teacher image tower / student | {params(diag.get('teacher_image_params'))} / {params(diag.get('student_params'))} |",
+        f"| teacher logit scale (KD and the text head use it) | {diag.get('teacher_logit_scale') or 'not stated: 100 (CLIP) assumed'} |",
+        "| ID (source validation) of every method | see the ID vs OOD table: an under-trained run shows there |",
+    ]
+
+
+def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
+    """Diagnostics per dataset, computed from what the runs name (data, student, the zero-shot run's
+    full teacher set) and cached in ``out/diagnostics.json`` under those inputs."""
+    cache_file = out / DIAGNOSTICS_FILE
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    found = {}
+    for ds in sorted({r.dataset for r in results}):
+        rs = [r for r in results if r.dataset == ds]
+        students = [r.args for r in rs if r.method != "zero_shot"]
+        teachers = [r.args["teacher"] for r in rs if r.method == "zero_shot" and r.args.get("teacher")]
+        if not students:
+            continue
+        inputs = {
+            "data": students[0]["data"], "dataset": students[0]["dataset"], "student": students[0]["student"],
+            "teacher": teachers[0] if teachers else None, "targets": sorted({r.test_domain for r in rs}),
+        }  # fmt: skip
+        if cached.get(ds, {}).get("inputs") == inputs:
+            found[ds] = cached[ds]
+            continue
+        from client_distill.diagnostics import diagnose  # torch: only when there is something to compute
+
+        found[ds] = {**diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]), "inputs": inputs}
+    cache_file.write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
 def plot(results: list[Result], path: Path) -> Path:
-    """OOD accuracy (average over target domains) against the image queries paid for training, one
-    line per method, error bars = standard error over seeds. Methods that buy no image for training
-    (and the teacher's zero-shot, whose queries are evaluation queries) are horizontal lines."""
+    """OOD accuracy (average over target domains) against the image queries paid for training, from 0
+    on a linear axis; error bars are standard errors over seeds. Methods that buy no image for training
+    are horizontal lines: the teacher's zero-shot (dotted: its queries are evaluation queries), ERM and
+    the probes (dashed). Online runs, which pay an order of magnitude more, sit on a second axis to the
+    right, past a break, so the cached budgets keep their resolution."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = sorted({r.dataset for r in results})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    has_online = any(r.teacher_mode == "online" for r in results)
+    fig, axes = plt.subplots(
+        1, len(datasets) * (2 if has_online else 1), figsize=(7.5 * len(datasets), 4.8), squeeze=False, sharey=False,
+        gridspec_kw={"width_ratios": [4, 1] * len(datasets)} if has_online else None,
+    )  # fmt: skip
+    axes = axes[0]
+    for k, ds in enumerate(datasets):
+        ax = axes[2 * k] if has_online else axes[k]
+        right = axes[2 * k + 1] if has_online else None
         rs = [r for r in results if r.dataset == ds]
         domains = sorted({r.test_domain for r in rs})
-        lines: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+        methods = sorted({r.method for r in rs})
+        points: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
         for row in sorted({r.row for r in rs}):
             mine = [r for r in rs if r.row == row]
             m, se = mean_se(per_seed_average(mine, domains))
-            lines[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), m, 0.0 if np.isnan(se) else se))
-        methods = sorted({method for method, _ in lines})
-        for (method, mode), points in sorted(lines.items()):
-            label = method + (" (online)" if mode == "online" else "") + (" (teacher)" if method == "zero_shot" else "")
+            points[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), 100 * m, 0.0 if np.isnan(se) else 100 * se))
+        for (method, mode), pts in sorted(points.items()):
             colour = plt.cm.tab10(methods.index(method) % 10)
-            points.sort()
-            xs, ys, es = (np.array(v) for v in zip(*points))
-            if len(points) == 1 and xs[0] == 0:
-                ax.axhline(100 * ys[0], linestyle=":" if method == "zero_shot" else "--", label=label, color=colour)
+            pts.sort()
+            xs, ys, es = (np.array(v) for v in zip(*pts))
+            if mode == "online" and right is not None:
+                right.errorbar(xs, ys, yerr=es, marker="*", markersize=12, capsize=3, color=colour, linestyle="none", label=f"{method} (online)")
+            elif len(pts) == 1 and xs[0] == 0:
+                label = "teacher (vendor CLIP) zero-shot" if method == "zero_shot" else f"{method} (no image queries)"
+                ax.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour, label=label)
+                ax.axhspan(ys[0] - es[0], ys[0] + es[0], color=colour, alpha=0.12, linewidth=0)
+                if right is not None:
+                    right.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour)
             else:
-                marker = "o" if mode == "cached" else "*"
-                ax.errorbar(xs, 100 * ys, yerr=100 * es, marker=marker, markersize=6 if mode == "cached" else 12, capsize=3, label=label, color=colour)
-        ax.set_xscale("symlog", linthresh=10)
-        ax.set_xlim(left=0)  # queries are never negative; symlog would otherwise show a -10 tick
-        ax.set_xlabel("image queries paid for training")
-        ax.set_ylabel("OOD accuracy (%), avg over target domains")
-        ax.set_title(f"{ds} (synthetic world)" if ds.startswith("synth") else ds)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colour, label=method)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("image queries paid for training (cached teacher set)")
+        ax.set_ylabel(f"OOD accuracy (%), mean over {len(domains)} target domain(s)")
+        ax.set_title(f"{ds} (SYNTHETIC world)" if ds.startswith("synth") else ds)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+        if right is not None:
+            right.set_ylim(ax.get_ylim())
+            right.set_xlabel("online: every view")
+            right.grid(alpha=0.3)
+            right.tick_params(labelleft=False)
+            right.legend(fontsize=7, loc="lower right")
+            xs = [x for (_, mode), pts in points.items() if mode == "online" for x, _, _ in pts]
+            if xs:
+                right.set_xlim(min(xs) * 0.8, max(xs) * 1.2)
+            for a, side in ((ax, 1), (right, 0)):  # the break marks between the two axes
+                a.plot([side, side], [0, 0], transform=a.transAxes, marker=[(-1, -2), (1, 2)], markersize=10, color="k", clip_on=False)
+            ax.spines["right"].set_visible(False)
+            right.spines["left"].set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def write_report(runs: str | Path, out: str | Path) -> Path:
-    """Collect the finished runs under ``runs`` and write ``report.md`` and ``accuracy_vs_budget.png``."""
+def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True) -> Path:
+    """Collect the finished runs under ``runs`` and write ``report.md`` and ``accuracy_vs_budget.png``
+    (with the premise diagnostics unless ``diagnostics`` is False)."""
     results = collect(runs)
     if not results:
         raise UsageError(f"no finished runs (folders with a `done` marker) under {runs}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(tables(results) + "\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n")
+    diag = compute_diagnostics(results, out) if diagnostics else None
+    (out / "report.md").write_text(tables(results, diag) + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n")
     plot(results, out / "accuracy_vs_budget.png")
     return out / "report.md"

@@ -29,6 +29,8 @@ class RunSpec:
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the registry's values
     budget: float | None = None  # fraction of source images whose bought embeddings are used
     teacher_mode: str = "cached"
+    #: the hparam search that chose ``hparams`` (grid, criterion, scores of every candidate), kept with the run
+    search: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

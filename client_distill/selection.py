@@ -85,17 +85,10 @@ def kcenter_order(features: np.ndarray, k: int, rng: np.random.Generator) -> lis
 def student_features(root: str | Path, student_name: str, batch_size: int = 64) -> FeatureFn:
     """A :data:`FeatureFn` computing the pooled features of the pretrained student ``student_name``
     on the un-augmented images (eval transform), on the CPU."""
-    import torch
-
-    from client_distill.datasets import ImageFolderDataset
+    from client_distill.probe import extract_features
     from client_distill.students import create_student
-    from client_distill.transforms import eval_transform
 
     def compute(samples: Sequence[Sample]) -> np.ndarray:
-        student = create_student(student_name, pretrained=True).eval()
-        transform = eval_transform(student.input_size, student.mean, student.std)
-        loader = torch.utils.data.DataLoader(ImageFolderDataset(root, samples, transform), batch_size=batch_size)
-        with torch.no_grad():
-            return torch.cat([student(x) for x, _, _ in loader]).numpy()
+        return extract_features(create_student(student_name, pretrained=True), root, samples, batch_size)[0].numpy()
 
     return compute

@@ -1,32 +1,15 @@
-"""``vl2v sweep``: methods × budgets × target domains × seeds, DomainBed style.
+"""``vl2v sweep``: methods × budgets × target domains × seeds, DomainBed style, with its hparam search.
+
+The config is :class:`~client_distill.sweep_config.SweepConfig` (its docstring shows every key). A
+sweep with a ``search`` first runs every method's candidates (the grid, on the search's targets and
+seeds), chooses each method's hparams on source validation (:mod:`client_distill.search`) and writes
+``OUT/search.json``; then it runs the protocol with those values. ``searched`` takes the choice of an
+earlier search of the same task instead.
 
 Each run's folder is the md5 of its arguments, so a relaunched sweep skips finished runs (their
-``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a ``vl2v distill``
-in its own process, forked from a server that imported torch once (:mod:`client_distill.launcher`);
+``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a process forked
+from a server that imported torch once (:mod:`client_distill.launcher`), given its RunSpec directly;
 ``--workers N`` at a time, threads split between them.
-
-Config (YAML)::
-
-    data: data/synth-pacs          # DomainBed-layout folder
-    dataset: synth-pacs            # optional known name
-    student: vl2v-photo-resnet
-    teacher: teachers/full         # a teacher set with every image bought; budgets subsample it
-    teachers: {0.1: teachers/b10}  # optional: a teacher set per budget, bought by `vl2v embed`
-    embed:                         # optional: the sweep buys its teacher sets itself with `vl2v embed`
-      vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
-      strategy: random             # or class_balanced, kcenter (see `vl2v embed --help`)
-      views: 1
-      cache: ~/.cache/vl2v/embeddings
-    methods: [zero_shot, erm, kd, adip, adip_image_only, adip_text_only, adip_joint]
-    budgets: [0, 0.1, 0.25, 0.5, 1.0]   # fractions of the source images with a teacher embedding
-    test_domains: all              # or a list
-    seeds: [0, 1, 2]
-    profile: synth
-    hparams: {steps: 300}
-    teacher_modes: [cached]        # add `online` (with vendor_args) for the efficiency comparison
-    online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
-    vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
-    out: runs/synth-pacs
 
 Methods whose training uses no teacher image (erm, lp, lp_ft, adip_text_only, zero_shot) do not
 depend on the budget and run once per (target, seed). With ``embed``, the sweep buys only what its
@@ -43,40 +26,20 @@ from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
-from client_distill.datasets import open_dataset
+from client_distill.commands.distill import sweep_job
+from client_distill.datasets import DomainDataset, open_dataset
 from client_distill.embed import load_templates
 from client_distill.errors import UsageError
 from client_distill.launcher import RunPool
 from client_distill.methods import METHODS
-from client_distill.train import TEACHER_MODES, RunSpec
+from client_distill.model_selection import load_records, select
+from client_distill.runspec import RunSpec
+from client_distill.search import grid_points, load_search, summary, write_search
+from client_distill.sweep_config import SweepConfig
 
-KNOWN_KEYS = {
-    "data", "dataset", "student", "pretrained", "teacher", "teachers", "methods", "budgets", "test_domains",
-    "seeds", "profile", "hparams", "teacher_modes", "online_methods", "vendor_args", "embed", "out",
-    "demo",  # settings of `vl2v demo` (data size, key budget); the sweep itself ignores them
-}  # fmt: skip
-
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read and check a sweep config; ``overrides`` (e.g. ``data``/``out`` chosen by ``vl2v demo``)
-    replace the file's keys before the check."""
-    try:
-        cfg = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read sweep config {path}: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"{path}: a sweep config is a YAML mapping")
-    cfg.update(overrides or {})
-    unknown = set(cfg) - KNOWN_KEYS
-    if unknown:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}")
-    for key in ("data", "methods", "out"):
-        if key not in cfg:
-            raise UsageError(f"{path}: missing required key {key!r}")
-    return cfg
+SEARCH_FILE = "search.json"
 
 
 def run_name(spec: RunSpec) -> str:
@@ -84,14 +47,13 @@ def run_name(spec: RunSpec) -> str:
     return hashlib.md5(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _embed_argv(cfg: dict[str, Any], out: Path, domains: list[str], split: str, seed: int, queries: int) -> list[str]:
+def _embed_argv(cfg: SweepConfig, out: Path, domains: list[str], split: str, seed: int, queries: int) -> list[str]:
     """The ``vl2v`` arguments that buy one teacher set (config key ``embed``)."""
-    e = cfg["embed"]
-    argv = ["embed", "--data", str(cfg["data"]), "--domains", ",".join(domains)]
-    argv += ["--split", split, "--seed", str(seed), "--budget", str(queries), "--strategy", e.get("strategy", "random")]
-    argv += ["--views", str(e.get("views", 1)), "--out", str(out), *[str(a) for a in e.get("vendor_args", [])]]
-    for key in ("dataset", "prompts", "cache", "student"):
-        value = cfg.get(key) if key == "dataset" else e.get(key)
+    e = cfg.embed
+    argv = ["embed", "--data", str(cfg.data), "--domains", ",".join(domains)]
+    argv += ["--split", split, "--seed", str(seed), "--budget", str(queries), "--strategy", e.strategy]
+    argv += ["--views", str(e.views), "--out", str(out), *[str(a) for a in e.vendor_args]]
+    for key, value in (("dataset", cfg.dataset), ("prompts", e.prompts), ("cache", e.cache), ("student", e.student)):
         if value:
             argv += [f"--{key}", str(value)]
     return argv
@@ -104,14 +66,13 @@ class Purchases:
     class prompts alone for runs that need no bought image. Overlapping sets cost nothing twice:
     ``vl2v embed`` reads the client cache first, so the sweep pays at most once per distinct input."""
 
-    def __init__(self, cfg: dict[str, Any], dataset):
-        self.cfg, self.ds, self.root = cfg, dataset, Path(cfg["out"]) / "teachers"
-        self.n_texts = len(dataset.classes) * len(load_templates(cfg["embed"].get("prompts")))
-        self.views = int(cfg["embed"].get("views", 1))
+    def __init__(self, cfg: SweepConfig, dataset: DomainDataset):
+        self.cfg, self.ds, self.root = cfg, dataset, Path(cfg.out) / "teachers"
+        self.n_texts = len(dataset.classes) * len(load_templates(cfg.embed.prompts))
         self.argv: dict[str, list[str]] = {}
 
     def _set(self, domains: list[str], split: str, seed: int, queries: int) -> str:
-        key = json.dumps([domains, split, seed, queries, self.cfg["embed"]], sort_keys=True, default=str)
+        key = json.dumps([domains, split, seed, queries, self.cfg.embed.model_dump()], sort_keys=True, default=str)
         out = self.root / hashlib.md5(key.encode()).hexdigest()
         self.argv[str(out)] = _embed_argv(self.cfg, out, domains, split, seed, queries)
         return str(out)
@@ -120,7 +81,7 @@ class Purchases:
         sources = [d for d in self.ds.domains if d != target]
         n_in = sum(len(self.ds.split(d, seed)[0]) for d in sources)
         n_images = int(round(budget * n_in))
-        return self._set(sources, "in", seed, self.n_texts + self.views * n_images) if n_images else self.texts_set()
+        return self._set(sources, "in", seed, self.n_texts + self.cfg.embed.views * n_images) if n_images else self.texts_set()
 
     def full_set(self) -> str:
         n_all = sum(len(self.ds.samples(d)) for d in self.ds.domains)
@@ -140,73 +101,104 @@ class Purchases:
         return self.texts_set() if method.needs_text else None
 
 
-def plan_sweep(cfg: dict[str, Any]) -> tuple[list[RunSpec], dict[str, list[str]]]:
-    """Every run the config asks for, in a stable order, and the ``vl2v embed`` commands (by teacher
-    set folder) that buy the teacher sets they need when the config has an ``embed`` section."""
-    unknown = [m for m in cfg["methods"] if m not in METHODS]
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(METHODS))}")
-    ds = open_dataset(cfg["data"], cfg.get("dataset"))
-    domains = ds.domains if cfg.get("test_domains", "all") == "all" else cfg["test_domains"]
-    teachers = {float(k): str(v) for k, v in (cfg.get("teachers") or {}).items()}
-    purchases = Purchases(cfg, ds) if cfg.get("embed") else None
-    modes = cfg.get("teacher_modes", ["cached"])
-    if any(m not in TEACHER_MODES for m in modes):
-        raise UsageError(f"teacher_modes must be among {TEACHER_MODES}")
+class Planner:
+    """Turns a config into RunSpecs: the search's candidates and the protocol's runs."""
 
-    def teacher_for(method: str, mode: str, budget: float | None, domain: str, seed: int) -> str | None:
-        if budget is not None and float(budget) in teachers:
-            return teachers[float(budget)]
-        if purchases is None:
-            return cfg.get("teacher")
+    def __init__(self, cfg: SweepConfig):
+        self.cfg = cfg
+        self.ds = open_dataset(cfg.data, cfg.dataset)
+        self.purchases = Purchases(cfg, self.ds) if cfg.embed else None
+        self.teachers = {float(k): str(v) for k, v in cfg.teachers.items()}
+
+    def domains(self, which: str | list[str]) -> list[str]:
+        domains = self.ds.domains if which == "all" else list(which)
+        for d in domains:
+            self.ds.domain_index(d)  # an unknown domain is a user error before anything runs
+        return domains
+
+    def teacher_for(self, method: str, mode: str, budget: float | None, domain: str, seed: int) -> str | None:
+        if budget is not None and float(budget) in self.teachers:
+            return self.teachers[float(budget)]
+        if self.purchases is None:
+            return self.cfg.teacher
         if budget is not None:
-            return purchases.budget_set(float(budget), domain, seed)
-        return cfg.get("teacher") or purchases.unbudgeted_set(METHODS[method], mode, domain, seed)
+            return self.purchases.budget_set(float(budget), domain, seed)
+        return self.cfg.teacher or self.purchases.unbudgeted_set(METHODS[method], mode, domain, seed)
 
-    specs = []
-    for method in cfg["methods"]:
-        uses_images = METHODS[method].uses_teacher_images
-        online_ok = method in cfg.get("online_methods", cfg["methods"])
-        for mode in [m for m in modes if m == "cached" or online_ok] if uses_images else ["cached"]:
-            budgets = cfg.get("budgets", [None]) if uses_images and mode == "cached" else [None]
-            if not METHODS[method].learns_without_images:  # nothing to learn from 0 image queries
-                budgets = [b for b in budgets if b is None or float(b) > 0]
-            for budget in budgets:
-                for domain in domains:
-                    for seed in cfg.get("seeds", [0]):
-                        specs.append(
-                            RunSpec(
-                                method=method,
-                                data=str(cfg["data"]),
-                                dataset=cfg.get("dataset"),
-                                test_domain=domain,
-                                seed=int(seed),
-                                teacher=teacher_for(method, mode, budget, domain, int(seed)),
-                                student=cfg.get("student", RunSpec.student),
-                                pretrained=bool(cfg.get("pretrained", True)),
-                                profile=cfg.get("profile", "paper"),
-                                hparams=dict(cfg.get("hparams") or {}),
-                                # with a per-budget set this keeps all of it (it holds that fraction) and labels the run
-                                budget=None if budget is None else float(budget),
-                                teacher_mode=mode,
-                            )
-                        )
-    return specs, purchases.argv if purchases else {}
+    def spec(self, method: str, mode: str, budget: float | None, domain: str, seed: int, hparams: dict, search: dict | None) -> RunSpec:
+        cfg = self.cfg
+        return RunSpec(
+            method=method,
+            data=str(cfg.data),
+            dataset=cfg.dataset,
+            test_domain=domain,
+            seed=int(seed),
+            teacher=self.teacher_for(method, mode, budget, domain, int(seed)),
+            student=cfg.student,
+            pretrained=cfg.pretrained,
+            profile=cfg.profile,
+            hparams={**cfg.hparams, **hparams},
+            budget=None if budget is None else float(budget),  # with a per-budget set this labels the run
+            teacher_mode=mode,
+            search=search,
+        )
+
+    def searched_methods(self) -> list[str]:
+        """The methods a search tunes: every method that trains."""
+        return [m for m in self.cfg.methods if METHODS[m].stages]
+
+    def candidates(self) -> dict[str, list[tuple[dict[str, Any], list[RunSpec]]]]:
+        """Per method, each grid point and its runs (cached mode, the search's budget for methods that
+        buy images)."""
+        search = self.cfg.search
+        out = {}
+        for method in self.searched_methods():
+            budget = search.budget if METHODS[method].uses_teacher_images else None
+            out[method] = [
+                (point, [self.spec(method, "cached", budget, d, s, point, {"candidate": point}) for d in self.domains(search.test_domains) for s in search.seeds])
+                for point in grid_points(search.grid)
+            ]
+        return out
+
+    def protocol(self, chosen: dict[str, dict[str, Any]]) -> list[RunSpec]:
+        """Every protocol run, in a stable order; ``chosen[method]`` is its search summary, if any."""
+        cfg, specs = self.cfg, []
+        for method in cfg.methods:
+            cls = METHODS[method]
+            online_ok = method in (cfg.online_methods if cfg.online_methods is not None else cfg.methods)
+            search = chosen.get(method)
+            hparams = dict(search["chosen"]) if search else {}
+            for mode in [m for m in cfg.teacher_modes if m == "cached" or online_ok] if cls.uses_teacher_images else ["cached"]:
+                budgets: list[float | None] = list(cfg.budgets or [None]) if cls.uses_teacher_images and mode == "cached" else [None]
+                if not cls.learns_without_images:  # nothing to learn from 0 image queries
+                    budgets = [b for b in budgets if b is None or b > 0]
+                for budget in budgets:
+                    for domain in self.domains(cfg.test_domains):
+                        for seed in cfg.seeds:
+                            specs.append(self.spec(method, mode, budget, domain, seed, hparams, search))
+        return specs
 
 
-def expand(cfg: dict[str, Any]) -> list[RunSpec]:
-    """Every run the config asks for."""
-    return plan_sweep(cfg)[0]
+def plan_sweep(cfg: SweepConfig, chosen: dict[str, dict[str, Any]] | None = None) -> tuple[list[RunSpec], dict[str, list[str]]]:
+    """The protocol's runs (with ``chosen`` search summaries, or those of ``searched``) and the
+    ``vl2v embed`` commands (by teacher-set folder) that buy what they need."""
+    planner = Planner(cfg)
+    if chosen is None:
+        chosen = load_search(cfg.searched) if cfg.searched else {}
+    specs = planner.protocol(chosen)
+    return specs, planner.purchases.argv if planner.purchases else {}
 
 
 def buy_teacher_sets(purchases: dict[str, list[str]], needed: set[str]) -> None:
     """Run ``vl2v embed`` for every needed teacher set not complete yet, one at a time: sets of a
     sweep overlap, and two concurrent purchases could both miss the client cache for the same image
     and pay for it twice; one after the other, every image is paid for once."""
+    from client_distill.cli import main as vl2v
+
     todo = [out for out in purchases if out in needed and not _complete(Path(out))]
     with RunPool(1) as pool:
         for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
-            if pool.submit(purchases[out], Path(out), 0).result() != 0 or not _complete(Path(out)):
+            if pool.submit(vl2v, (purchases[out],), Path(out), 0).result() != 0 or not _complete(Path(out)):
                 raise UsageError(f"buying teacher set {out} failed; see {out}/log.txt")
 
 
@@ -215,47 +207,20 @@ def _complete(teacher_set: Path) -> bool:
     return manifest.is_file() and json.loads(manifest.read_text()).get("complete", True) is not False
 
 
-def distill_argv(spec: RunSpec, out: Path, vendor_args: list[str]) -> list[str]:
-    """The ``vl2v`` arguments of one run."""
-    argv = ["distill", "--method", spec.method, "--data", spec.data]
-    argv += ["--test-domain", spec.test_domain, "--seed", str(spec.seed), "--student", spec.student]
-    argv += ["--profile", spec.profile, "--hparams", json.dumps(spec.hparams), "--teacher-mode", spec.teacher_mode, "--out", str(out)]
-    if spec.dataset:
-        argv += ["--dataset", spec.dataset]
-    if spec.teacher:
-        argv += ["--teacher", spec.teacher]
-    if spec.budget is not None:
-        argv += ["--budget", str(spec.budget)]
-    if not spec.pretrained:
-        argv += ["--no-pretrained"]
-    if spec.teacher_mode == "online":
-        argv += vendor_args
-    return argv
-
-
-def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> dict[str, list[str]]:
-    """Launch every unfinished run; returns the run folders by outcome (done / skipped / failed; with
-    ``dry_run`` nothing is launched and ``todo`` lists what would be)."""
-    root = Path(cfg["out"])
-    specs, purchases = plan_sweep(cfg)
+def execute(cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[str]], workers: int, desc: str) -> dict[str, list[str]]:
+    """Run every unfinished spec; the run folders by outcome (done / skipped / failed)."""
+    root = Path(cfg.out)
     todo, outcome = [], {"done": [], "skipped": [], "failed": []}
     for spec in specs:
         out = root / run_name(spec)
-        if (out / "done").is_file():
-            outcome["skipped"].append(str(out))
-        else:
-            todo.append((spec, out))
-    if dry_run:
-        for spec, out in todo:
-            print(out, "vl2v", " ".join(distill_argv(spec, out, [])))
-        return {**outcome, "todo": [str(out) for _, out in todo]}
+        (outcome["skipped"].append(str(out)) if (out / "done").is_file() else todo.append((spec, out)))
     buy_teacher_sets(purchases, {spec.teacher for spec, _ in todo})
     todo.sort(key=lambda item: item[0].seed)  # seed by seed: a sweep cut short has every method for its first seeds
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    vendor_args = [str(a) for a in cfg.get("vendor_args", [])]
+    vendor_args = [str(a) for a in cfg.vendor_args]
     with RunPool(workers) as pool:
-        futures = {pool.submit(distill_argv(spec, out, vendor_args), out, threads): out for spec, out in todo}
-        bar = tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({len(outcome['skipped'])} already done)", unit="run")
+        futures = {pool.submit(sweep_job, (spec, str(out), vendor_args), out, threads): out for spec, out in todo}
+        bar = tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({len(outcome['skipped'])} already done)", unit="run")
         try:
             for future in bar:
                 out = futures[future]
@@ -266,3 +231,35 @@ def run_sweep(cfg: dict[str, Any], workers: int = 1, dry_run: bool = False) -> d
             pool.cancel()
             raise
     return outcome
+
+
+def run_search(cfg: SweepConfig, workers: int) -> dict[str, dict[str, Any]]:
+    """Run the search's candidates and choose each method's hparams; writes ``OUT/search.json``."""
+    planner = Planner(cfg)
+    candidates = planner.candidates()
+    specs = [spec for points in candidates.values() for _, runs in points for spec in runs]
+    outcome = execute(cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search")
+    if outcome["failed"]:
+        raise UsageError(f"{len(outcome['failed'])} search run(s) failed, e.g. {outcome['failed'][0]}/log.txt; fix and rerun")
+    root, chosen = Path(cfg.out), {}
+    for method, points in candidates.items():
+        scores = [[select(load_records(root / run_name(s)))["source_val_acc"] for s in runs] for _, runs in points]
+        chosen[method] = summary(cfg.search.grid, method, [p for p, _ in points], scores)
+    write_search(root / SEARCH_FILE, chosen)
+    return chosen
+
+
+def run_sweep(cfg: SweepConfig, workers: int = 1, dry_run: bool = False) -> dict[str, list[str]]:
+    """Search (if the config has one), then launch every unfinished protocol run; returns the run
+    folders by outcome (done / skipped / failed; with ``dry_run`` nothing is launched and ``todo``
+    lists what would be: the search's candidates, or the protocol's runs when there is no search)."""
+    if dry_run:
+        planner = Planner(cfg)
+        specs = [s for points in planner.candidates().values() for _, runs in points for s in runs] if cfg.search else plan_sweep(cfg)[0]
+        todo = [str(Path(cfg.out) / run_name(s)) for s in specs if not (Path(cfg.out) / run_name(s) / "done").is_file()]
+        for out in todo:
+            print(out)
+        return {"todo": todo, "skipped": [str(Path(cfg.out) / run_name(s)) for s in specs if str(Path(cfg.out) / run_name(s)) not in todo]}
+    chosen = run_search(cfg, workers) if cfg.search else None
+    specs, purchases = plan_sweep(cfg, chosen)
+    return execute(cfg, specs, purchases, workers, "sweep")

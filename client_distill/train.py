@@ -1,52 +1,63 @@
 """One distillation run under the DomainBed protocol: leave one domain out, train on the 80 % "in"
-splits of the source domains (32 images per source domain per step, sampled with replacement),
-evaluate every domain's "in" and "out" splits at each checkpoint, select on the source domains'
-"out" splits only, and score the target domain's "in" split (``env{test}_in_acc``), as DomainBed and
-the paper's code do.
+splits of the source domains (``batch_per_domain`` images per source domain per step, drawn with
+replacement), evaluate the source domains' 20 % "out" splits at every checkpoint, select on them only,
+and score the target domain's "in" split (``env{test}_in_acc``), as DomainBed and the paper's code do.
 
-A run folder holds ``args.json``, ``results.jsonl`` (one record per checkpoint, DomainBed's field
-names plus query counts), ``checkpoint.pt`` (the last one: a killed run resumes from it, bit-exactly,
-because every segment between checkpoints reseeds its own sampling), ``best_<stage>.pt`` and a
-``done`` marker.
+The path of a run through the modules: :class:`Run` opens the data (:mod:`~client_distill.datasets`),
+the teacher set and the student, builds the method (:mod:`~client_distill.methods`); the source
+images are decoded once (:mod:`~client_distill.image_store`) and each step's batch is drawn, augmented
+and paired with its teacher embeddings by :class:`~client_distill.pairing.SourceBatches`; every
+``checkpoint_freq`` steps :class:`Evaluator` scores source validation, the run folder
+(:class:`~client_distill.run_folder.RunFolder`) records it, keeps the stage's best checkpoint by the
+one rule of :mod:`~client_distill.model_selection` and saves a resumable checkpoint, and SWAD
+(:mod:`~client_distill.swad`) closes a segment. After the last stage the run scores the models it
+outputs (the best checkpoint, and SWAD's average where SWAD is on) on every split and writes ``done``.
 
 Teacher modes:
 - ``cached`` (default, budget-aware): the image embeddings come from a teacher set bought once by
-  ``vl2v embed``; a source image without one gets only the loss terms that need no image query, so
-  a budget of 0 image queries is a valid run. ``budget`` < 1 keeps a seeded random fraction of the
-  source images' embeddings (what buying that fraction would have cost). An image bought with
-  ``--views K`` trains on the very pictures whose embeddings were bought (see :class:`TrainingImages`).
+  ``vl2v embed``; a source image without one gets only the loss terms that need no image query, so a
+  budget of 0 image queries is a valid run. ``budget`` < 1 keeps a seeded random fraction of the
+  source images' embeddings (what buying that fraction would have cost).
 - ``online`` (the official recipe): every augmented view of every step is sent to the vendor and paid
-  for; cached only within the step.
+  for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, RandomSampler
 
-from client_distill.datasets import ImageFolderDataset, Sample, open_dataset, seed_hash
+from client_distill.augment import BatchAugment, normalise, resize
+from client_distill.datasets import Sample, open_dataset, seed_hash
 from client_distill.errors import UsageError
-from client_distill.hparams import resolve_hparams, stage_lr, stage_steps
+from client_distill.hparams import resolve_hparams
+from client_distill.image_store import load_images
 from client_distill.methods import Method, Stage, Targets, create_method
+from client_distill.methods.base import CLIP_LOGIT_SCALE
 from client_distill.methods.clip_tower import is_clip_tower, load_clip_image_tower
 from client_distill.methods.registry import method_class
+from client_distill.model_selection import best_checkpoint, is_better, select
+from client_distill.pairing import SourceBatches, SourceDomain, TeacherTable, budget_keep, view_pictures, view_seed
+from client_distill.run_folder import RunFolder
 from client_distill.runspec import TEACHER_MODES, RunSpec
 from client_distill.students import create_student
+from client_distill.swad import LossValley, SegmentAverage, averaged_copy
 from client_distill.teacher_set import TeacherSet
-from client_distill.transforms import eval_transform, seeded_view, train_transform
+
+__all__ = ["Run", "RunSpec", "run_distill", "train_step", "TEACHER_MODES"]
 
 
 class ImageTeacher(Protocol):
@@ -56,21 +67,17 @@ class ImageTeacher(Protocol):
 
 
 @dataclass
-class Checkpoint:
-    """Where a run stands: the stage, the step inside it, and what a resumed run needs."""
+class Position:
+    """Where a run stands: the stage, the step inside it, the online image queries paid so far, and
+    the best files written in the segment this position ends (see :class:`RunFolder`)."""
 
     stage_index: int = 0
     stage_step: int = 0
     queries_images: int = 0
-    best_val: float = -1.0
-    best_swad_val: float = -1.0
-    #: best-model files written as ``NAME.new`` in the segment this checkpoint ends; they become ``NAME``
-    #: only after the checkpoint is saved, so a crash in between cannot leave a best file from steps
-    #: that the resumed run recomputes (and may score differently)
     pending: list[str] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------------------------- setup
+# ----------------------------------------------------------------------------------------- helpers
 
 
 def _student(name: str, pretrained: bool):
@@ -91,120 +98,15 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def tensors_to_png(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> list[bytes]:
-    """Undo the student's normalisation and encode each augmented view as PNG, the bytes the online
-    mode sends to the vendor (which applies its own preprocessing)."""
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    pixels = (x.detach().float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
+def png_bytes(pixels: torch.Tensor) -> list[bytes]:
+    """Each image of ``[B, 3, H, W]`` in ``[0, 1]`` as PNG: the bytes the online mode sends (the vendor
+    applies its own preprocessing)."""
     out = []
-    for img in pixels.permute(0, 2, 3, 1).numpy():
+    for img in pixels.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
-
-
-class TeacherTable:
-    """The bought image embeddings of one list of samples, as tensors indexed by sample position:
-    ``vectors [N, K, D]``, ``views [N]`` (0 = not bought)."""
-
-    def __init__(self, samples: Sequence[Sample], teacher: TeacherSet | None, dim: int, keep: set[str] | None = None):
-        found = [teacher.image_embedding(s.path) if teacher is not None and (keep is None or s.path in keep) else None for s in samples]
-        k = max([f.shape[0] for f in found if f is not None], default=1)
-        self.vectors = torch.zeros(len(samples), k, dim)
-        self.views = torch.zeros(len(samples), dtype=torch.long)
-        for i, f in enumerate(found):
-            if f is not None:
-                self.vectors[i, : f.shape[0]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
-                self.views[i] = f.shape[0]
-
-    @property
-    def paid(self) -> int:
-        """Image queries these embeddings cost (one per stored view)."""
-        return int(self.views.sum())
-
-    def lookup(self, index: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The embedding of view ``view`` of each sample (chosen by :class:`TrainingImages` when it
-        made the input) and whether the sample has one at all."""
-        return self.vectors[index, view], self.views[index] > 0
-
-
-class TrainingImages(ImageFolderDataset):
-    """A source domain's training inputs, each paired with the bought view its target will be:
-    items are ``(x, label, index, view)``.
-
-    The view is drawn here, where the input is made, so that input and target show the same picture.
-    For a bought view k ≥ 1 the input *is* that view — the seeded augmentation ``vl2v embed`` sent,
-    reproduced by :func:`~client_distill.transforms.seeded_view` — followed only by the student's
-    deterministic ``resize`` (eval transform). For view 0, or an image without a bought embedding,
-    the input is the usual random ``augment`` of the file: the teacher's embedding of the *clean*
-    image is then the target of an augmented student view, the budget-aware approximation (one query
-    per image instead of one per augmented view, which only the online mode pays for). The view is
-    drawn from torch's global RNG, as the augmentation is, so a segment's seed fixes both.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        samples: Sequence[Sample],
-        views: torch.Tensor,
-        augment: Callable[[Image.Image], torch.Tensor],
-        resize: Callable[[Image.Image], torch.Tensor],
-        view_seed: int | None,
-    ):
-        if view_seed is None and bool((views > 1).any()):
-            raise ValueError("inputs made from bought views ≥ 1 need the seed `vl2v embed` drew them with")
-        super().__init__(root, samples, augment)
-        self.views, self.resize, self.view_seed = views, resize, view_seed
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
-        sample, image, bought = self.samples[index], self.image(index), int(self.views[index])
-        view = int(torch.randint(bought, ())) if bought > 1 else 0
-        if view == 0:
-            return self.transform(image), sample.label, index, 0
-        return self.resize(seeded_view(image, self.view_seed, sample.path, view)), sample.label, index, view
-
-
-def _view_seed(teacher: TeacherSet | None, tables: Sequence[TeacherTable]) -> int | None:
-    """The seed ``vl2v embed`` drew the set's augmented views with (its manifest's ``seed``), needed
-    only when a table holds a view ≥ 1. A set without it cannot be paired with its pictures."""
-    if teacher is None or all(t.vectors.shape[1] == 1 for t in tables):
-        return None
-    if not isinstance(teacher.meta.get("seed"), int):
-        raise UsageError(
-            "the teacher set holds augmented views (views ≥ 1) but its manifest has no integer 'seed' to redraw them "
-            "with; rebuild it with the same `vl2v embed` command (what the cache holds is not paid again)"
-        )
-    return int(teacher.meta["seed"])
-
-
-def _budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, seed: int) -> set[str]:
-    """A seeded random ``budget`` fraction of the source images that have a bought embedding."""
-    if not 0.0 <= budget <= 1.0:
-        raise UsageError(f"budget must be a fraction in [0, 1], got {budget}")
-    have = sorted(s.path for s in samples if teacher.image_embedding(s.path) is not None)
-    n = int(round(budget * len(samples)))
-    rng = np.random.RandomState(seed_hash("budget", seed))
-    return set(rng.permutation(have)[: min(n, len(have))].tolist())
-
-
-def cached_batch(batches, tables: Sequence[TeacherTable]):
-    """Concatenate one ``(x, y, index, view)`` minibatch per source domain (DomainBed: 32 per domain)
-    and look up the bought embedding of the view each input was made from: ``(x, y, image [B, D],
-    has_image [B])``."""
-    xs, ys, embs, has = [], [], [], []
-    for (x, y, idx, view), table in zip(batches, tables):
-        e, h = table.lookup(idx, view)
-        xs.append(x), ys.append(y), embs.append(e), has.append(h)
-    return torch.cat(xs), torch.cat(ys), torch.cat(embs), torch.cat(has)
-
-
-def to_device(x: torch.Tensor, targets: Targets, device: torch.device) -> tuple[torch.Tensor, Targets]:
-    """Move a batch (channels-last, asynchronously from pinned memory on CUDA)."""
-    cuda = device.type == "cuda"
-    x = x.to(device, non_blocking=cuda, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-    return x, Targets(*(t.to(device, non_blocking=cuda) for t in (targets.labels, targets.image, targets.has_image)))
 
 
 def autocast(device: torch.device, amp: bool):
@@ -223,84 +125,151 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     return loss.detach()
 
 
-# ----------------------------------------------------------------------------------------------- run
+# -------------------------------------------------------------------------------------- evaluation
+
+
+class Evaluator:
+    """The splits a run scores, decoded once, and a method's accuracy and loss on them.
+
+    At every checkpoint: the source domains' "out" splits (the selection criterion, and the loss SWAD
+    watches). At the end: every domain's "out" split and the target's "in" split."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        size = run.input_size
+        self.pictures: dict[str, Any] = {}
+        self.labels: dict[str, torch.Tensor] = {}
+        self.samples: dict[str, list[Sample]] = {}
+        for i, (split_in, split_out) in enumerate(run.splits):
+            for name, samples in ((f"env{i}_out", split_out), (f"env{i}_in", split_in)):
+                if name == f"env{i}_in" and i != run.test_env:
+                    continue
+                self.samples[name] = samples
+                self.labels[name] = torch.tensor([s.label for s in samples], dtype=torch.long)
+                if run.method.needs_student:
+                    self.pictures[name] = load_images(run.data.root, samples, size, desc=f"decoding {name}")
+
+    @torch.no_grad()
+    def logits(self, method: Method, name: str) -> torch.Tensor:
+        run, batch = self.run, int(self.run.hp["test_batch"])
+        if method.needs_teacher_at_eval:
+            emb = run.teacher_eval_embeddings(self.samples[name]).to(run.device)
+            return torch.cat([method.logits(None, emb[i : i + batch]) for i in range(0, len(emb), batch)]).float().cpu()
+        out = []
+        for start in range(0, len(self.labels[name]), batch):
+            index = torch.arange(start, min(start + batch, len(self.labels[name])))
+            x = normalise(resize(self.pictures[name][index], run.input_size), run.mean, run.std)
+            with run.autocast():
+                out.append(method.logits(run.to_device(x)).float().cpu())
+        return torch.cat(out)
+
+    def score(self, method: Method, names: Sequence[str]) -> dict[str, float]:
+        """``{name}_acc`` for each split, plus the selection criterion over the source "out" splits:
+        ``source_val_acc`` (mean accuracy) and ``source_val_loss`` (mean cross-entropy)."""
+        was_training = method.training
+        method.eval()
+        scores: dict[str, float] = {}
+        losses = []
+        for name in names:
+            if not len(self.labels[name]):
+                scores[f"{name}_acc"] = float("nan")
+                continue
+            logits = self.logits(method, name)
+            scores[f"{name}_acc"] = float((logits.argmax(1) == self.labels[name]).float().mean())
+            if name in self.run.source_val_splits:
+                losses.append(float(F.cross_entropy(logits, self.labels[name])))
+        method.train(was_training)
+        scores["source_val_acc"] = float(np.mean([scores[f"{n}_acc"] for n in self.run.source_val_splits]))
+        scores["source_val_loss"] = float(np.mean(losses)) if losses else float("nan")
+        return scores
+
+
+# --------------------------------------------------------------------------------------------- run
 
 
 class Run:
-    """One run's state: data, method, teacher targets, and the files in its folder."""
+    """One run's state: data, method, teacher targets, and its folder."""
 
     def __init__(self, spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None):
         if spec.teacher_mode not in TEACHER_MODES:
             raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
         if spec.teacher_mode == "online" and online_teacher is None:
             raise UsageError("--teacher-mode online needs a vendor to query (see `vl2v distill --help`)")
-        self.spec, self.out, self.online = spec, Path(out), online_teacher if spec.teacher_mode == "online" else None
+        self.spec, self.online = spec, online_teacher if spec.teacher_mode == "online" else None
         self.stop_after = stop_after  # global step after whose checkpoint to stop, resumably
         self.rank, self.world = _distributed()
+        self.folder = RunFolder(out, self.rank)
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
         self.data = open_dataset(spec.data, spec.dataset)
         self.test_env = self.data.domain_index(spec.test_domain)
         self.splits = [self.data.split(d, spec.seed) for d in self.data.domains]
         self.sources = [i for i in range(len(self.data.domains)) if i != self.test_env]
+        self.source_val_splits = [f"env{i}_out" for i in self.sources]
         self.hp = resolve_hparams(spec.method, spec.profile, self.data.name, spec.hparams)
         self.teacher = TeacherSet.load(spec.teacher) if spec.teacher else None
         if self.teacher is not None and self.teacher.classes != self.data.classes:
             raise UsageError(f"teacher set classes {self.teacher.classes} differ from the dataset's {self.data.classes}")
         text = torch.from_numpy(np.asarray(self.teacher.text_embeddings, dtype=np.float32)) if self.teacher else None
+        self.logit_scale = float(self.teacher.meta.get("logit_scale") or CLIP_LOGIT_SCALE) if self.teacher else CLIP_LOGIT_SCALE
         cls = method_class(spec.method, has_text=text is not None)
         torch.manual_seed(seed_hash("init", spec.seed))  # the head's initialisation
-        student = _student(spec.student, spec.pretrained) if cls.needs_student else None
-        self.method: Method = create_method(spec.method, student=student, text_embeddings=text, num_classes=len(self.data.classes), hparams=self.hp)
-        self.method.to(self.device)
-        if self.device.type == "cuda":
-            self.method.to(memory_format=torch.channels_last)
-        self.student = student
-        dim = self.teacher.dim if self.teacher else 1
-        keep = None
-        if spec.budget is not None and self.teacher is not None:
-            keep = _budget_keep([s for i in self.sources for s in self.splits[i][0]], self.teacher, spec.budget, spec.seed)
-        use_cache = self.teacher is not None and self.method.uses_teacher_images and self.online is None
-        self.tables = {i: TeacherTable(self.splits[i][0], self.teacher if use_cache else None, dim, keep) for i in self.sources}
-        self.view_seed = _view_seed(self.teacher, list(self.tables.values()))
-        if self.online is None and not self.method.learns_without_images and not any(t.paid for t in self.tables.values()):
-            raise UsageError(f"{spec.method} learns only from teacher image embeddings and this run has none (budget 0 or no teacher set)")
+        self.student = _student(spec.student, spec.pretrained) if cls.needs_student else None
+        self.method: Method = create_method(
+            spec.method, student=self.student, text_embeddings=text, num_classes=len(self.data.classes), hparams=self.hp, logit_scale=self.logit_scale
+        )
+        self.method.to(self.device, memory_format=torch.channels_last)
+        self.input_size = self.student.input_size if self.student else 0
+        self.mean, self.std = (self.student.mean, self.student.std) if self.student else ((0.0,) * 3, (1.0,) * 3)
         self.queries_texts = sum(len(p) for p in self.teacher.prompts) if self.teacher else 0
         self.queries_eval_images = 0
+        self.tables = self._tables()
+        self.view_seed = view_seed(self.teacher, list(self.tables.values()))  # refuses a set whose views cannot be redrawn
+        if self.online is None and not self.method.learns_without_images and not any(t.paid for t in self.tables.values()):
+            raise UsageError(f"{spec.method} learns only from teacher image embeddings and this run has none (budget 0 or no teacher set)")
+        self.swad: LossValley | None = None  # the final stage's window search, once that stage runs
+
+    def _tables(self) -> dict[int, TeacherTable]:
+        """The bought embeddings of each source domain's "in" split that this run may use."""
+        spec, teacher = self.spec, self.teacher
+        use_cache = teacher is not None and self.method.uses_teacher_images and self.online is None
+        keep = None
+        if spec.budget is not None and teacher is not None:
+            keep = budget_keep([s for i in self.sources for s in self.splits[i][0]], teacher, spec.budget, spec.seed)
+        dim = teacher.dim if teacher else 1
+        return {i: TeacherTable(self.splits[i][0], teacher if use_cache else None, dim, keep) for i in self.sources}
+
+    @cached_property
+    def evaluator(self) -> Evaluator:
+        """The scored splits, decoded on first use (a finished run decodes nothing)."""
+        return Evaluator(self)
+
+    @cached_property
+    def batches(self) -> SourceBatches:
+        """The source domains' training inputs, decoded on first use."""
+        domains = []
+        for i in self.sources:
+            samples = self.splits[i][0]
+            domains.append(
+                SourceDomain(
+                    images=load_images(self.data.root, samples, self.input_size, desc=f"decoding {self.data.domains[i]}"),
+                    labels=torch.tensor([s.label for s in samples], dtype=torch.long),
+                    table=self.tables[i],
+                    views=view_pictures(self.data.root, samples, self.tables[i], self.view_seed, self.input_size),
+                )
+            )
+        augment = BatchAugment(self.input_size, self.mean, self.std)
+        return SourceBatches(domains, augment, int(self.hp["batch_per_domain"]))
 
     # -------------------------------------------------------------------------------------- helpers
 
-    def _autocast(self):
+    def autocast(self):
         return autocast(self.device, bool(self.hp["amp"]))
 
-    def _loader(self, images: ImageFolderDataset, batch: int, sampler=None, generator=None) -> DataLoader:
-        workers = int(self.hp["num_workers"])
-        return DataLoader(
-            images,
-            batch_size=batch,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            generator=generator,
-            persistent_workers=False,
-        )
-
-    def _segment(self, stage_index: int, start: int, n: int) -> Iterator:
-        """Batches for steps ``start..start+n``: one minibatch per source domain per step, sampled with
-        replacement (DomainBed's infinite loaders), seeded by (seed, stage, step, rank) so a resumed run
-        draws exactly what an uninterrupted one would have."""
-        seed = seed_hash(self.spec.seed, stage_index, start, self.rank)
-        torch.manual_seed(seed)  # augmentations and views drawn in the main process
-        s = self.student
-        augment, resize = train_transform(s.input_size, s.mean, s.std), eval_transform(s.input_size, s.mean, s.std)
-        bpd = int(self.hp["batch_per_domain"])
-        iters = []
-        for j, i in enumerate(self.sources):
-            g = torch.Generator().manual_seed(seed + j)
-            sampler = RandomSampler(range(len(self.splits[i][0])), replacement=True, num_samples=bpd * n, generator=g)
-            images = TrainingImages(self.data.root, self.splits[i][0], self.tables[i].views, augment, resize, self.view_seed)
-            iters.append(iter(self._loader(images, bpd, sampler, torch.Generator().manual_seed(seed - j - 1))))
-        return zip(*iters)
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last (faster convolutions, measured on CPU and CUDA), asynchronously from pinned
+        memory on CUDA."""
+        cuda = self.device.type == "cuda"
+        return x.to(self.device, non_blocking=cuda, memory_format=torch.channels_last)
 
     def _all_ranks(self, count: int) -> int:
         """``count`` summed over the ranks of a ``torchrun`` job: each rank buys the online views of its
@@ -311,21 +280,22 @@ class Run:
         dist.all_reduce(total)
         return int(total.item())
 
-    def _targets(self, batches) -> tuple[torch.Tensor, Targets, int]:
-        """Concatenate the per-domain minibatches and attach teacher targets; returns the query cost."""
-        x, y, image, has_image = cached_batch(batches, [self.tables[i] for i in self.sources])
-        paid = 0
+    def _step_inputs(self, stage_index: int, step: int) -> tuple[torch.Tensor, Targets, int]:
+        """The inputs and targets of one step (seeded by run seed, stage, step and rank) and the image
+        queries they cost (online mode only)."""
+        batch = self.batches.batch(seed_hash(self.spec.seed, stage_index, step, self.rank))
+        image, has_image, paid = batch.image, batch.has_image, 0
         if self.online is not None and self.method.uses_teacher_images:
             before = getattr(self.online, "paid", None)
-            vectors = self.online.embed_images(tensors_to_png(x, self.student.mean, self.student.std))
-            image, has_image = torch.from_numpy(np.asarray(vectors, dtype=np.float32)), torch.ones(len(x), dtype=torch.bool)
-            paid = len(x) if before is None else self.online.paid - before  # what the vendor charged
-        x, targets = to_device(x, Targets(y, image, has_image), self.device)
+            vectors = self.online.embed_images(png_bytes(batch.pixels))
+            image, has_image = torch.from_numpy(np.asarray(vectors, dtype=np.float32)), torch.ones(len(batch.labels), dtype=torch.bool)
+            paid = len(batch.labels) if before is None else self.online.paid - before  # what the vendor charged
+        x = self.to_device(normalise(batch.pixels, self.mean, self.std))
+        cuda = self.device.type == "cuda"
+        targets = Targets(*(t.to(self.device, non_blocking=cuda) for t in (batch.labels, image, has_image)))
         return x, targets, paid
 
-    # ----------------------------------------------------------------------------------- evaluation
-
-    def _teacher_eval_embeddings(self, samples: Sequence[Sample]) -> torch.Tensor:
+    def teacher_eval_embeddings(self, samples: Sequence[Sample]) -> torch.Tensor:
         """The teacher's embeddings of evaluated images (zero-shot): from the teacher set, else bought
         online; either way counted as evaluation queries, apart from the training budget."""
         vecs: list[np.ndarray | None] = [self.teacher.image_embedding(s.path) if self.teacher else None for s in samples]
@@ -342,50 +312,17 @@ class Run:
         self.queries_eval_images += len(samples)
         return torch.from_numpy(np.stack([np.asarray(v[0], dtype=np.float32) for v in vecs]))
 
-    @torch.no_grad()
-    def accuracy(self, method: Method, samples: Sequence[Sample]) -> float:
-        if not samples:
-            return float("nan")
-        labels = torch.tensor([s.label for s in samples])
-        batch = int(self.hp["test_batch"])
-        was_training = method.training
-        method.eval()
-        if method.needs_teacher_at_eval:
-            emb = self._teacher_eval_embeddings(samples).to(self.device)
-            preds = torch.cat([method.logits(None, emb[i : i + batch]).argmax(1) for i in range(0, len(emb), batch)]).cpu()
-        else:
-            s = self.student
-            images = ImageFolderDataset(self.data.root, samples, eval_transform(s.input_size, s.mean, s.std))
-            preds = []
-            for x, _, _ in self._loader(images, batch):
-                fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-                with self._autocast():
-                    preds.append(method.logits(x.to(self.device, memory_format=fmt)).argmax(1).cpu())
-            preds = torch.cat(preds)
-        method.train(was_training)
-        return float((preds == labels).float().mean())
-
-    def evaluate(self, method: Method) -> dict[str, float]:
-        """DomainBed fields: ``env{i}_in_acc`` / ``env{i}_out_acc`` for every domain, plus the selection
-        criterion ``source_val_acc`` (mean "out" accuracy over the source domains only)."""
-        accs: dict[str, float] = {}
-        for i, (split_in, split_out) in enumerate(self.splits):
-            accs[f"env{i}_in_acc"] = self.accuracy(method, split_in)
-            accs[f"env{i}_out_acc"] = self.accuracy(method, split_out)
-        accs["source_val_acc"] = float(np.mean([accs[f"env{i}_out_acc"] for i in self.sources]))
-        return accs
-
-    # ---------------------------------------------------------------------------------- bookkeeping
-
-    def _record(self, stage: str, stage_index: int, stage_step: int, global_step: int, accs: dict, extra: dict) -> dict:
+    def _record(self, model: str, stage: str, stage_index: int, stage_step: int, scores: dict, extra: dict) -> dict:
         n_stages = max(1, len(self.method.stages))
+        offset = int(self.hp["steps"]) * stage_index
         return {
-            "step": global_step,
+            "model": model,
+            "step": offset + stage_step,
             "stage": stage,
             "stage_index": stage_index,
             "n_stages": n_stages,
             "stage_step": stage_step,
-            **accs,
+            **scores,
             "test_env": self.test_env,
             "test_domain": self.spec.test_domain,
             "domains": self.data.domains,
@@ -393,171 +330,127 @@ class Run:
             "target_split": "in",
             "queries_texts": self.queries_texts,
             "queries_eval_images": self.queries_eval_images,
+            "logit_scale": self.logit_scale,
+            "world_size": self.world,
             **extra,
             "args": self.spec.to_dict(),
             "hparams": self.hp,
         }
 
-    def _append(self, record: dict) -> None:
-        with open(self.out / "results.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def _save(self, obj: Any, name: str) -> None:
-        tmp = self.out / (name + ".tmp")
-        torch.save(obj, tmp)
-        tmp.replace(self.out / name)
-
-    def _promote(self, names: list[str]) -> None:
-        for name in names:
-            (self.out / (name + ".new")).replace(self.out / name)
-
-    def _resume(self) -> tuple[Checkpoint, dict | None]:
-        """Load ``checkpoint.pt`` if there is one and drop records (and best files) written after it."""
-        path = self.out / "checkpoint.pt"
-        state = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
-        pos = Checkpoint(**state["position"]) if state else Checkpoint()
-        self._promote([name for name in pos.pending if (self.out / (name + ".new")).is_file()])
-        for stale in self.out.glob("*.new"):  # a best of steps after the checkpoint, which are recomputed
-            stale.unlink()
-        if state is None:
-            (self.out / "results.jsonl").unlink(missing_ok=True)
-            return pos, None
-        kept = [
-            line
-            for line in (self.out / "results.jsonl").read_text().splitlines()
-            if line and (json.loads(line)["stage_index"], json.loads(line)["stage_step"]) <= (pos.stage_index, pos.stage_step)
-        ] if (self.out / "results.jsonl").is_file() else []
-        (self.out / "results.jsonl").write_text("".join(line + "\n" for line in kept))
-        return pos, state
+    def _paid_cached(self) -> dict[str, int]:
+        return {
+            "budget_images": sum(t.bought for t in self.tables.values()),
+            "source_images": sum(len(self.splits[i][0]) for i in self.sources),
+        }
 
     # ----------------------------------------------------------------------------------------- main
 
     def run(self) -> dict | None:
-        """Train every stage (resuming if a checkpoint exists) and return the selected record (None if
-        stopped early by ``stop_after``)."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        args_file = self.out / "args.json"
-        if args_file.is_file() and json.loads(args_file.read_text()) != self.spec.to_dict():
-            raise UsageError(f"{self.out} holds a different run (args.json differs); use another --out")
-        if (self.out / "done").is_file():
-            return select(load_records(self.out))
-        if self.rank == 0:
-            args_file.write_text(json.dumps(self.spec.to_dict(), indent=2))
-        pos, state = self._resume() if self.rank == 0 else (Checkpoint(), None)
-        if self.world > 1:  # every rank resumes from rank 0's position
-            box = [(pos, state)]
+        """Train every stage (resuming if a checkpoint exists), score the output models and return the
+        run's result record (None if stopped early by ``stop_after``)."""
+        self.folder.claim(self.spec.to_dict())
+        if self.folder.done:
+            return select(self.folder.records())
+        state = self.folder.resume() if self.rank == 0 else None
+        if self.world > 1:  # every rank resumes from rank 0's state
+            box = [state]
             dist.broadcast_object_list(box, src=0)
-            pos, state = box[0]
-        if not self.method.stages:  # zero-shot: one evaluation, no training
-            if self.rank == 0:
-                accs = self.evaluate(self.method)
-                self._append(self._record("predict", 0, 0, 0, accs, {"loss": None, "queries_images": 0, "swad": False}))
+            state = box[0]
+        pos = Position(**state["position"]) if state else Position()
         for index, stage in enumerate(self.method.stages):
             if index < pos.stage_index:
                 continue
             if not self._train_stage(index, stage, pos, state if index == pos.stage_index else None):
                 return None
-            pos, state = Checkpoint(stage_index=index + 1, queries_images=pos.queries_images), None
+            pos, state = Position(stage_index=index + 1, queries_images=pos.queries_images), None
         if self.rank == 0:
-            (self.out / "done").write_text("done\n")
+            self._finish(pos.queries_images)
+        self.folder.mark_done()
         _barrier()
-        return select(load_records(self.out))
+        return select(self.folder.records())
 
-    def _train_stage(self, index: int, stage: Stage, pos: Checkpoint, state: dict | None) -> bool:
+    def _finish(self, online_queries: int) -> None:
+        """Score the models the run outputs on every split and record them."""
+        names = [f"env{i}_out" for i in range(len(self.data.domains))] + [f"env{self.test_env}_in"]
+        paid = {"queries_images": online_queries + sum(t.paid for t in self.tables.values()), **self._paid_cached()}
+        if not self.method.stages:  # zero-shot: the teacher itself
+            scores = self.evaluator.score(self.method, names)
+            self.folder.append(self._record("teacher", "predict", 0, 0, scores, paid))
+            return
+        last = len(self.method.stages) - 1
+        stage = self.method.stages[last].name
+        best = best_checkpoint(self.folder.records(), last)
+        self.method.load_state_dict(self.folder.load(f"best_{stage}.pt", self.device))
+        scores = self.evaluator.score(self.method, names)
+        self.folder.append(self._record("best", stage, last, best["stage_step"], scores, paid))
+        if self.swad is not None:
+            averaged = averaged_copy(self.method, self.swad.final_weights())
+            scores = self.evaluator.score(averaged, names)
+            self.folder.append(self._record("swad", stage, last, int(self.hp["steps"]), scores, {**paid, "swad": self.swad.summary()}))
+
+    def _train_stage(self, index: int, stage: Stage, pos: Position, state: dict | None) -> bool:
         """Train one stage to its end (True) or until ``stop_after`` (False)."""
-        method, hp = self.method, self.hp
+        method, hp, folder = self.method, self.hp, self.folder
         method.set_stage(stage)
         if state is not None:
             method.load_state_dict(state["model"])
         elif stage.init_from_best:
-            prev = self.method.stages[index - 1].name
-            method.load_state_dict(torch.load(self.out / f"best_{prev}.pt", map_location=self.device, weights_only=True))
+            method.load_state_dict(folder.load(f"best_{self.method.stages[index - 1].name}.pt", self.device))
         method.train()
-        params = method.trainable_parameters()
-        optimizer = torch.optim.Adam(params, lr=stage_lr(hp, stage.name), weight_decay=float(hp["weight_decay"]))  # fresh per stage
+        optimizer = torch.optim.Adam(method.trainable_parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))  # fresh per stage
         model: torch.nn.Module = method
         if dist.is_initialized():
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
-        n = stage_steps(hp, stage.name)
-        swa = torch.optim.swa_utils.AveragedModel(method, use_buffers=True) if hp["swad"] else None
-        swa_start = int(float(hp["swad_start"]) * n)
+        final = index == len(self.method.stages) - 1
+        swad = LossValley(int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"])) if hp["swad"] and final else None
+        segment = SegmentAverage(method) if swad is not None and self.rank == 0 else None
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
-            if swa is not None and state.get("swa") is not None:
-                swa.load_state_dict(state["swa"])
-        offset = sum(stage_steps(hp, s.name) for s in self.method.stages[:index])
-        step, best, queries = pos.stage_step, pos.best_val, pos.queries_images
-        best_swa = pos.best_swad_val
-        freq = int(hp["checkpoint_freq"])
-        paid_cached = sum(t.paid for t in self.tables.values())
+            if swad is not None and state.get("swad") is not None:
+                swad.load_state_dict(state["swad"])
+        self.swad = swad
+        n, freq = int(hp["steps"]), int(hp["checkpoint_freq"])
+        step, queries = pos.stage_step, pos.queries_images
+        best = best_checkpoint(folder.records(), index) if self.rank == 0 else None
         while step < n:
             end = min((step // freq + 1) * freq, n)
             losses, t0, seen, paid = [], time.perf_counter(), 0, 0
-            for batch in self._segment(index, step, end - step):
-                x, targets, cost = self._targets(batch)
+            while step < end:
+                x, targets, cost = self._step_inputs(index, step)
                 losses.append(train_step(model, optimizer, x, targets, bool(hp["amp"])))
                 paid, seen, step = paid + cost, seen + len(x), step + 1
-                if swa is not None and step > swa_start:
-                    swa.update_parameters(method)
+                if segment is not None:
+                    segment.update(step)
             queries += self._all_ranks(paid)
             speed = seen / max(time.perf_counter() - t0, 1e-9)
             if self.rank == 0:
                 extra = {
                     "loss": float(torch.stack(losses).float().mean()),
-                    "queries_images": queries + paid_cached,  # online: paid per view; cached: what the set cost
-                    "budget_images": sum(int((t.views > 0).sum()) for t in self.tables.values()),
-                    "source_images": sum(len(self.splits[i][0]) for i in self.sources),
+                    "queries_images": queries + sum(t.paid for t in self.tables.values()),  # online: per view; cached: the set
+                    **self._paid_cached(),
                     "images_per_s": speed,
-                    "world_size": self.world,
                 }
-                accs, pending = self.evaluate(method), []
-                self._append(self._record(stage.name, index, step, offset + step, accs, {**extra, "swad": False}))
-                if accs["source_val_acc"] > best:
-                    best = accs["source_val_acc"]
+                record = self._record("checkpoint", stage.name, index, step, self.evaluator.score(method, self.source_val_splits), extra)
+                folder.append(record)
+                pending = []
+                if is_better(record, best):
+                    best = record
                     pending.append(f"best_{stage.name}.pt")
-                    self._save(method.state_dict(), pending[-1] + ".new")
-                if swa is not None and step > swa_start:
-                    swa_accs = self.evaluate(swa.module)
-                    self._append(self._record(stage.name, index, step, offset + step, swa_accs, {**extra, "swad": True}))
-                    if swa_accs["source_val_acc"] >= best_swa:
-                        best_swa = swa_accs["source_val_acc"]
-                        pending.append(f"best_{stage.name}_swad.pt")
-                        self._save(swa.module.state_dict(), pending[-1] + ".new")
-                position = Checkpoint(index, step, queries, best, best_swa, pending)
-                self._save(
-                    {"position": asdict(position), "model": method.state_dict(), "optimizer": optimizer.state_dict(), "swa": swa.state_dict() if swa else None},
-                    "checkpoint.pt",
-                )
-                self._promote(pending)
+                    folder.save(method.state_dict(), pending[-1] + ".new")
+                if swad is not None:
+                    swad.add(segment.close(step, record["source_val_loss"]))
+                position = Position(index, step, queries, pending)
+                checkpoint = {"position": asdict(position), "model": method.state_dict(), "optimizer": optimizer.state_dict()}
+                folder.save_checkpoint({**checkpoint, "swad": swad.state_dict() if swad else None}, pending)
             _barrier()
-            if self.stop_after is not None and offset + step >= self.stop_after:
+            if self.stop_after is not None and index * n + step >= self.stop_after:
                 return False
         pos.queries_images = queries
         return True
 
 
 def run_distill(spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None) -> dict | None:
-    """Run (or resume, or skip if ``done``) one distillation run; returns its selected record.
+    """Run (or resume, or skip if ``done``) one distillation run; returns its result record.
     ``stop_after`` stops at the first checkpoint at or after that global step, without ``done``."""
     return Run(spec, out, online_teacher, stop_after).run()
-
-
-# ----------------------------------------------------------------------------------------- selection
-
-
-def load_records(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "results.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def select(records: Sequence[dict]) -> dict:
-    """Training-domain validation (DomainBed's IIDAccuracySelectionMethod): among the final stage's
-    records (SWA-averaged ones included), the one with the best mean source "out" accuracy; the
-    target is never looked at. Ties go to the later checkpoint."""
-    final = [r for r in records if r["stage_index"] == r["n_stages"] - 1]
-    if not final:
-        raise UsageError("the run has no record of its final stage yet")
-    return max(final, key=lambda r: (r["source_val_acc"], r["step"]))

@@ -1,6 +1,6 @@
-"""Image transforms for students: the paper's (DomainBed's) training augmentation and a plain eval
-resize, both normalised with the student's own mean/std so a student always sees the statistics
-it was pretrained with."""
+"""The paper's (DomainBed's) training augmentation on one PIL image, as torchvision composes it: what
+``vl2v embed`` draws the augmented views it buys with (:func:`seeded_view`). Training augments whole
+batches of tensors instead (:mod:`client_distill.augment`, the same distributions)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,6 @@ def train_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T
             T.Normalize(mean, std),
         ]
     )
-
-
-def eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """Evaluation: resize the whole image to ``size``×``size`` (as DomainBed, no crop), normalise."""
-    return T.Compose([T.Resize((size, size), antialias=True), T.ToTensor(), T.Normalize(mean, std)])
 
 
 def seeded_view(image: Image.Image, seed: int, path: str, view: int) -> Image.Image:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def build_parser(prog: str, description: str | None, modules: Sequence[str]) -> argparse.ArgumentParser:
@@ -19,14 +19,19 @@ def build_parser(prog: str, description: str | None, modules: Sequence[str]) -> 
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...]) -> int:
-    """Parse ``argv`` and call the chosen sub-command's ``func(args)``; ``user_errors`` become a
-    one-line message and exit status 2, Ctrl-C exit status 130."""
+    """Parse ``argv`` and call the chosen sub-command's ``func(args)`` (see :func:`call`)."""
     args = parser.parse_args(argv)
+    return call(parser.prog, lambda: args.func(args), user_errors)
+
+
+def call(prog: str, command: Callable[[], int | None], user_errors: tuple[type[BaseException], ...]) -> int:
+    """Run ``command``; ``user_errors`` become a one-line message and exit status 2, Ctrl-C exit
+    status 130."""
     try:
-        return int(args.func(args) or 0)
+        return int(command() or 0)
     except user_errors as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
+        print(f"{prog}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
         return 130

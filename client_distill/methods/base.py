@@ -39,15 +39,24 @@ class Targets:
     has_image: torch.Tensor  # [B] bool
 
 
-class TextHead(nn.Module):
-    """The VLM's zero-shot classifier: ``100·cos(z, T_c)`` with zero bias, never trained (Predict)."""
+#: CLIP's logit scale, used when the vendor does not state its model's own (OpenAI, Jina)
+CLIP_LOGIT_SCALE = 100.0
 
-    def __init__(self, text_embeddings: torch.Tensor):
+
+class TextHead(nn.Module):
+    """The VLM's zero-shot classifier: ``s·cos(z, T_c)`` with zero bias, never trained (Predict).
+
+    ``s`` is the teacher's own logit scale (``/v1/models`` states it; CLIP's is 100), as the paper's
+    code builds the head from CLIP's ``logit_scale``. It does not change a prediction, but it sets the
+    sharpness of the probabilities that KD distils and of the validation loss SWAD watches."""
+
+    def __init__(self, text_embeddings: torch.Tensor, scale: float = CLIP_LOGIT_SCALE):
         super().__init__()
+        self.scale = float(scale)
         self.register_buffer("weight", F.normalize(text_embeddings.float(), dim=-1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return 100.0 * F.normalize(z.float(), dim=-1) @ self.weight.T
+        return self.scale * F.normalize(z.float(), dim=-1) @ self.weight.T
 
 
 def cosine_distill_loss(
@@ -73,6 +82,7 @@ def kd_loss(
 ) -> torch.Tensor:
     """Textbook KD (Hinton et al.), per image ``(1−α)·CE(s, y) + α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ))``,
     averaged over the batch; an image without a teacher embedding has no teacher logits and gets CE only.
+    The teacher logits are at the teacher's own scale (:class:`TextHead`), τ on top of it.
 
     Unlike the official code's KD (τ = 0.1, probabilities passed to ``kl_div``), this is a true KL."""
     s = student_logits.float()
@@ -101,12 +111,13 @@ class Method(nn.Module):
         text_embeddings: torch.Tensor | None,
         num_classes: int,
         hparams: dict[str, Any],
+        logit_scale: float = CLIP_LOGIT_SCALE,
     ):
         super().__init__()
         self.student = student
         self.hparams = hparams
         self.num_classes = num_classes
-        self.text_head = TextHead(text_embeddings) if text_embeddings is not None else None
+        self.text_head = TextHead(text_embeddings, logit_scale) if text_embeddings is not None else None
         self.head = self.build_head()
         self.stage: Stage | None = None
 

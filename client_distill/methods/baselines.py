@@ -52,7 +52,7 @@ class LPFT(Classifier):
 
 @register_method("kd")
 class KD(Classifier):
-    """Textbook logit KD from the teacher's zero-shot classifier (teacher logits = 100·cos(I^t, T_c),
+    """Textbook logit KD from the teacher's zero-shot classifier (teacher logits = s·cos(I^t, T_c) at its own scale s,
     computed from cached embeddings) into a student with a linear head; τ and α in the hparams."""
 
     needs_text = True
@@ -68,7 +68,7 @@ class KD(Classifier):
 
 @register_method("zero_shot")
 class ZeroShot(Method):
-    """The teacher itself: 100·cos(I^t_x, T_c) from the teacher's embeddings of the evaluated images.
+    """The teacher itself: s·cos(I^t_x, T_c) from the teacher's embeddings of the evaluated images.
     Nothing is trained; the image queries it needs are evaluation queries, counted apart from the
     training budget."""
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from client_distill.errors import UsageError
+from client_distill.methods.base import CLIP_LOGIT_SCALE
 from client_distill.runspec import METHOD_NAMES
 
 METHODS: dict[str, type] = {}
@@ -41,11 +42,17 @@ def method_class(name: str, has_text: bool = True) -> type:
 
 
 def create_method(
-    name: str, *, student: nn.Module | None, text_embeddings: torch.Tensor | None, num_classes: int, hparams: dict[str, Any]
+    name: str,
+    *,
+    student: nn.Module | None,
+    text_embeddings: torch.Tensor | None,
+    num_classes: int,
+    hparams: dict[str, Any],
+    logit_scale: float = CLIP_LOGIT_SCALE,
 ):
     """Build method ``name`` around ``student`` (None for ``zero_shot``), with the teacher's class text
-    embeddings ``[C, D]`` (None for methods that never use the teacher)."""
+    embeddings ``[C, D]`` (None for methods that never use the teacher) and its logit scale."""
     cls = method_class(name, has_text=text_embeddings is not None)
     if cls.needs_student and student is None:
         raise UsageError(f"method {name!r} needs a student")
-    return cls(student=student, text_embeddings=text_embeddings, num_classes=num_classes, hparams=hparams)
+    return cls(student=student, text_embeddings=text_embeddings, num_classes=num_classes, hparams=hparams, logit_scale=logit_scale)
