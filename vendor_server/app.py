@@ -44,7 +44,6 @@ from shared.protocol import (
 from vendor_server.admin import admin_router
 from vendor_server.api_errors import (
     ApiError,
-    BudgetExhausted,
     InferenceFailed,
     InvalidInput,
     NotFound,
@@ -58,6 +57,7 @@ from vendor_server.batcher import MicroBatcher
 from vendor_server.encoder import Encoder
 from vendor_server.images import ImageLimits, decode_image
 from vendor_server.ledger import KeyRecord, Ledger, new_request_id
+from vendor_server.ledger_errors import BudgetExceeded
 from vendor_server.metrics import Metrics
 from vendor_server.models import weights_revision
 from vendor_server.ratelimit import RateLimiter
@@ -123,8 +123,7 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None
         if idempotency_key is None and n_items > key.remaining:
             # refuse before decoding (a key with no budget must not be able to buy free image decoding);
             # the authoritative, atomic check is still ledger.charge below
-            raise BudgetExhausted(f"this request needs {n_items} queries but the key has {key.remaining} left",
-                                  used=key.used, budget=key.budget, remaining=key.remaining, requested=n_items)
+            raise BudgetExceeded(used=key.used, budget=key.budget, requested=n_items)
         with batcher.admit(n_items):
             decoded = await asyncio.to_thread(_decode_all, images, limits)
             charge = await asyncio.to_thread(

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from vendor_server.api_errors import InvalidApiKey
 from vendor_server.ledger import KeyRecord, Ledger
+from vendor_server.ledger_errors import UnknownApiKey
 from vendor_server.ratelimit import RateLimiter
 
 
@@ -40,7 +41,7 @@ class KeyAuthenticator:
             if secret is None:
                 raise InvalidApiKey("missing API key: send 'Authorization: Bearer <key>'")
             key = await asyncio.to_thread(self._ledger.authenticate, secret)
-        except InvalidApiKey:
+        except (InvalidApiKey, UnknownApiKey):
             request.state.rate = self._limiter.hit(client_bucket(request), self._default_qps)
             raise
         request.state.rate = self._limiter.hit("key:" + key.id, key.rate_limit_qps or self._default_qps)
