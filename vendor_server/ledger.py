@@ -12,8 +12,8 @@ events a crash left *reserved*: their clients never got embeddings. Hence the in
 the concurrency, because the check and the increment are one serialised write transaction (the
 ``CHECK (used <= budget)`` constraint is a second guard).
 
-Refusals are the exceptions of :mod:`vendor_server.ledger_errors`, which the HTTP API and the CLI
-each render in their own way."""
+The schema and its migrations are in :mod:`vendor_server.ledger_schema`; refusals are the exceptions
+of :mod:`vendor_server.ledger_errors`, which the HTTP API and the CLI each render in their own way."""
 
 from __future__ import annotations
 
@@ -39,46 +39,9 @@ from vendor_server.ledger_errors import (
     LedgerUnavailable,
     UnknownApiKey,
 )
+from vendor_server.ledger_schema import migrate
 
 SECRET_PREFIX = "vl2v-sk-"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    budget INTEGER NOT NULL CHECK (budget >= 0),
-    used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= budget),
-    rate_limit_qps REAL,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS usage_events (
-    request_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL REFERENCES keys(id),
-    images INTEGER NOT NULL,
-    texts INTEGER NOT NULL,
-    queries INTEGER NOT NULL,
-    idempotency_key TEXT,
-    body_sha256 TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('reserved', 'charged', 'refunded')),
-    created REAL NOT NULL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS usage_events_by_key ON usage_events(key_id, status);
-CREATE INDEX IF NOT EXISTS usage_events_by_status ON usage_events(status);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key_id TEXT NOT NULL REFERENCES keys(id),
-    idempotency_key TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('in_flight', 'done')),
-    response TEXT,
-    expires REAL NOT NULL,
-    PRIMARY KEY (key_id, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires);
-"""
 
 
 def hash_secret(secret: str) -> str:
@@ -261,7 +224,8 @@ class Ledger:
 
 
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
-    """A connection to the ledger at ``path``, created (with its folder) if missing.
+    """A connection to the ledger at ``path``, created (with its folder) if missing and migrated to
+    the current schema (:mod:`vendor_server.ledger_schema`).
 
     A path that cannot hold a ledger (a file that is not SQLite, a folder, an unwritable place) is the
     operator's mistake in ``--db`` / ``VL2V_VENDOR_DB``, so it is reported as :class:`LedgerUnavailable`
@@ -274,7 +238,7 @@ def _open(path: Path, synchronous: str) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
+        migrate(db, path)
     except BaseException as exc:
         if db is not None:
             db.close()

@@ -61,3 +61,7 @@ class IdempotencyMismatch(IdempotencyConflict):
 class LedgerUnavailable(LedgerError):
     """The file cannot serve as a ledger (not SQLite, a folder, unwritable): the operator's ``--db``."""
 
+
+class UnsupportedSchema(LedgerUnavailable):
+    """The ledger was written by a newer vl2v-vendor (a schema version this code does not know); it is
+    refused untouched rather than used half-understood."""
