@@ -21,7 +21,8 @@ USER_ERRORS = (VendorCliError, LedgerError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser("vl2v-vendor", "the vendor: serve a CLIP model only as metered, pay-per-query embedding endpoints; manage API keys", COMMAND_MODULES), argv, USER_ERRORS)
+    description = "the vendor: serve a CLIP model only as metered, pay-per-query embedding endpoints; manage API keys"
+    return run(build_parser("vl2v-vendor", description, COMMAND_MODULES), argv, USER_ERRORS)
 
 
 if __name__ == "__main__":
