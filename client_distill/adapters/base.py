@@ -34,7 +34,14 @@ from tenacity.wait import wait_exponential_jitter
 
 from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
 
-from client_distill.adapters.errors import AuthError, BudgetExhausted, InvalidInput, TransientError, VendorError
+from client_distill.adapters.errors import (
+    AdapterError,
+    AuthError,
+    BudgetExhausted,
+    InvalidInput,
+    TransientError,
+    VendorError,
+)
 
 Modality = Literal["text", "image"]
 Payload = str | bytes
@@ -368,7 +375,7 @@ class Adapter(ABC):
                 chunk = payloads[start : start + size]
                 try:
                     result = await self.embed_batch(modality, chunk, spend, salt)
-                except (VendorError, TransientError) as exc:
+                except AdapterError as exc:
                     errors.append(exc)
                     return
                 if on_batch is not None:
