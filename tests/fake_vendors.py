@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from client_distill.local_vendor import free_port
 from shared.protocol import encode_vector
 
 DIM = 8
@@ -123,12 +123,6 @@ def make_app(flavour: str, script: Script) -> FastAPI:
         return JSONResponse(payload, status_code=status, headers=headers)
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
