@@ -72,8 +72,11 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
     """Bring the ledger behind ``db`` (a connection in autocommit mode) to :data:`SCHEMA_VERSION`
     and return the version it had. A newer version than this code knows is refused unchanged.
 
-    The write lock is taken before the version is read, so two processes opening one old ledger
-    at once (``serve`` and ``keys``) upgrade it once: the second finds it current."""
+    A current ledger is only read, so opening it never waits for the write lock of a busy server.
+    Otherwise the write lock is taken before the version is read again, so two processes opening
+    one old ledger at once (``serve`` and ``keys``) upgrade it once: the second finds it current."""
+    if schema_version(db) == SCHEMA_VERSION:
+        return SCHEMA_VERSION
     db.execute("BEGIN IMMEDIATE")
     try:
         found = schema_version(db)
