@@ -18,9 +18,6 @@ import base64
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from client_distill.local_vendor import start_vendor  # noqa: E402
 from vendor_server.encoder import Encoder  # noqa: E402
 from vendor_server.ledger import Ledger  # noqa: E402
 
@@ -85,32 +83,6 @@ async def served_images_per_s(url: str, key: str, bodies: list[bytes], n_images:
         return n_images / (time.perf_counter() - start)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, pretrained: str, db: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vendor_server.cli", "serve", "--model", model, "--pretrained",
-                             pretrained, "--port", str(port), "--db", str(db), "--log-level", "warning"],
-                            env={**os.environ, "VL2V_VENDOR_QUEUE_LIMIT": "100000"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with status {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("server did not become ready")
-
-
 def bench(model: str, pretrained: str, n_images: int, rounds: int) -> None:
     """Raw, batched and singles measured in alternating rounds; the median of each is reported, so a
     burst of load from elsewhere on a shared machine hits all three alike."""
@@ -125,7 +97,9 @@ def bench(model: str, pretrained: str, n_images: int, rounds: int) -> None:
         ledger = Ledger(db)
         _, key = ledger.create_key("bench", budget=(2 * rounds + 1) * n_images + BATCH, rate_limit_qps=100_000)
         ledger.close()
-        proc, url = start_server(model, pretrained, db)
+        vendor = start_vendor("--model", model, "--pretrained", pretrained, "--db", str(db), "--log-level", "warning",
+                              env={**os.environ, "VL2V_VENDOR_QUEUE_LIMIT": "100000"}, ready_timeout_s=300)
+        url = vendor.url
         try:
             asyncio.run(served_images_per_s(url, key, batched_bodies[:1], BATCH, 1))  # warm-up
             for _ in range(rounds):
@@ -134,8 +108,7 @@ def bench(model: str, pretrained: str, n_images: int, rounds: int) -> None:
                 results["singles"].append(asyncio.run(
                     served_images_per_s(url, key, single_bodies, n_images, SINGLE_CLIENTS)))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            vendor.stop(timeout_s=30)
     raw, batched, singles = (float(np.median(results[k])) for k in ("raw", "batched", "singles"))
     print(f"{model} (pretrained={pretrained}, {n_images} JPEGs of {size}x{size} px, torch threads="
           f"{torch.get_num_threads()}, median of {rounds} rounds):")

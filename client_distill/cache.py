@@ -48,8 +48,6 @@ class EmbeddingCache:
             self.store = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2**62)
         except OSError as exc:
             raise UsageError(f"cannot open cache {self.directory}: {exc}") from exc
-        self.hits = 0
-        self.misses = 0
 
     def close(self) -> None:
         self.store.close()
@@ -60,14 +58,13 @@ class EmbeddingCache:
         return f"{ENTRY_PREFIX}{adapter.name}|{adapter.model_key}|{modality}|{options}|{digest}"
 
     def get_many(self, keys: Sequence[str], count: bool = True) -> list[np.ndarray | None]:
-        """The cached vectors (float32, unit norm) or None per key; counts hits and misses unless
-        ``count`` is False (a read-back of what was just bought is not a hit)."""
+        """The cached vectors (float32, unit norm) or None per key; counts hits and misses (the
+        lifetime totals of :meth:`stats`) unless ``count`` is False (a read-back of what was just
+        bought is not a hit)."""
         found = [self._decode(self.store.get(k)) for k in keys]
         if not count:
             return found
         hits = sum(v is not None for v in found)
-        self.hits += hits
-        self.misses += len(keys) - hits
         if keys:
             self.store.incr(STATS_KEYS[0], hits)
             self.store.incr(STATS_KEYS[1], len(keys) - hits)

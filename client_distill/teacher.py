@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from client_distill.adapters.base import Adapter, BatchResult, Modality, Payload, sha256_hex
-from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
+from client_distill.adapters.errors import AdapterError, BudgetExhausted
 from client_distill.cache import EmbeddingCache
 from client_distill.ledger import Ledger, account_id
 
@@ -87,7 +87,7 @@ class Teacher:
         self._open()
         try:
             return self._loop.run_until_complete(self.adapter.usage())
-        except (VendorError, TransientError):
+        except AdapterError:
             return None
 
     # -- the Spend guard the adapter consults before each send --------------------------------------

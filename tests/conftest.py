@@ -1,5 +1,5 @@
 """Shared fixtures. The vendor fixtures start the *real* service (``python -m vendor_server.cli
-serve``, uvicorn, SQLite) as a subprocess on a free loopback port:
+serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_distill.local_vendor`):
 
 - ``vendor_server_factory(**env)`` → :class:`VendorServer`: a fresh server on its own ledger,
   ``vl2v-tiny`` at random init unless told otherwise; ``env`` are extra environment variables such
@@ -15,17 +15,14 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port:
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+
+from client_distill.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
 
 ADMIN_TOKEN = "test-admin-token"
 SHARED_LIMITS = {
@@ -38,12 +35,6 @@ SHARED_LIMITS = {
 READY_TIMEOUT_S = 120
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class VendorServer:
     """A running ``vl2v-vendor serve`` process and what a test needs to talk to it."""
@@ -54,7 +45,7 @@ class VendorServer:
     model: str = "vl2v-tiny"
     pretrained: str = "none"
     port: int = 0
-    process: subprocess.Popen | None = field(default=None, repr=False)
+    running: LocalVendor | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -62,40 +53,26 @@ class VendorServer:
 
     def start(self) -> VendorServer:
         """Start (or restart, on the same ledger) and wait until ``/readyz`` says ready."""
-        self.port = free_port()
-        cmd = [sys.executable, "-m", "vendor_server.cli", "serve", "--model", self.model, "--pretrained",
-               self.pretrained, "--port", str(self.port), "--db", str(self.db), "--log-level", "warning"]
-        with self.log.open("a") as log:
-            # the developer's own VL2V_* settings must not change what the tests see
-            clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
-            self.process = subprocess.Popen(cmd, env={**clean, **self.env}, stdout=log, stderr=log)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vendor server exited ({self.process.returncode}):\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"vendor server not ready after {READY_TIMEOUT_S}s:\n{self.log.read_text()}")
+        self.port = free_port()  # looked up here, so a test can pin the port of a restart by patching it
+        # the developer's own VL2V_* settings must not change what the tests see
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
+        try:
+            self.running = start_vendor("--model", self.model, "--pretrained", self.pretrained, "--db", str(self.db),
+                                        "--log-level", "warning", port=self.port, env={**clean, **self.env},
+                                        log=self.log, ready_timeout_s=READY_TIMEOUT_S)
+        except VendorStartError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log.read_text()}") from None
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.running is not None:
+            self.running.stop()
 
     def kill9(self) -> None:
         """Crash the server the hard way (SIGKILL: no shutdown hooks, no flushing)."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
+        assert self.running is not None
+        self.running.process.kill()
+        self.running.process.wait()
 
     def create_key(self, budget: int = 1000, rate_limit: float | None = None, name: str = "test") -> str:
         """A new API key's secret, written straight into the server's ledger (as ``keys create`` does)."""

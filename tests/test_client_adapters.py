@@ -1,33 +1,44 @@
-"""The `openai` and `jina` adapters against real loopback servers speaking those wire formats:
-request shapes, auth, batching, error mapping, retries honouring Retry-After, and budget errors
-that are never retried."""
+"""The vendor adapters (`vl2v`, `openai`, `jina`): wire formats, error mapping, retries that honour
+``Retry-After``, budget guards and retry exhaustion, against scripted fakes behind
+``httpx.MockTransport`` (no server, no clock: the waits asked for are recorded, not slept); then one
+end-to-end exchange per adapter with a real HTTP server on loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import time
 
+import httpx
 import numpy as np
 import pytest
-from fake_vendors import Script, fake_vector, png_bytes, serve
+from fake_vendors import DIM, Script, fake_vector, mock_transport, png_bytes, serve
 
-from client_distill.adapters.errors import AuthError, BudgetExhausted, InvalidInput, TransientError
+from client_distill.adapters.base import MAX_RETRY_AFTER_S
+from client_distill.adapters.errors import (
+    AdapterError,
+    AuthError,
+    BudgetExhausted,
+    InvalidInput,
+    ModelChanged,
+    TransientError,
+)
 from client_distill.adapters.registry import create_adapter
+from client_distill.cache import EmbeddingCache
 from client_distill.errors import UsageError
+from client_distill.teacher import Teacher
+
+URL = "http://vendor.test"
+QUOTA = (429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                         "code": "insufficient_quota"}}, {})
 
 
-def embed(adapter, modality, payloads, spend=None):
-    async def go():
-        async with adapter:
-            return await adapter.embed_many(modality, payloads, spend)
+class Sleeps(list):
+    """An adapter's ``sleep``: records each wait it asks for and returns at once."""
 
-    return asyncio.run(go())
-
-
-def unit(v):
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.linalg.norm(v)
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
 
 
 class CountingSpend:
@@ -45,16 +56,38 @@ class CountingSpend:
         self.calls.append(("release", batch_id, n))
 
 
+def fake(flavour: str, script: Script, sleeps: Sleeps | None = None, **kwargs):
+    """An adapter of ``flavour`` wired to a fake vendor that follows ``script``."""
+    return create_adapter(flavour, URL, "k", transport=mock_transport(flavour, script),
+                          sleep=sleeps if sleeps is not None else Sleeps(), **kwargs)
+
+
+def embed(adapter, modality, payloads, spend=None):
+    async def go():
+        async with adapter:
+            return await adapter.embed_many(modality, payloads, spend)
+
+    return asyncio.run(go())
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# -- wire formats ------------------------------------------------------------------------------------
+
+
 def test_openai_texts_and_images_wire_format():
     script = Script()
     images = [png_bytes(i) for i in range(3)]
-    with serve("openai", script) as url:
-        texts = embed(create_adapter("openai", url + "/v1", "sk-test"), "text", ["a dog", "a cat"])
-        vecs = embed(create_adapter("openai", url, "sk-test", batch_limit=2), "image", images)
-    assert texts.dtype == np.float32 and texts.shape == (2, 8)
+    texts = embed(create_adapter("openai", URL + "/v1", "sk-test", transport=mock_transport("openai", script)),
+                  "text", ["a dog", "a cat"])
+    vecs = embed(fake("openai", script, batch_limit=2), "image", images)
+    assert texts.dtype == np.float32 and texts.shape == (2, DIM)
     np.testing.assert_allclose(texts[1], unit(fake_vector("a cat")), atol=1e-6)  # index order kept
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
-    headers, body = script.requests[0]  # only POSTs are recorded
+    headers, body = script.requests[0]  # only embeddings requests are recorded
     assert headers["authorization"] == "Bearer sk-test"
     assert body == {"model": "openai-clip", "input": ["a dog", "a cat"], "encoding_format": "float"}
     image_bodies = [b for _, b in script.requests[1:]]
@@ -62,102 +95,219 @@ def test_openai_texts_and_images_wire_format():
     assert all(b["modality"] == "image" for b in image_bodies)
     uri = image_bodies[0]["input"][0]
     assert uri.startswith("data:image/png;base64,") and base64.b64decode(uri.split(",", 1)[1]) == images[0]
-    expected = unit(fake_vector("img:" + uri))
-    np.testing.assert_allclose(vecs[0], expected, atol=1e-6)
+    np.testing.assert_allclose(vecs[0], unit(fake_vector("img:" + uri)), atol=1e-6)
 
 
 def test_jina_items_options_and_stable_idempotency_key():
     script = Script()
     image = png_bytes(7)
-    with serve("jina", script) as url:
-        embed(create_adapter("jina", url, "jina_x"), "text", ["a photo of a dog"])
-        embed(create_adapter("jina", url, "jina_x"), "image", [image])
-        embed(create_adapter("jina", url, "jina_x"), "image", [image])
+    embed(fake("jina", script), "text", ["a photo of a dog"])
+    embed(fake("jina", script), "image", [image])
+    embed(fake("jina", script), "image", [image])
     (h_text, text_body), (h1, img_body), (h2, _) = script.requests
-    assert text_body == {"model": "jina-clip-v2", "input": [{"text": "a photo of a dog"}], "normalized": True, "embedding_type": "float"}
+    assert text_body == {"model": "jina-clip-v2", "input": [{"text": "a photo of a dog"}], "normalized": True,
+                         "embedding_type": "float"}
     assert img_body["input"] == [{"image": base64.b64encode(image).decode()}]
     assert h1["idempotency-key"] == h2["idempotency-key"] != h_text["idempotency-key"]
 
 
-@pytest.mark.parametrize(
-    "status,body,headers",
-    [
-        (429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}, {"Retry-After": "1"}),
-        (503, {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}, {"Retry-After": "1"}),
-    ],
-)
-def test_transient_errors_are_retried_after_retry_after(status, body, headers):
-    script = Script(errors=[(status, body, headers)])
-    spend = CountingSpend()
-    with serve("openai", script) as url:
-        t0 = time.monotonic()
-        vecs = embed(create_adapter("openai", url, "k"), "text", ["x", "y"], spend)
-        elapsed = time.monotonic() - t0
-    assert vecs.shape == (2, 8) and len(script.requests) == 2
-    assert elapsed >= 1.0  # waited as told
-    assert spend.reserved == 2 and [c[0] for c in spend.calls] == ["reserve"]  # a refusal costs no new reservation
+def test_vl2v_wire_format_revision_and_charged_queries():
+    script = Script(revision="abc123")
+    image = png_bytes(3)
+    adapter = fake("vl2v", script)
+
+    async def go():
+        async with adapter:
+            return await adapter.embed_batch("image", [image]), adapter.model_key
+
+    result, model_key = asyncio.run(go())
+    headers, body = script.requests[0]
+    assert body["model"] == "vl2v-tiny" and body["encoding_format"] == "base64"  # the model /v1/models listed
+    assert body["input"] == [{"image": "data:image/png;base64," + base64.b64encode(image).decode()}]
+    assert headers["idempotency-key"] == result.batch_id and model_key == "vl2v-tiny@abc123"
+    assert result.charged == 1 and result.usage["images"] == 1
+    np.testing.assert_allclose(result.vectors[0], unit(fake_vector("img:" + body["input"][0]["image"])), atol=1e-6)
 
 
-def test_5xx_and_timeouts_are_retried_with_backoff_and_rebudgeted():
-    # a timeout may have been billed by a vendor without idempotency: the resend is reserved again
-    script = Script(delays=[2.0], errors=[])
+def test_vl2v_refuses_answers_from_other_weights():
+    script = Script(revision="abc123")
+    adapter = fake("vl2v", script)
+
+    async def go():
+        async with adapter:
+            script.revision = "def456"  # the vendor restarted with a retrained checkpoint
+            await adapter.embed_many("text", ["a"])
+
+    with pytest.raises(ModelChanged):
+        asyncio.run(go())
+    assert len(script.requests) == 1  # never retried
+
+
+# -- retries -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", ["openai", "jina", "vl2v"])
+@pytest.mark.parametrize(("status", "code"), [(429, "rate_limited"), (503, "overloaded")])
+def test_refusals_are_retried_after_the_retry_after_they_name(flavour, status, code):
+    script = Script(errors=[(status, {"error": {"message": "later", "code": code}}, {"Retry-After": "3"})])
+    spend, sleeps = CountingSpend(), Sleeps()
+    adapter = fake(flavour, script, sleeps)
+    vecs = embed(adapter, "text", ["x", "y"], spend)
+    assert vecs.shape == (2, DIM) and len(script.requests) == 2 and adapter.retries == 1
+    assert len(sleeps) == 1 and 3.0 <= sleeps[0] <= 3.25  # as told, plus a little jitter
+    assert spend.reserved == 2 and [c[0] for c in spend.calls] == ["reserve"]  # a refusal was not billed
+
+
+def test_a_retry_after_date_is_obeyed_up_to_the_cap():
+    later = email.utils.formatdate(time.time() + 7200, usegmt=True)
+    script = Script(errors=[(503, {"error": {"message": "maintenance"}}, {"Retry-After": later})])
+    sleeps = Sleeps()
+    embed(fake("openai", script, sleeps), "text", ["x"])
+    assert MAX_RETRY_AFTER_S <= sleeps[0] <= MAX_RETRY_AFTER_S + 0.25
+
+
+def test_without_retry_after_the_backoff_grows():
+    boom = (500, {"error": {"message": "boom", "code": "internal"}}, {})
+    script = Script(errors=[boom, boom, boom])
+    sleeps = Sleeps()
+    assert embed(fake("openai", script, sleeps), "text", ["z"]).shape == (1, DIM)
+    assert len(script.requests) == 4
+    # 0.25 s doubling per attempt, plus up to 0.5 s of jitter
+    assert [0.25 <= sleeps[0] <= 0.75, 0.5 <= sleeps[1] <= 1.0, 1.0 <= sleeps[2] <= 1.5] == [True] * 3
+
+
+@pytest.mark.parametrize(("flavour", "error", "reservations"), [
+    ("openai", httpx.ReadTimeout("read timed out"), 2),  # may have been billed: the resend is paid again
+    ("vl2v", httpx.ReadTimeout("read timed out"), 1),  # an idempotent vendor replays the resend for free
+    ("openai", httpx.ConnectError("connection refused"), 1),  # never reached the vendor: nothing billed
+])
+def test_network_failures_are_retried_and_rebudgeted_only_when_maybe_billed(flavour, error, reservations):
+    script = Script(errors=[error])
     spend = CountingSpend()
-    with serve("openai", script) as url:
-        adapter = create_adapter("openai", url, "k", timeout_s=0.5)
-        vecs = embed(adapter, "text", ["slow"], spend)
-    assert vecs.shape == (1, 8) and adapter.retries == 1
-    assert spend.reserved == 2
-    script = Script(errors=[(500, {"error": {"message": "boom", "code": "internal"}}, {})])
-    with serve("openai", script) as url:
-        assert embed(create_adapter("openai", url, "k"), "text", ["z"]).shape == (1, 8)
-    assert len(script.requests) == 2
+    adapter = fake(flavour, script)
+    assert embed(adapter, "text", ["slow"], spend).shape == (1, DIM)
+    assert adapter.retries == 1 and len(script.requests) == 2
+    assert spend.reserved == reservations
+    first, second = (headers["idempotency-key"] for headers, _ in script.requests)
+    assert first == second  # the same request, recognisable as such by a vendor that honours the key
 
 
 def test_client_budget_stops_an_ambiguous_resend():
-    script = Script(delays=[2.0])
+    script = Script(errors=[httpx.ReadTimeout("read timed out")])
     spend = CountingSpend(budget=3)
-    with serve("openai", script) as url, pytest.raises(BudgetExhausted):
-        embed(create_adapter("openai", url, "k", timeout_s=0.5), "text", ["a", "b", "c"], spend)
+    with pytest.raises(BudgetExhausted):
+        embed(fake("openai", script), "text", ["a", "b", "c"], spend)
     assert spend.reserved == 3 and len(script.requests) == 1  # never a second, possibly billed, send
 
 
-@pytest.mark.parametrize(
-    "flavour,status,body,exc",
-    [
-        ("openai", 429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}, BudgetExhausted),
-        ("openai", 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}, AuthError),
-        ("openai", 400, {"error": {"message": "bad input", "type": "invalid_request_error", "code": None}}, InvalidInput),
-        ("jina", 403, {"detail": "AUTHZ_INSUFFICIENT_BALANCE: insufficient balance, please top up"}, BudgetExhausted),
-        ("jina", 402, {"detail": "Payment required"}, BudgetExhausted),
-        ("jina", 403, {"detail": "Forbidden: key not allowed for this model"}, AuthError),
-        ("jina", 401, {"detail": "Failed to authenticate with the provided api key."}, AuthError),
-    ],
-)
+def test_retries_run_out_after_max_attempts():
+    overloaded = (503, {"error": {"message": "overloaded", "code": "overloaded"}}, {"Retry-After": "1"})
+    script = Script(errors=[overloaded] * 10)
+    spend, sleeps = CountingSpend(), Sleeps()
+    adapter = fake("vl2v", script, sleeps, max_attempts=4)
+    with pytest.raises(TransientError, match="503 overloaded"):
+        embed(adapter, "text", ["a", "b"], spend)
+    assert len(script.requests) == 4 and len(sleeps) == 3 and adapter.retries == 3
+    assert spend.reserved == 2 and [c[0] for c in spend.calls] == ["reserve"]
+
+
+def test_ambiguous_failures_stay_booked_when_retries_run_out():
+    boom = (500, {"error": {"message": "boom"}}, {})
+    script = Script(errors=[boom] * 10)
+    spend = CountingSpend()
+    with pytest.raises(TransientError):
+        embed(fake("openai", script, max_attempts=3), "text", ["a"], spend)
+    assert spend.reserved == 3  # each send may have been billed by a vendor without idempotency keys
+
+
+def test_retries_give_up_at_the_deadline():
+    script = Script(errors=[httpx.ConnectError("connection refused")] * 10)
+    sleeps = Sleeps()
+    with pytest.raises(TransientError, match="cannot connect"):
+        embed(fake("openai", script, sleeps, model="m", retry_deadline_s=0), "text", ["a"])
+    assert len(script.requests) == 1 and sleeps == []
+
+
+# -- errors that are never retried ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flavour", "status", "body", "exc"), [
+    ("openai", *QUOTA[:2], BudgetExhausted),
+    ("openai", 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                               "code": "invalid_api_key"}}, AuthError),
+    ("openai", 400, {"error": {"message": "bad input", "type": "invalid_request_error", "code": None}}, InvalidInput),
+    ("jina", 403, {"detail": "AUTHZ_INSUFFICIENT_BALANCE: insufficient balance, please top up"}, BudgetExhausted),
+    ("jina", 402, {"detail": "Payment required"}, BudgetExhausted),
+    ("jina", 403, {"detail": "Forbidden: key not allowed for this model"}, AuthError),
+    ("jina", 401, {"detail": "Failed to authenticate with the provided api key."}, AuthError),
+    ("vl2v", 402, {"error": {"type": "insufficient_budget", "code": "budget_exhausted",
+                             "message": "this request needs 1 queries but the key has 0 left"}}, BudgetExhausted),
+    ("vl2v", 403, {"error": {"type": "permission_error", "code": "key_revoked", "message": "revoked"}}, AuthError),
+])
 def test_error_shapes_map_to_errors_that_are_never_retried(flavour, status, body, exc):
     script = Script(errors=[(status, body, {"Retry-After": "0"})])
-    spend = CountingSpend()
-    with serve(flavour, script) as url, pytest.raises(exc) as info:
-        embed(create_adapter(flavour, url, "k"), "text", ["a"], spend)
-    assert len(script.requests) == 1
+    spend, sleeps = CountingSpend(), Sleeps()
+    with pytest.raises(exc) as info:
+        embed(fake(flavour, script, sleeps), "text", ["a"], spend)
+    assert len(script.requests) == 1 and sleeps == []
     assert spend.reserved == 0  # the refusal gave its reservation back
     assert str(status) in str(info.value)
 
 
+def test_every_adapter_error_has_one_root():
+    for exc in (TransientError("x"), BudgetExhausted("x"), AuthError("x"), InvalidInput("x"), ModelChanged("x")):
+        assert isinstance(exc, AdapterError)
+
+
+@pytest.mark.parametrize(("status", "cause"), [(503, TransientError), (404, InvalidInput)])
+def test_vendor_usage_is_none_when_the_vendor_does_not_answer(tmp_path, status, cause):
+    inner = mock_transport("vl2v", Script())
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/usage":
+            return httpx.Response(status, json={"error": {"message": "not now"}})
+        return inner.handler(request)
+
+    def adapter():
+        return create_adapter("vl2v", URL, "k", transport=httpx.MockTransport(handle), sleep=Sleeps(), max_attempts=2)
+
+    async def usage():
+        async with adapter() as vl2v:
+            return await vl2v.usage()
+
+    with pytest.raises(cause):  # what Teacher.vendor_usage takes for "no answer"
+        asyncio.run(usage())
+    cache = EmbeddingCache(tmp_path)
+    with Teacher(adapter(), cache) as teacher:
+        assert teacher.vendor_usage() is None
+    cache.close()
+
+
 def test_sibling_batches_finish_after_a_budget_error():
-    # batch 2 is refused for budget; batch 1 (answered) is delivered, nothing new starts after
-    script = Script(errors=[], delays=[0.3])
+    # batch 1 ("b") is refused for budget while batch 0 ("a") is in flight: "a" is delivered, nothing new starts
+    script = Script()
+    refused = asyncio.Event()
+    inner = mock_transport("openai", script)
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/embeddings":
+            if b'"a"' in request.content:
+                await refused.wait()
+            else:
+                script.errors.append(QUOTA)
+                refused.set()
+        return await inner.handle_async_request(request)
+
     delivered = []
-    with serve("openai", script) as url:
-        script.errors.append((429, {"error": {"code": "insufficient_quota", "message": "quota"}}, {}))
-        adapter = create_adapter("openai", url, "k", batch_limit=1, concurrency=2)
+    adapter = create_adapter("openai", URL, "k", transport=httpx.MockTransport(handle), batch_limit=1, concurrency=2)
 
-        async def go():
-            async with adapter:
-                await adapter.embed_many("text", ["a", "b", "c", "d"], None, lambda s, c, r: delivered.append(s))
+    async def go():
+        async with adapter:
+            await adapter.embed_many("text", ["a", "b", "c", "d"], None, lambda s, c, r: delivered.append(s))
 
-        with pytest.raises(BudgetExhausted):
-            asyncio.run(go())
-    assert len(delivered) == 1 and len(script.requests) == 2
+    with pytest.raises(BudgetExhausted):
+        asyncio.run(go())
+    assert delivered == [0] and len(script.requests) == 2
 
 
 def test_registry_rejects_unknown_vendor_and_missing_url():
@@ -167,6 +317,30 @@ def test_registry_rejects_unknown_vendor_and_missing_url():
         create_adapter("vl2v", "")
 
 
-def test_retries_give_up_at_the_deadline():
-    with pytest.raises(TransientError):
-        embed(create_adapter("openai", "http://127.0.0.1:9", "k", model="m", retry_deadline_s=1.0), "text", ["a"])
+# -- one real exchange per adapter ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", ["openai", "jina"])
+def test_against_a_real_server_speaking_the_wire_format(flavour):
+    script = Script(errors=[(503, {"error": {"message": "warming up"}}, {"Retry-After": "0"})])
+    with serve(flavour, script) as url:
+        vecs = embed(create_adapter(flavour, url, "k"), "image", [png_bytes(1), png_bytes(2)])
+    assert vecs.shape == (2, DIM) and len(script.requests) == 2
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
+
+
+def test_vl2v_against_the_real_vendor(vendor_server):
+    key = vendor_server.create_key(budget=10)
+    adapter = create_adapter("vl2v", vendor_server.url, key)
+    spend = CountingSpend()
+
+    async def go():
+        async with adapter:
+            vectors = await adapter.embed_many("image", [png_bytes(1), png_bytes(2)], spend)
+            texts = await adapter.embed_many("text", ["a photo of a dog"], spend)
+            return vectors, texts, await adapter.usage()
+
+    images, texts, usage = asyncio.run(go())
+    assert images.shape[0] == 2 and texts.shape == (1, images.shape[1]) and adapter.revision
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
+    assert (usage["used"], usage["images"], usage["texts"]) == (3, 2, 1) and spend.reserved == 3

@@ -12,7 +12,7 @@ from conftest import ADMIN_TOKEN
 from vendor_payloads import b64, image_file, image_item, png_header_bomb, vectors
 
 from shared.protocol import ErrorResponse, ModelList
-from vendor_server.app import INLINE_PARSE_BYTES
+from vendor_server.routes.embeddings import INLINE_PARSE_BYTES
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy")
 

@@ -8,15 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from vendor_server.api_errors import (
-    BudgetExhausted,
-    IdempotencyInFlight,
-    IdempotencyKeyReused,
-    InvalidApiKey,
-    KeyRevoked,
-    NotFound,
-)
 from vendor_server.ledger import Ledger, hash_secret, new_request_id
+from vendor_server.ledger_errors import (
+    BudgetExceeded,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    KeyNotFound,
+    KeyRevoked,
+    UnknownApiKey,
+)
 
 
 @pytest.fixture
@@ -31,12 +31,12 @@ def test_secret_is_stored_only_as_a_hash(ledger, tmp_path):
     assert ledger.authenticate(secret).id == record.id
     dump = "\n".join(sqlite3.connect(tmp_path / "ledger.sqlite3").iterdump())
     assert secret not in dump and hash_secret(secret) in dump
-    with pytest.raises(InvalidApiKey):
+    with pytest.raises(UnknownApiKey):
         ledger.authenticate(secret + "x")
     ledger.revoke(record.id)
     with pytest.raises(KeyRevoked):
         ledger.authenticate(secret)
-    with pytest.raises(NotFound):
+    with pytest.raises(KeyNotFound):
         ledger.topup("key_nope", 5)
 
 
@@ -48,7 +48,7 @@ def test_threads_never_overshoot_the_budget(tmp_path, ledger):
         try:
             (others + [ledger])[i % 3].charge(record.id, new_request_id(), images=i % 4, texts=3 - i % 4, body_sha256="h")
             return True
-        except BudgetExhausted:
+        except BudgetExceeded:
             return False
 
     with ThreadPoolExecutor(16) as pool:
@@ -83,9 +83,9 @@ def test_idempotency_states(ledger):
     record, _ = ledger.create_key("idem", budget=10)
     first = new_request_id()
     ledger.charge(record.id, first, 0, 2, "body", idempotency_key="k")
-    with pytest.raises(IdempotencyInFlight):
+    with pytest.raises(IdempotencyInProgress):
         ledger.charge(record.id, new_request_id(), 0, 2, "body", idempotency_key="k")
-    with pytest.raises(IdempotencyKeyReused):
+    with pytest.raises(IdempotencyMismatch):
         ledger.charge(record.id, new_request_id(), 0, 2, "other body", idempotency_key="k")
     ledger.complete(first, '{"stored": true}')
     replay = ledger.charge(record.id, new_request_id(), 0, 2, "body", idempotency_key="k")

@@ -1,8 +1,10 @@
 """The HTTP API's errors: one exception class per machine-readable code, rendered as
 ``{"error": {"type", "code", "message", ...}}`` (the OpenAI error shape) by :func:`install_handlers`.
 
-Raising these anywhere below a route (auth, ledger, image decoding, batcher) is the only way the
-service reports a client-visible failure, so the status/code table lives in one place."""
+Raising these anywhere below a route (auth, image decoding, batcher) is the only way the service
+reports a client-visible failure, so the status/code table lives in one place. The ledger raises
+its own errors (:mod:`vendor_server.ledger_errors`), which :func:`from_ledger_error` maps onto
+these."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.protocol import ErrorDetail, ErrorResponse
+from vendor_server import ledger_errors
 
 
 class ApiError(Exception):
@@ -89,12 +92,41 @@ def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, int(seconds + 0.999)))}
 
 
+#: ledger refusals whose HTTP answer carries nothing but the ledger's message
+_LEDGER_ERRORS: dict[type[ledger_errors.LedgerError], type[ApiError]] = {
+    ledger_errors.UnknownApiKey: InvalidApiKey,
+    ledger_errors.KeyRevoked: KeyRevoked,
+    ledger_errors.IdempotencyMismatch: IdempotencyKeyReused,
+    ledger_errors.InvalidAmount: InvalidInput,
+}
+
+
+def from_ledger_error(exc: ledger_errors.LedgerError) -> ApiError:
+    """The HTTP answer to a refusal of the ledger, with the ledger's message."""
+    if isinstance(exc, ledger_errors.BudgetExceeded):
+        return BudgetExhausted(exc.message, used=exc.used, budget=exc.budget, remaining=exc.remaining,
+                               requested=exc.requested)
+    if isinstance(exc, ledger_errors.IdempotencyInProgress):
+        return IdempotencyInFlight(exc.message, headers={"Retry-After": "1"})
+    if isinstance(exc, ledger_errors.KeyNotFound):
+        return NotFound(exc.message, code="key_not_found")
+    for kind, error in _LEDGER_ERRORS.items():
+        if isinstance(exc, kind):
+            return error(exc.message)
+    # LedgerUnavailable: the file went bad under a running server, which no client can fix
+    return ApiError("internal error; the request was not charged")
+
+
 def install_handlers(app: FastAPI) -> None:
     """Make every error the app can produce, FastAPI's own included, come out in the one shape."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(ledger_errors.LedgerError)
+    async def _ledger_error(_: Request, exc: ledger_errors.LedgerError) -> JSONResponse:
+        return from_ledger_error(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,6 +138,7 @@ def install_handlers(app: FastAPI) -> None:
         error = NotFound(str(exc.detail)) if exc.status_code == 404 else InvalidInput(str(exc.detail), code="http_error")
         error.status = exc.status_code
         return error.response()
+
 
 INPUT_SHAPE = 'input must be a string, or a list of strings, {"text": ...} and {"image": ...} items'
 

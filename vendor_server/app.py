@@ -1,10 +1,10 @@
 """The vendor's HTTP service: ``create_app(settings, encoder)`` builds the FastAPI app that sells
 the encoder's embeddings per query and nothing else (no weights, logits or features).
 
-``POST /v1/embeddings`` in order: authenticate + rate-limit → read the body (size-capped) →
-validate items → admit (503 when the batcher is full) → decode images (400/413) → charge the ledger
-(402/409/422, or an idempotent replay) → encode through the micro-batcher → record the response.
-A request rejected before the charge costs nothing; one that fails after it is refunded.
+``create_app`` only assembles: the shared :class:`~vendor_server.deps.ServiceState` (ledger, rate
+limiter, micro-batcher, metrics, model card) in ``app.state.service``, the error handlers, the
+middleware (:mod:`vendor_server.middleware`) and the routers of :mod:`vendor_server.routes`, where
+each route's behaviour is described.
 
 ``GET /v1/models`` (``revision``) and every embeddings answer (``model_revision``) name the served
 weights by a digest taken once here at start-up (:func:`vendor_server.models.weights_revision`)."""
@@ -13,60 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-import numpy as np
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
 
-from shared.protocol import (
-    EMBEDDINGS_PATH,
-    IDEMPOTENCY_HEADER,
-    MODELS_PATH,
-    REQUEST_ID_HEADER,
-    USAGE_PATH,
-    EmbeddingData,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    EmbeddingUsage,
-    ImageItem,
-    KeyUsage,
-    ModelCard,
-    ModelList,
-    encode_vector,
-)
-from vendor_server.admin import admin_router
-from vendor_server.api_errors import (
-    ApiError,
-    BudgetExhausted,
-    InferenceFailed,
-    InvalidInput,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    install_handlers,
-    validation_message,
-)
-from vendor_server.auth import KeyAuthenticator, client_bucket
+from shared.protocol import ModelCard
+from vendor_server.api_errors import install_handlers
 from vendor_server.batcher import MicroBatcher
+from vendor_server.deps import ServiceState
 from vendor_server.encoder import Encoder
-from vendor_server.images import ImageLimits, decode_image
-from vendor_server.ledger import KeyRecord, Ledger, new_request_id
+from vendor_server.images import ImageLimits
+from vendor_server.ledger import Ledger
 from vendor_server.metrics import Metrics
+from vendor_server.middleware import ServiceMiddleware
 from vendor_server.models import weights_revision
 from vendor_server.ratelimit import RateLimiter
+from vendor_server.routes import ROUTERS
 from vendor_server.settings import VendorSettings
 
 log = logging.getLogger("vl2v.vendor")
-MAX_IDEMPOTENCY_KEY = 255
-#: request bodies up to this size are parsed on the event loop, larger ones on a worker thread
-INLINE_PARSE_BYTES = 64 * 1024
 
 
 def open_ledger(settings: VendorSettings) -> Ledger:
@@ -76,220 +42,38 @@ def open_ledger(settings: VendorSettings) -> Ledger:
 
 def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None = None) -> FastAPI:
     """The service; it owns ``ledger`` (opened from ``settings`` when not given) and closes it at shutdown."""
-    ledger = ledger or open_ledger(settings)
     metrics = Metrics()
-    limiter = RateLimiter()
-    batcher = MicroBatcher({"image": encoder.encode_images, "text": encoder.encode_texts},
-                           settings.max_batch_size, settings.max_wait_ms, settings.queue_limit, metrics)
-    limits = ImageLimits(settings.max_image_bytes, settings.max_pixels)
-    state = {"ready": False}
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        refunded = await asyncio.to_thread(ledger.recover)
-        if refunded:
-            log.warning("refunded %d request(s) left unfinished by a previous crash", refunded)
-        await batcher.start()
-        state["ready"] = True
-        yield
-        state["ready"] = False
-        await batcher.stop()
-        ledger.close()
-
-    app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=lifespan)
+    service = ServiceState(
+        settings=settings,
+        ledger=ledger or open_ledger(settings),
+        limiter=RateLimiter(),
+        metrics=metrics,
+        batcher=MicroBatcher({"image": encoder.encode_images, "text": encoder.encode_texts},
+                             settings.max_batch_size, settings.max_wait_ms, settings.queue_limit, metrics),
+        image_limits=ImageLimits(settings.max_image_bytes, settings.max_pixels),
+        card=ModelCard(id=settings.model, embedding_dim=encoder.embed_dim, image_size=encoder.image_size,
+                       price_per_query=settings.price_per_query, revision=weights_revision(encoder.model)),
+    )
+    app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=_lifespan)
+    app.state.service = service
     install_handlers(app)
-    app.add_middleware(ServiceMiddleware, metrics=metrics, limiter=limiter, default_qps=settings.default_rate_limit)
-    app.include_router(admin_router(ledger, settings.admin_token))
-    caller = Depends(KeyAuthenticator(ledger, limiter, settings.default_rate_limit))
-    card = ModelCard(id=settings.model, embedding_dim=encoder.embed_dim, image_size=encoder.image_size,
-                     price_per_query=settings.price_per_query, revision=weights_revision(encoder.model))
-
-    @app.post(EMBEDDINGS_PATH)
-    async def embeddings(request: Request, key: KeyRecord = caller) -> Response:
-        body = await _read_body(request, settings.max_body_bytes)
-        # parsing, validating and hashing a body of many base64 images takes long enough to stall every
-        # other request if done on the event loop; a small one is cheaper here than a thread hop
-        req, body_sha256 = (_parse_request(body) if len(body) <= INLINE_PARSE_BYTES
-                            else await asyncio.to_thread(_parse_request, body))
-        if req.model is not None and req.model != card.id:
-            raise NotFound(f"model {req.model!r} is not served here; this vendor serves {card.id!r}",
-                           code="model_not_found")
-        texts, images = _split_items(req, settings)
-        idempotency_key = _idempotency_key(request)
-        request_id = request.state.request_id
-        if not state["ready"]:
-            raise Overloaded("the service is starting", headers={"Retry-After": "1"})
-        n_items = len(texts) + len(images)
-        if idempotency_key is None and n_items > key.remaining:
-            # refuse before decoding (a key with no budget must not be able to buy free image decoding);
-            # the authoritative, atomic check is still ledger.charge below
-            raise BudgetExhausted(f"this request needs {n_items} queries but the key has {key.remaining} left",
-                                  used=key.used, budget=key.budget, remaining=key.remaining, requested=n_items)
-        with batcher.admit(n_items):
-            decoded = await asyncio.to_thread(_decode_all, images, limits)
-            charge = await asyncio.to_thread(
-                ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key)
-            if charge.replay is not None:
-                return Response(charge.replay, media_type="application/json", headers={"Idempotent-Replayed": "true"})
-            # from the reservation until the charge is final, any failure or cancellation refunds it:
-            # the client gets no embeddings, so it pays nothing
-            try:
-                text_rows, image_rows = await asyncio.gather(
-                    batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded))
-                rows = _in_input_order(texts, text_rows, images, image_rows)
-                response = EmbeddingResponse(
-                    model=card.id,
-                    model_revision=card.revision,
-                    data=[EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
-                          for i, row in enumerate(rows)],
-                    usage=EmbeddingUsage(images=len(images), texts=len(texts), queries=len(rows),
-                                         prompt_tokens=len(rows), total_tokens=len(rows), remaining=charge.remaining),
-                ).model_dump_json()
-                await asyncio.to_thread(ledger.complete, request_id, response)
-            except BaseException as exc:
-                ledger.refund(request_id)
-                if isinstance(exc, Exception):
-                    log.exception("inference failed for %s", request_id)
-                    raise InferenceFailed("the model failed on this request; it was not charged") from exc
-                raise
-        metrics.queries_charged.labels("text").inc(len(texts))
-        metrics.queries_charged.labels("image").inc(len(images))
-        return Response(response, media_type="application/json")
-
-    @app.get(MODELS_PATH, response_model=ModelList)
-    async def models() -> ModelList:
-        return ModelList(data=[card])
-
-    @app.get(USAGE_PATH, response_model=KeyUsage)
-    async def usage(key: KeyRecord = caller) -> KeyUsage:
-        return await asyncio.to_thread(ledger.usage, key.id)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        if not state["ready"]:
-            return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
-        return JSONResponse({"status": "ready", "model": card.id})
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
-
+    app.add_middleware(ServiceMiddleware, metrics=metrics, limiter=service.limiter,
+                       default_qps=settings.default_rate_limit)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
-class ServiceMiddleware:
-    """Outermost per-request concerns, as plain ASGI (cheap, and it sees every response, errors
-    included): a request id and rate-limit headers on every response, and request metrics."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter, default_qps: float):
-        self.app = app
-        self.metrics = metrics
-        self.limiter = limiter
-        self.default_qps = default_qps
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        request_id = new_request_id()
-        request.state.request_id = request_id
-        started = time.perf_counter()
-        status = {"code": 500, "sent": False}
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"], status["sent"] = message["status"], True
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                rate = getattr(request.state, "rate", None) or self.limiter.peek(client_bucket(request), self.default_qps)
-                for name, value in rate.headers().items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception:
-            log.exception("unhandled error in %s", request_id)
-            if not status["sent"]:
-                await ApiError("internal error; the request was not charged").response()(scope, receive, send_with_headers)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, scope["method"], str(status["code"])).inc()
-            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    too_large = PayloadTooLarge(f"request body exceeds {limit} bytes", limit=limit)
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse_request(body: bytes) -> tuple[EmbeddingRequest, str]:
-    """The validated request and the SHA-256 of its canonical form (what an ``Idempotency-Key`` replay
-    must match: the same request, whatever the JSON formatting), or 400."""
-    try:
-        req = EmbeddingRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidInput(validation_message(exc.errors()), code=_input_code(exc)) from exc
-    return req, hashlib.sha256(req.model_dump_json().encode()).hexdigest()
-
-
-def _input_code(exc: ValidationError) -> str:
-    return "invalid_json" if any(err["type"] == "json_invalid" for err in exc.errors()) else "invalid_input"
-
-
-def _split_items(req: EmbeddingRequest, settings: VendorSettings) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """``(texts, images)`` as ``(input index, payload)`` lists, after the per-request limits."""
-    items = req.items()
-    if not items:
-        raise InvalidInput("input is empty; send at least one text or image", code="empty_input")
-    if len(items) > settings.max_items:
-        raise PayloadTooLarge(f"{len(items)} items in one request; the limit is {settings.max_items}",
-                              code="too_many_items", limit=settings.max_items)
-    texts, images = [], []
-    for i, item in enumerate(items):
-        if isinstance(item, ImageItem):
-            images.append((i, item.image))
-            continue
-        text = item if isinstance(item, str) else item.text
-        if len(text) > settings.max_text_length:
-            raise PayloadTooLarge(f"input[{i}]: text longer than {settings.max_text_length} characters",
-                                  code="text_too_long", limit=settings.max_text_length)
-        texts.append((i, text))
-    return texts, images
-
-
-def _idempotency_key(request: Request) -> str | None:
-    value = request.headers.get(IDEMPOTENCY_HEADER)
-    if value is not None and not 0 < len(value) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidInput(f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} characters",
-                           code="invalid_idempotency_key")
-    return value
-
-
-def _decode_all(images: Sequence[tuple[int, str]], limits: ImageLimits) -> list:
-    return [decode_image(payload, limits, index) for index, payload in images]
-
-
-def _in_input_order(texts: Sequence[tuple[int, str]], text_rows: Sequence[np.ndarray],
-                    images: Sequence[tuple[int, str]], image_rows: Sequence[np.ndarray]) -> list[np.ndarray]:
-    rows: dict[int, np.ndarray] = {}
-    for (index, _), row in zip([*texts, *images], [*text_rows, *image_rows]):
-        rows[index] = row
-    return [rows[i] for i in range(len(rows))]
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Refund what a crash left reserved and start the batcher before saying ready; stop in reverse."""
+    service: ServiceState = app.state.service
+    refunded = await asyncio.to_thread(service.ledger.recover)
+    if refunded:
+        log.warning("refunded %d request(s) left unfinished by a previous crash", refunded)
+    await service.batcher.start()
+    service.ready = True
+    yield
+    service.ready = False
+    await service.batcher.stop()
+    service.ledger.close()

@@ -1,17 +1,20 @@
 """Who is calling: API-key authentication for ``/v1`` plus the per-key rate limit, as one FastAPI
-dependency so every route that costs the vendor anything is both authenticated and limited.
+dependency (:data:`Caller`) so every route that costs the vendor anything is both authenticated and
+limited.
 
 Failed authentications are limited too, per client address, so guessing keys is slow."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from vendor_server.api_errors import InvalidApiKey
-from vendor_server.ledger import KeyRecord, Ledger
-from vendor_server.ratelimit import RateLimiter
+from vendor_server.deps import LedgerDep, LimiterDep, SettingsDep
+from vendor_server.ledger import KeyRecord
+from vendor_server.ledger_errors import UnknownApiKey
 
 
 def bearer_token(request: Request) -> str | None:
@@ -25,23 +28,21 @@ def client_bucket(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-class KeyAuthenticator:
-    """``Depends(KeyAuthenticator(...))``: the caller's key record, rate limit already spent; the
-    limit's status is left in ``request.state.rate`` for the response headers."""
+async def authenticated_key(request: Request, ledger: LedgerDep, limiter: LimiterDep,
+                            settings: SettingsDep) -> KeyRecord:
+    """The caller's key record, rate limit already spent; the limit's status is left in
+    ``request.state.rate`` for the response headers."""
+    default_qps = settings.default_rate_limit
+    secret = bearer_token(request)
+    try:
+        if secret is None:
+            raise InvalidApiKey("missing API key: send 'Authorization: Bearer <key>'")
+        key = await asyncio.to_thread(ledger.authenticate, secret)
+    except (InvalidApiKey, UnknownApiKey):
+        request.state.rate = limiter.hit(client_bucket(request), default_qps)
+        raise
+    request.state.rate = limiter.hit("key:" + key.id, key.rate_limit_qps or default_qps)
+    return key
 
-    def __init__(self, ledger: Ledger, limiter: RateLimiter, default_qps: float):
-        self._ledger = ledger
-        self._limiter = limiter
-        self._default_qps = default_qps
 
-    async def __call__(self, request: Request) -> KeyRecord:
-        secret = bearer_token(request)
-        try:
-            if secret is None:
-                raise InvalidApiKey("missing API key: send 'Authorization: Bearer <key>'")
-            key = await asyncio.to_thread(self._ledger.authenticate, secret)
-        except InvalidApiKey:
-            request.state.rate = self._limiter.hit(client_bucket(request), self._default_qps)
-            raise
-        request.state.rate = self._limiter.hit("key:" + key.id, key.rate_limit_qps or self._default_qps)
-        return key
+Caller = Annotated[KeyRecord, Depends(authenticated_key)]

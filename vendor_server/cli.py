@@ -6,6 +6,7 @@ import sys
 
 from shared.cli import build_parser, run
 from vendor_server.errors import VendorCliError
+from vendor_server.ledger_errors import LedgerError
 
 #: command modules, in ``--help`` order; each has ``register(subparsers)``
 COMMAND_MODULES = [
@@ -14,9 +15,14 @@ COMMAND_MODULES = [
     "vendor_server.commands.pretrain",
 ]
 
+#: printed as one line, exit status 2: the ledger's refusals (an unknown key id, a ledger written by a
+#: newer version, a --db that is no ledger) are the operator's to fix, like a bad flag
+USER_ERRORS = (VendorCliError, LedgerError)
+
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser("vl2v-vendor", "the vendor: serve a CLIP model only as metered, pay-per-query embedding endpoints; manage API keys", COMMAND_MODULES), argv, (VendorCliError,))
+    description = "the vendor: serve a CLIP model only as metered, pay-per-query embedding endpoints; manage API keys"
+    return run(build_parser("vl2v-vendor", description, COMMAND_MODULES), argv, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ for replays) or ``refund`` (event *refunded*, ``used`` given back). ``recover`` 
 events a crash left *reserved*: their clients never got embeddings. Hence the invariant, at rest:
 ``keys.used == SUM(queries) of the key's charged events``, and budgets are never overshot whatever
 the concurrency, because the check and the increment are one serialised write transaction (the
-``CHECK (used <= budget)`` constraint is a second guard)."""
+``CHECK (used <= budget)`` constraint is a second guard).
+
+The schema and its migrations are in :mod:`vendor_server.ledger_schema`; refusals are the exceptions
+of :mod:`vendor_server.ledger_errors`, which the HTTP API and the CLI each render in their own way."""
 
 from __future__ import annotations
 
@@ -26,56 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.protocol import KeyUsage
-from vendor_server.api_errors import (
-    BudgetExhausted,
-    IdempotencyInFlight,
-    IdempotencyKeyReused,
-    InvalidApiKey,
-    InvalidInput,
+from vendor_server.ledger_errors import (
+    BudgetExceeded,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InvalidAmount,
+    KeyNotFound,
     KeyRevoked,
-    NotFound,
+    LedgerUnavailable,
+    UnknownApiKey,
 )
-from vendor_server.errors import VendorCliError
+from vendor_server.ledger_schema import migrate
 
 SECRET_PREFIX = "vl2v-sk-"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL UNIQUE,
-    budget INTEGER NOT NULL CHECK (budget >= 0),
-    used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= budget),
-    rate_limit_qps REAL,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS usage_events (
-    request_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL REFERENCES keys(id),
-    images INTEGER NOT NULL,
-    texts INTEGER NOT NULL,
-    queries INTEGER NOT NULL,
-    idempotency_key TEXT,
-    body_sha256 TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('reserved', 'charged', 'refunded')),
-    created REAL NOT NULL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS usage_events_by_key ON usage_events(key_id, status);
-CREATE INDEX IF NOT EXISTS usage_events_by_status ON usage_events(status);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key_id TEXT NOT NULL REFERENCES keys(id),
-    idempotency_key TEXT NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('in_flight', 'done')),
-    response TEXT,
-    expires REAL NOT NULL,
-    PRIMARY KEY (key_id, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires);
-"""
 
 
 def hash_secret(secret: str) -> str:
@@ -139,9 +105,9 @@ class Ledger:
     def create_key(self, name: str, budget: int, rate_limit_qps: float | None = None) -> tuple[KeyRecord, str]:
         """A new key and its secret. The secret is returned once and never stored."""
         if budget < 0:
-            raise InvalidInput("budget must be >= 0")
+            raise InvalidAmount("budget must be >= 0")
         if rate_limit_qps is not None and rate_limit_qps <= 0:
-            raise InvalidInput("rate limit must be > 0 requests/s")
+            raise InvalidAmount("rate limit must be > 0 requests/s")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
         with self._tx() as db:
@@ -159,14 +125,14 @@ class Ledger:
         with self._lock:
             row = self._db.execute("SELECT * FROM keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:
-            raise NotFound(f"no key {key_id!r}", code="key_not_found")
+            raise KeyNotFound(f"no key {key_id!r}")
         return _key(row)
 
     def authenticate(self, secret: str) -> KeyRecord:
         with self._lock:
             row = self._db.execute("SELECT * FROM keys WHERE secret_sha256 = ?", (hash_secret(secret),)).fetchone()
         if row is None:
-            raise InvalidApiKey("invalid API key")
+            raise UnknownApiKey("invalid API key")
         record = _key(row)
         if record.revoked:
             raise KeyRevoked(f"API key {record.id} has been revoked")
@@ -178,14 +144,14 @@ class Ledger:
 
     def topup(self, key_id: str, queries: int) -> KeyRecord:
         if queries <= 0:
-            raise InvalidInput("top-up must add at least one query")
+            raise InvalidAmount("top-up must add at least one query")
         self._update_key(key_id, "UPDATE keys SET budget = budget + ? WHERE id = ?", (queries, key_id))
         return self.key(key_id)
 
     def _update_key(self, key_id: str, sql: str, params: tuple) -> None:
         with self._tx() as db:
             if db.execute(sql, params).rowcount == 0:
-                raise NotFound(f"no key {key_id!r}", code="key_not_found")
+                raise KeyNotFound(f"no key {key_id!r}")
 
     def usage(self, key_id: str) -> KeyUsage:
         """The key's account: budget, used, and totals of its charged (or in-flight) requests."""
@@ -202,15 +168,16 @@ class Ledger:
 
     def charge(self, key_id: str, request_id: str, images: int, texts: int, body_sha256: str,
                idempotency_key: str | None = None) -> Charge:
-        """Reserve ``images + texts`` queries all-or-nothing, or say why not (402/409/422), or hand
-        back the stored response of an identical earlier request with the same idempotency key."""
+        """Reserve ``images + texts`` queries all-or-nothing, or say why not (:class:`BudgetExceeded`,
+        :class:`KeyRevoked`, an :class:`~vendor_server.ledger_errors.IdempotencyConflict`), or hand back
+        the stored response of an identical earlier request with the same idempotency key."""
         queries = images + texts
         now = time.time()
         with self._tx() as db:
             db.execute("DELETE FROM idempotency WHERE expires <= ? AND status = 'done'", (now,))
             row = db.execute("SELECT used, budget, revoked FROM keys WHERE id = ?", (key_id,)).fetchone()
             if row is None:
-                raise InvalidApiKey("invalid API key")
+                raise UnknownApiKey("invalid API key")
             if row["revoked"]:  # revoked between authentication and this transaction
                 raise KeyRevoked(f"API key {key_id} has been revoked")
             used, budget = row["used"], row["budget"]
@@ -220,9 +187,7 @@ class Ledger:
                 if previous is not None:
                     return Charge(remaining=budget - used, replay=_replay(previous, body_sha256))
             if used + queries > budget:
-                raise BudgetExhausted(
-                    f"this request needs {queries} queries but the key has {budget - used} left",
-                    used=used, budget=budget, remaining=budget - used, requested=queries)
+                raise BudgetExceeded(used=used, budget=budget, requested=queries)
             db.execute("INSERT INTO usage_events (request_id, key_id, images, texts, queries, idempotency_key, "
                        "body_sha256, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?)",
                        (request_id, key_id, images, texts, queries, idempotency_key, body_sha256, now))
@@ -259,11 +224,12 @@ class Ledger:
 
 
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
-    """A connection to the ledger at ``path``, created (with its folder) if missing.
+    """A connection to the ledger at ``path``, created (with its folder) if missing and migrated to
+    the current schema (:mod:`vendor_server.ledger_schema`).
 
     A path that cannot hold a ledger (a file that is not SQLite, a folder, an unwritable place) is the
-    operator's mistake in ``--db`` / ``VL2V_VENDOR_DB``, so it is reported as one line naming the path
-    (as :func:`vendor_server.models.create` reports a bad model), not as a traceback from sqlite3."""
+    operator's mistake in ``--db`` / ``VL2V_VENDOR_DB``, so it is reported as :class:`LedgerUnavailable`
+    naming the path (one line on the command line), not as a traceback from sqlite3."""
     db = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,11 +238,13 @@ def _open(path: Path, synchronous: str) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-    except (OSError, sqlite3.Error) as exc:
+        migrate(db, path)
+    except BaseException as exc:
         if db is not None:
             db.close()
-        raise VendorCliError(f"cannot use {path} as the ledger: {exc}") from exc
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise LedgerUnavailable(f"cannot use {path} as the ledger: {exc}") from exc
+        raise
     return db
 
 
@@ -297,10 +265,9 @@ def _refund(db: sqlite3.Connection, request_id: str) -> None:
 
 def _replay(previous: sqlite3.Row, body_sha256: str) -> str:
     if previous["body_sha256"] != body_sha256:
-        raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
+        raise IdempotencyMismatch("this Idempotency-Key was already used with a different request body")
     if previous["status"] == "in_flight":
-        raise IdempotencyInFlight("a request with this Idempotency-Key is still being processed; retry shortly",
-                                  headers={"Retry-After": "1"})
+        raise IdempotencyInProgress("a request with this Idempotency-Key is still being processed; retry shortly")
     return previous["response"]
 
 

@@ -23,7 +23,7 @@ import json
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -34,7 +34,14 @@ from tenacity.wait import wait_exponential_jitter
 
 from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
 
-from client_distill.adapters.errors import AuthError, BudgetExhausted, InvalidInput, TransientError, VendorError
+from client_distill.adapters.errors import (
+    AdapterError,
+    AuthError,
+    BudgetExhausted,
+    InvalidInput,
+    TransientError,
+    VendorError,
+)
 
 Modality = Literal["text", "image"]
 Payload = str | bytes
@@ -129,8 +136,9 @@ _BACKOFF = wait_exponential_jitter(multiplier=0.25, max=10.0, jitter=0.5)
 
 
 def _wait_for(state: RetryCallState) -> float:
-    """Backoff: the vendor's ``Retry-After`` plus a little jitter when given, else exponential with
-    full jitter (so many clients that failed together do not return together)."""
+    """Backoff: the vendor's ``Retry-After`` plus a little jitter when given, else 0.25 s doubling per
+    attempt up to 10 s, plus up to 0.5 s of jitter (so many clients that failed together do not
+    return together)."""
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, TransientError) and exc.retry_after is not None:
         return exc.retry_after + random.uniform(0.0, 0.25)
@@ -145,6 +153,10 @@ class Adapter(ABC):
     ``revision`` is the served weights' revision, learned on entry from vendors that report one
     (:meth:`model_revision`); it is part of :attr:`model_key`, so other weights under the same name
     never hit cache entries or idempotent replays of the old ones.
+
+    ``transport`` replaces the network under the adapter's ``httpx.AsyncClient`` (httpx's own seam:
+    an ``httpx.MockTransport`` in unit tests, a proxy or an ASGI app elsewhere); ``sleep`` is how it
+    waits between retries (tests pass one that records the waits asked for and returns at once).
     """
 
     name: ClassVar[str]
@@ -165,6 +177,8 @@ class Adapter(ABC):
         timeout_s: float = 120.0,
         retry_deadline_s: float = 600.0,
         max_attempts: int = 30,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
@@ -177,6 +191,8 @@ class Adapter(ABC):
         self.retry_deadline_s = retry_deadline_s
         self.max_attempts = max_attempts
         self.retries = 0  # transient failures retried, for progress and reports
+        self._transport = transport
+        self._sleep = sleep
         self._client: httpx.AsyncClient | None = None
 
     # -- what a subclass describes ---------------------------------------------------------------
@@ -243,6 +259,7 @@ class Adapter(ABC):
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=self.concurrency + 2),
+            transport=self._transport,
         )
         try:
             if self.model is None:
@@ -290,6 +307,7 @@ class Adapter(ABC):
             wait=_wait_for,
             stop=stop_after_delay(self.retry_deadline_s) | stop_after_attempt(self.max_attempts),
             before_sleep=self._count_retry,
+            sleep=self._sleep,
             reraise=True,
         )
         return await retrying(call, *args)
@@ -368,7 +386,7 @@ class Adapter(ABC):
                 chunk = payloads[start : start + size]
                 try:
                     result = await self.embed_batch(modality, chunk, spend, salt)
-                except (VendorError, TransientError) as exc:
+                except AdapterError as exc:
                     errors.append(exc)
                     return
                 if on_batch is not None:

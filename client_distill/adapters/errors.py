@@ -1,6 +1,8 @@
 """What can go wrong when buying embeddings, sorted by what the client should do about it.
 
-Only :class:`TransientError` is retried; everything else ends the request at once. All of them are
+Every failure of an adapter is an :class:`AdapterError`: a caller that only needs to know that the
+vendor did not deliver catches that one class. Below it, only :class:`TransientError` is retried;
+:class:`VendorError` and its subclasses end the request at once. All of them are
 :class:`~client_distill.errors.Vl2vError`, so the CLI prints them as one line, never a traceback.
 """
 
@@ -9,7 +11,11 @@ from __future__ import annotations
 from client_distill.errors import Vl2vError
 
 
-class VendorError(Vl2vError):
+class AdapterError(Vl2vError):
+    """Root of every failure to buy embeddings from a vendor."""
+
+
+class VendorError(AdapterError):
     """The vendor refused a request in a way retrying will not fix (an unexpected status or body)."""
 
     def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
@@ -38,7 +44,7 @@ class ModelChanged(VendorError):
     cache entries of their own."""
 
 
-class TransientError(Vl2vError):
+class TransientError(AdapterError):
     """A failure that may pass (429 rate limit, 503, 5xx, connection error, timeout). It is retried;
     when retries run out it reaches the CLI, which prints it as one line.
 

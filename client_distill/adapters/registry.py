@@ -16,7 +16,8 @@ ADAPTERS: dict[str, type[Adapter]] = {cls.name: cls for cls in (Vl2vAdapter, Ope
 
 
 def create_adapter(name: str, base_url: str, api_key: str | None = None, **kwargs: object) -> Adapter:
-    """An adapter for vendor ``name`` at ``base_url``; ``kwargs`` go to :class:`Adapter`."""
+    """An adapter for vendor ``name`` at ``base_url``; ``kwargs`` go to :class:`Adapter` (e.g.
+    ``transport=httpx.MockTransport(...)`` to talk to a fake instead of the network)."""
     if name not in ADAPTERS:
         raise UsageError(f"unknown vendor {name!r}; choose one of {', '.join(ADAPTERS)}")
     if not base_url:

@@ -1,4 +1,4 @@
-"""Adapter for our own vendor (``vl2v-vendor serve``, issue 2's contract in :mod:`shared.protocol`).
+"""Adapter for our own vendor (``vl2v-vendor serve``), whose wire format is :mod:`shared.protocol`.
 
 It honours ``Idempotency-Key`` (a resend is replayed, not charged), reports the exact number of
 queries charged in ``usage.queries``, and has a ``/v1/usage`` endpoint to reconcile the ledger with.

@@ -46,14 +46,11 @@ def _ledger(args: argparse.Namespace):
 
 
 def _call(args: argparse.Namespace, op):
-    """Run ``op(ledger)``; the ledger's API errors (unknown key, bad budget) become one-line CLI errors."""
-    from vendor_server.api_errors import ApiError
-
+    """Run ``op(ledger)`` on the ledger at ``--db`` and close it; its refusals (an unknown key, a bad
+    budget) are :class:`~vendor_server.ledger_errors.LedgerError`, which the CLI prints as one line."""
     ledger = _ledger(args)
     try:
         return op(ledger)
-    except ApiError as exc:
-        raise VendorCliError(exc.message) from exc
     finally:
         ledger.close()
 
