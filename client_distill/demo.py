@@ -7,82 +7,44 @@ of ``configs/demo.yaml`` (ADiP and baselines), writes ``report.md`` and ``accura
 the table and stops the vendor, also on Ctrl-C or failure. Everything is resumable: a second run
 reuses the data, the paid embeddings (client cache) and finished runs.
 
-The vendor is started through its console script, never imported: the client side only ever sees
-the vendor over HTTP.
+The vendor is started as a separate program (:mod:`client_distill.local_vendor`), never imported:
+the client side only ever sees the vendor over HTTP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from client_distill.errors import UsageError
+from client_distill.local_vendor import start_vendor, vendor_cli
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    """Poll ``/readyz`` until the vendor has loaded its model (or died, or ``timeout_s`` passed)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise UsageError(f"the vendor exited with status {proc.returncode} before it was ready")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise UsageError(f"the vendor at {url} was not ready after {timeout_s:.0f} s")
 
 
 @contextlib.contextmanager
 def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
     """Start ``vl2v-vendor serve`` on a free loopback port with its own ledger, create a key with
     ``budget`` queries, yield ``(url, key)``, and stop the vendor whatever happens."""
-    # the console script installed beside this interpreter (a venv need not be activated), else PATH
-    exe = shutil.which("vl2v-vendor", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    if exe is None:
-        raise UsageError("vl2v-vendor is not installed: `pip install -e .` (or pass --vendor-url to use a running vendor)")
-    base = [exe]
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "ledger.sqlite3"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(workdir / "vendor.log", "ab")
-    proc = subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)], stdout=log, stderr=subprocess.STDOUT)
+    created = subprocess.run(
+        vendor_cli("keys", "create", "--db", str(db), "--name", f"demo-{int(time.time())}", "--budget", str(budget)),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise UsageError(f"could not create the demo's API key: {created.stderr.strip()}")
+    vendor = start_vendor("--db", str(db), log=workdir / "vendor.log")
     try:
-        created = subprocess.run(
-            [*base, "keys", "create", "--db", str(db), "--name", f"demo-{int(time.time())}", "--budget", str(budget)],
-            capture_output=True, text=True,
-        )
-        if created.returncode != 0:
-            raise UsageError(f"could not create the demo's API key: {created.stderr.strip()}")
-        key = created.stdout.strip()
-        _wait_ready(url, proc)
-        print(f"vendor ready at {url} (log: {workdir / 'vendor.log'})", flush=True)
-        yield url, key
+        print(f"vendor ready at {vendor.url} (log: {workdir / 'vendor.log'})", flush=True)
+        yield vendor.url, created.stdout.strip()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        vendor.stop(timeout_s=20)
         print("vendor stopped", flush=True)
 
 

@@ -136,6 +136,9 @@ def buy(
     meta = {
         **meta,
         "model_revision": teacher.adapter.revision,  # None where the vendor's model names pin their weights
+        # the teacher's own logit scale (KD's soft targets and the text head use it; None: CLIP's 100 assumed)
+        "logit_scale": teacher.adapter.card.get("logit_scale"),
+        "model_card": teacher.adapter.card,
         "complete": error is None,
         "queries": {
             "planned": len(plan),

@@ -107,7 +107,10 @@ def test_budget_is_exact_and_reruns_are_free(vendor_server, data, tmp_path):
     assert stats["entries"] == 30
     assert teacher_set.meta["complete"] and teacher_set.meta["vendor_usage"]["used"] == 30
     with vendor_server.client() as client:
-        assert teacher_set.meta["model_revision"] == client.get("/v1/models").json()["data"][0]["revision"]
+        card = client.get("/v1/models").json()["data"][0]
+    assert teacher_set.meta["model_revision"] == card["revision"]
+    # the model card travels with the set: the teacher's own logit scale (KD and the text head use it) and size
+    assert teacher_set.meta["logit_scale"] == card["logit_scale"] > 0 and teacher_set.meta["model_card"]["image_params"] == card["image_params"] > 0
 
     again = run_embed(vendor_server.url, key, data, cache, out, 30, "--views", "2", "--batch-size", "8")
     assert again.returncode == 0, again.stderr

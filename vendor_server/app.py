@@ -52,7 +52,8 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None
                              settings.max_batch_size, settings.max_wait_ms, settings.queue_limit, metrics),
         image_limits=ImageLimits(settings.max_image_bytes, settings.max_pixels),
         card=ModelCard(id=settings.model, embedding_dim=encoder.embed_dim, image_size=encoder.image_size,
-                       price_per_query=settings.price_per_query, revision=weights_revision(encoder.model)),
+                       price_per_query=settings.price_per_query, revision=weights_revision(encoder.model),
+                       logit_scale=encoder.logit_scale, image_params=encoder.image_params),
     )
     app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=_lifespan)
     app.state.service = service

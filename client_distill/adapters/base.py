@@ -150,9 +150,10 @@ class Adapter(ABC):
 
     ``base_url`` is the server root (a trailing ``/v1`` is accepted and stripped). ``model`` None
     means the vendor's default, resolved once on entry so cache keys always name a real model.
-    ``revision`` is the served weights' revision, learned on entry from vendors that report one
-    (:meth:`model_revision`); it is part of :attr:`model_key`, so other weights under the same name
-    never hit cache entries or idempotent replays of the old ones.
+    ``card`` is what the vendor states about that model, learned on entry (:meth:`model_card`: its
+    weights' ``revision``, ``logit_scale``, ``image_params``; empty for vendors that state nothing).
+    ``revision`` is part of :attr:`model_key`, so other weights under the same name never hit cache
+    entries or idempotent replays of the old ones.
 
     ``transport`` replaces the network under the adapter's ``httpx.AsyncClient`` (httpx's own seam:
     an ``httpx.MockTransport`` in unit tests, a proxy or an ASGI app elsewhere); ``sleep`` is how it
@@ -184,7 +185,7 @@ class Adapter(ABC):
         self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
         self.api_key = api_key
         self.model = model
-        self.revision: str | None = None
+        self.card: dict[str, Any] = {}
         self.batch_limit = int(batch_limit or self.default_batch_limit)
         self.concurrency = max(1, int(concurrency))
         self.timeout_s = timeout_s
@@ -216,10 +217,15 @@ class Adapter(ABC):
             raise VendorError(f"{self.base_url}/v1/models lists no model; pass --model")
         return str(models[0]["id"])
 
-    async def model_revision(self) -> str | None:
-        """The revision of the weights behind :attr:`model`, asked once on entry. None by default:
-        hosted providers version their model names, so the name already pins the weights."""
-        return None
+    async def model_card(self) -> dict[str, Any]:
+        """What the vendor states about :attr:`model`, asked once on entry. Nothing by default: hosted
+        providers version their model names (the name pins the weights) and publish no logit scale."""
+        return {}
+
+    @property
+    def revision(self) -> str | None:
+        """The revision of the served weights, where the vendor reports one."""
+        return self.card.get("revision")
 
     @property
     def model_key(self) -> str:
@@ -264,7 +270,7 @@ class Adapter(ABC):
         try:
             if self.model is None:
                 self.model = await self._retrying(self.default_model)
-            self.revision = await self._retrying(self.model_revision)
+            self.card = await self._retrying(self.model_card)
         except BaseException:
             await self.__aexit__(None, None, None)  # `async with` does not exit what failed to enter
             raise

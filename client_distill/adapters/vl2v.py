@@ -32,9 +32,10 @@ class Vl2vAdapter(Adapter):
         items = [{"text": p} if modality == "text" else {"image": data_uri(p)} for p in payloads]  # type: ignore[arg-type]
         return {"model": self.model, "input": items, "encoding_format": "base64"}
 
-    async def model_revision(self) -> str | None:
-        """The served revision of :attr:`model` (None from a vendor too old to report one); a model
-        the vendor does not serve is refused here, before anything is bought."""
+    async def model_card(self) -> dict[str, Any]:
+        """The ``/v1/models`` card of :attr:`model` (its revision, logit scale and size; fields a vendor
+        too old to report them leaves None); a model the vendor does not serve is refused here, before
+        anything is bought."""
         response = await self._request("GET", MODELS_PATH)
         try:
             cards = ModelList.model_validate(response.json()).data
@@ -42,7 +43,7 @@ class Vl2vAdapter(Adapter):
             raise VendorError(f"{self.base_url}{MODELS_PATH} is not a vl2v model list: {exc}") from exc
         for card in cards:
             if card.id == self.model:
-                return card.revision
+                return card.model_dump()
         served = ", ".join(repr(card.id) for card in cards) or "nothing"
         raise InvalidInput(f"model {self.model!r} is not served at {self.base_url}; it serves {served}", code="model_not_found")
 
