@@ -73,4 +73,4 @@ def load_search(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UsageError(f"cannot read search results {path}: {exc}") from None
     if not isinstance(results, dict) or not all(isinstance(r, dict) and "chosen" in r for r in results.values()):
         raise UsageError(f"{path} is not a search.json written by `vl2v sweep`")
-    return {m: {**r, "source": str(path)} for m, r in results.items()}
+    return {m: {**r, "source": Path(path).name} for m, r in results.items()}  # the name: records stay path-independent

@@ -22,6 +22,7 @@ Example (every key but ``data``, ``methods`` and ``out`` optional)::
       grid: {lr: [1.0e-4, 3.0e-4, 1.0e-3]}
       seeds: [0]
     searched: path/search.json     # instead of `search`: the choice of an earlier search of the same task
+                                   # (a relative path is relative to the config file)
     teacher_modes: [cached]        # add `online` (with vendor_args) for the efficiency comparison
     online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
     vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
@@ -149,6 +150,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: a sweep config is a YAML mapping")
     try:
-        return SweepConfig.model_validate({**raw, **(overrides or {})})
+        cfg = SweepConfig.model_validate({**raw, **(overrides or {})})
     except ValidationError as exc:
         raise UsageError(f"{path}: {_message(exc)}") from None
+    if cfg.searched is not None and not Path(cfg.searched).is_absolute():
+        cfg.searched = str(Path(path).resolve().parent / cfg.searched)
+    return cfg
