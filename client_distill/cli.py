@@ -11,9 +11,12 @@ from shared.cli import build_parser, run
 COMMAND_MODULES = [
     "client_distill.commands.data",
     "client_distill.commands.student",
+    "client_distill.commands.probe",
     "client_distill.commands.embed",
     "client_distill.commands.cache",
     "client_distill.commands.distill",
+    "client_distill.commands.sweep",
+    "client_distill.commands.report",
     "client_distill.commands.demo",
 ]
 

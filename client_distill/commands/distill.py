@@ -1,5 +1,5 @@
-"""``vl2v distill`` (one run), ``vl2v sweep`` (many, DomainBed style) and ``vl2v report`` (tables and
-the accuracy-vs-budget plot)."""
+"""``vl2v distill``: one distillation run. Also :func:`execute` and :func:`sweep_job`, the run itself,
+which :mod:`client_distill.sweep` hands each of its RunSpecs to."""
 
 from __future__ import annotations
 
@@ -39,17 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="online mode: the client cache folder holding the query ledger")
     add_vendor_arguments(p)
     p.set_defaults(func=_distill)
-
-    p = subparsers.add_parser("sweep", help="run methods × budgets × target domains × seeds", description="See client_distill/sweep.py for the config format.")
-    p.add_argument("--config", required=True, help="sweep YAML")
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
-    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
-    p.set_defaults(func=_sweep)
-
-    p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
-    p.add_argument("runs", help="folder holding run folders")
-    p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")
-    p.set_defaults(func=_report)
 
 
 def _online_teacher(args: argparse.Namespace):
@@ -106,24 +95,3 @@ def _distill(args: argparse.Namespace) -> int:
     same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
     spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
     return execute(spec, args.out, args, args.stop_after)
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from client_distill.sweep import run_sweep
-    from client_distill.sweep_config import load_config
-
-    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
-    if args.dry_run:
-        print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
-        return 0
-    print(f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed")
-    for path in outcome["failed"]:
-        print(f"failed: {path} (see {path}/log.txt)")
-    return 1 if outcome["failed"] else 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from client_distill.report import write_report
-
-    print(write_report(args.runs, args.out))
-    return 0
