@@ -9,9 +9,10 @@ from client_distill.adapters.registry import add_vendor_arguments
 from client_distill.errors import Vl2vError
 from client_distill.hparams import PROFILES, parse_overrides
 from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
+from client_distill.settings import ClientSettings, load_settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser(
         "distill",
         help="train one method on one leave-one-domain-out task (resumable)",
@@ -36,18 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=None, help="use a seeded random fraction of the source images' bought embeddings")
     p.add_argument("--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably at the first checkpoint at or after STEP")
-    p.add_argument("--cache-dir", default=None, help="online mode: the client cache folder holding the query ledger")
-    add_vendor_arguments(p)
+    p.add_argument(
+        "--cache-dir", default=settings.cache, help="online mode: the client cache folder holding the query ledger"
+    )
+    add_vendor_arguments(p, settings)
     p.set_defaults(func=_distill)
 
 
 def _online_teacher(args: argparse.Namespace):
     """The vendor, bought from without the cache (``use_cache=False``): the official recipe."""
     from client_distill.adapters.registry import adapter_from_args
-    from client_distill.cache import EmbeddingCache, default_cache_dir
+    from client_distill.cache import EmbeddingCache
     from client_distill.teacher import Teacher
 
-    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir or default_cache_dir()), use_cache=False)
+    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir), use_cache=False)
 
 
 def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
@@ -79,13 +82,17 @@ def sweep_job(spec: RunSpec, out: str, vendor_args: list[str]) -> int:
     ``vendor_args`` (``--vendor-url`` …) are parsed only for an online run."""
     from shared.cli import call
 
-    vendor = None
-    if spec.teacher_mode == "online":
-        parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
-        add_vendor_arguments(parser)
-        parser.add_argument("--cache-dir", default=None)
-        vendor = parser.parse_args(vendor_args)
-    return call("vl2v distill", lambda: execute(spec, out, vendor), (Vl2vError,))
+    def job() -> int:
+        vendor = None
+        if spec.teacher_mode == "online":
+            settings = load_settings()  # the sweep's environment (a bad value is a one-line error, like any)
+            parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
+            add_vendor_arguments(parser, settings)
+            parser.add_argument("--cache-dir", default=settings.cache)
+            vendor = parser.parse_args(vendor_args)
+        return execute(spec, out, vendor)
+
+    return call("vl2v distill", job, (Vl2vError,))
 
 
 def _distill(args: argparse.Namespace) -> int:

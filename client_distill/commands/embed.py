@@ -9,17 +9,18 @@ from tqdm import tqdm
 
 from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache, default_cache_dir
+from client_distill.cache import EmbeddingCache
 from client_distill.datasets import open_dataset
 from client_distill.ledger import ledger_totals
 from client_distill.selection import STRATEGIES, order_samples, student_features
+from client_distill.settings import ClientSettings
 from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser("embed", help="buy teacher embeddings of a dataset within a query budget", description=__doc__)
-    add_vendor_arguments(p)
+    add_vendor_arguments(p, settings)
     p.add_argument("--data", required=True, help="dataset folder (DomainBed layout) or data dir with --dataset")
     p.add_argument("--dataset", default=None, help="dataset name (pacs, vlcs, synth-pacs, ...)")
     p.add_argument("--domains", default=None, help="comma-separated source domains (default: all)")
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("in", "all"), default="in", help="DomainBed 'in' split of each domain, or all")
     p.add_argument("--seed", type=int, default=0, help="trial seed (split, order, augmentations)")
     p.add_argument("--out", required=True, help="teacher-set folder to write")
-    p.add_argument("--cache", default=None, help="embedding cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)")
+    p.add_argument(
+        "--cache", default=settings.cache, help="embedding cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)"
+    )
     p.set_defaults(func=main)
 
 
@@ -49,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     ordered = order_samples(samples, args.strategy, args.seed, features, k=affordable) if affordable else []
     plan = make_plan(dataset.classes, templates, ordered, args.views, args.budget)
     adapter = adapter_from_args(args)
-    cache = EmbeddingCache(args.cache or default_cache_dir())
+    cache = EmbeddingCache(args.cache)
     bar = tqdm(total=len(plan), unit="q", desc="embed", dynamic_ncols=True)
 
     def progress(teacher: Teacher) -> None:

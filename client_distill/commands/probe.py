@@ -7,9 +7,10 @@ import argparse
 import json
 
 from client_distill.datasets import open_dataset
+from client_distill.settings import ClientSettings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser(
         "probe",
         help="per-domain linear-probe accuracy of a student's frozen features",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from client_distill.settings import ClientSettings
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
     p.add_argument("runs", help="folder holding run folders")
     p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")

@@ -6,9 +6,10 @@ import argparse
 
 from client_distill.errors import UsageError
 from client_distill.pretrain_config import BROAD_STYLES, DEFAULT_ARCH, PretrainConfig
+from client_distill.settings import ClientSettings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     defaults = PretrainConfig()
     p = subparsers.add_parser(
         "pretrain-student",

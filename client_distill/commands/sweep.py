@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import argparse
 
+from client_distill.settings import ClientSettings
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sweep", help="run methods × budgets × target domains × seeds", description="See client_distill/sweep.py for the config format.")
+
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run methods × budgets × target domains × seeds",
+        description="See client_distill/sweep.py for the config format.",
+    )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
