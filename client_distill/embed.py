@@ -80,7 +80,7 @@ def make_plan(classes: Sequence[str], templates: Sequence[str], ordered: Sequenc
     plan = EmbedPlan(list(classes), [[t.format(c) for t in templates] for c in classes])
     n_texts = len(plan.texts)
     if budget < n_texts:
-        raise UsageError(f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --budget")
+        raise UsageError(f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --max-queries")
     plan.images = [(s, v) for s in ordered for v in range(views)][: budget - n_texts]
     return plan
 

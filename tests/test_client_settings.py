@@ -18,7 +18,7 @@ ENV = {
     "VL2V_MODEL": "clip-x",
     "VL2V_CACHE": "/tmp/somewhere",
 }
-EMBED = ["embed", "--data", "d", "--budget", "5", "--out", "o"]
+EMBED = ["embed", "--data", "d", "--max-queries", "5", "--out", "o"]
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_environment_gives_the_defaults(env):
     assert args.model == "clip-x"
     assert args.cache == Path("/tmp/somewhere")
     assert parse(["cache", "stats"]).cache == parse(["distill", "--method", "erm", "--data", "d", "--test-domain", "t",
-                                                     "--out", "o"]).cache_dir == Path("/tmp/somewhere")
+                                                     "--out", "o"]).cache == Path("/tmp/somewhere")
     demo = parse(["demo"])
     assert (demo.vendor, demo.vendor_url, demo.api_key) == ("jina", "http://vendor.test", "secret")
 

@@ -55,7 +55,7 @@ def make_dataset(root: Path, per_class: int) -> Path:
 
 def embed_cmd(server_url: str, key: str, data: Path, cache: Path, out: Path, budget: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "client_distill.cli", "embed", "--vendor", "vl2v", "--vendor-url", server_url,
-            "--api-key", key, "--data", str(data), "--split", "all", "--budget", str(budget),
+            "--api-key", key, "--data", str(data), "--split", "all", "--max-queries", str(budget),
             "--cache", str(cache), "--out", str(out), *extra]
 
 
@@ -243,7 +243,7 @@ def run_cli(argv: list[str]) -> int:
 
 def test_no_url_is_a_one_line_error(tmp_path, data, monkeypatch, capsys):
     monkeypatch.delenv("VL2V_VENDOR_URL", raising=False)
-    argv = ["embed", "--data", str(data), "--budget", "5", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    argv = ["embed", "--data", str(data), "--max-queries", "5", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
     assert run_cli(argv) == 2
     assert "VL2V_VENDOR_URL" in capsys.readouterr().err
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--seed", type=int, default=0, help="trial seed (data split and sampling)")
     p.add_argument("--teacher", default=None, help="teacher-set folder written by `vl2v embed`")
     p.add_argument("--student", default=RunSpec.student, help="student name or checkpoint (see create_student), or openclip:CONFIG.json:CKPT for sd")
-    p.add_argument("--no-pretrained", action="store_true", help="the student's architecture at random init")
+    p.add_argument("--random-init", action="store_true", help="the student's architecture at random init")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="hparams profile (paper: the paper's defaults; synth: the CPU world)")
     p.add_argument("--hparams", default="{}", help='JSON overrides, e.g. \'{"lr": 1e-4, "swad": true}\'')
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably at the first checkpoint at or after STEP")
     p.add_argument(
-        "--cache-dir", default=settings.cache, help="online mode: the client cache folder holding the query ledger"
+        "--cache", default=settings.cache, help="online mode: the client cache folder holding the query ledger"
     )
     add_vendor_arguments(p, settings)
     p.set_defaults(func=_distill)
@@ -50,7 +50,7 @@ def _online_teacher(args: argparse.Namespace):
     from client_distill.cache import EmbeddingCache
     from client_distill.teacher import Teacher
 
-    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir), use_cache=False)
+    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache), use_cache=False)
 
 
 def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
@@ -88,7 +88,7 @@ def sweep_job(spec: RunSpec, out: str, vendor_args: list[str]) -> int:
             settings = load_settings()  # the sweep's environment (a bad value is a one-line error, like any)
             parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
             add_vendor_arguments(parser, settings)
-            parser.add_argument("--cache-dir", default=settings.cache)
+            parser.add_argument("--cache", default=settings.cache)
             vendor = parser.parse_args(vendor_args)
         return execute(spec, out, vendor)
 
@@ -100,5 +100,5 @@ def _distill(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides["steps"] = args.steps
     same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
-    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
+    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.random_init, hparams=overrides)
     return execute(spec, args.out, args, args.stop_after)
