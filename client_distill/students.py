@@ -33,6 +33,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from client_distill.errors import UsageError
+from client_distill.run_folder import save_atomic
 
 #: where this project's committed student checkpoints live; each ``<name>.pt`` is a student name
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -268,9 +269,7 @@ def save_student(student: Student, path: str | Path, head: dict[str, Any] | None
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
+    save_atomic(ckpt, path)
 
 
 def create_student(name: str, pretrained: bool = True, **timm_kwargs: Any) -> Student:
