@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS="open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 tenacity==9.2.1 pydantic==2.14.4 pydantic_core==2.50.5
-        annotated-types==0.8.0 typing-inspection==0.4.5 diskcache==5.6.3"
+        annotated-types==0.8.0 typing-inspection==0.4.5 diskcache==5.6.3 pydantic-settings==2.16.3 python-dotenv==1.2.4"
 
 case "${1:-}" in
 prepare)

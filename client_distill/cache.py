@@ -17,7 +17,6 @@ batch's vectors and its ledger record are written in one transaction.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,8 @@ import numpy as np
 from client_distill.adapters.base import Adapter, Modality, l2_normalise
 from client_distill.errors import UsageError
 
-DEFAULT_CACHE_DIR = Path("~/.cache/vl2v/embeddings")
 ENTRY_PREFIX = "emb|"
 STATS_KEYS = ("stat|hits", "stat|misses")
-
-
-def default_cache_dir() -> Path:
-    """``$VL2V_CACHE`` or ``~/.cache/vl2v/embeddings``."""
-    return Path(os.environ.get("VL2V_CACHE", DEFAULT_CACHE_DIR)).expanduser()
 
 
 class EmbeddingCache:

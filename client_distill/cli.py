@@ -5,21 +5,35 @@ from __future__ import annotations
 import sys
 
 from client_distill.errors import Vl2vError
-from shared.cli import build_parser, run
+from client_distill.settings import load_settings
+from shared.cli import build_parser, call
 
-#: command modules, in the order they appear in ``vl2v --help``; each has ``register(subparsers)``
+DESCRIPTION = (
+    "the client: buy teacher embeddings from a vendor within a budget and distil them into a student (VL2V-ADiP)"
+)
+#: command modules, in the order they appear in ``vl2v --help``; each has ``register(subparsers, settings)``
 COMMAND_MODULES = [
     "client_distill.commands.data",
     "client_distill.commands.student",
+    "client_distill.commands.probe",
     "client_distill.commands.embed",
     "client_distill.commands.cache",
     "client_distill.commands.distill",
+    "client_distill.commands.sweep",
+    "client_distill.commands.report",
     "client_distill.commands.demo",
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser("vl2v", "the client: buy teacher embeddings from a vendor within a budget and distil them into a student (VL2V-ADiP)", COMMAND_MODULES), argv, (Vl2vError,))
+    """Run ``vl2v ARGV``. The environment is read while the parser is built (it gives the flags their
+    defaults), inside :func:`~shared.cli.call`, so a bad ``VL2V_*`` value is a one-line error too."""
+
+    def command() -> int | None:
+        args = build_parser("vl2v", DESCRIPTION, COMMAND_MODULES, load_settings()).parse_args(argv)
+        return args.func(args)
+
+    return call("vl2v", command, (Vl2vError,))
 
 
 if __name__ == "__main__":

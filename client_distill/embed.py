@@ -16,7 +16,6 @@ run, so they are cached like files, and training reproduces the same picture fro
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from PIL import Image
 from client_distill.adapters.base import l2_normalise
 from client_distill.datasets import DomainDataset, Sample
 from client_distill.errors import UsageError
+from client_distill.image_store import png_bytes
 from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
 from client_distill.transforms import seeded_view
@@ -80,7 +80,7 @@ def make_plan(classes: Sequence[str], templates: Sequence[str], ordered: Sequenc
     plan = EmbedPlan(list(classes), [[t.format(c) for t in templates] for c in classes])
     n_texts = len(plan.texts)
     if budget < n_texts:
-        raise UsageError(f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --budget")
+        raise UsageError(f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --max-queries")
     plan.images = [(s, v) for s in ordered for v in range(views)][: budget - n_texts]
     return plan
 
@@ -92,10 +92,7 @@ def view_bytes(root: Path, sample: Sample, view: int, seed: int) -> bytes:
     if view == 0:
         return path.read_bytes()
     with Image.open(path) as img:
-        out = seeded_view(img.convert("RGB"), seed, sample.path, view)
-    buf = io.BytesIO()
-    out.save(buf, format="PNG")
-    return buf.getvalue()
+        return png_bytes(seeded_view(img.convert("RGB"), seed, sample.path, view))
 
 
 def buy(

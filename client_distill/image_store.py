@@ -9,10 +9,13 @@ releases the GIL while it decodes). Either way a batch is ``images[indices]``.
 Training crops come from the resized image, not from the original file: for square datasets (PACS,
 the synthetic world) that is the same picture; for others the crop's aspect ratio is relative to the
 resized image.
+
+:func:`png_bytes` is the client's one PNG encoder, for the pictures it sends to the vendor.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +39,14 @@ def decode(path: Path, size: int) -> np.ndarray:
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BILINEAR, reducing_gap=None)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG: lossless, so a picture sent to the vendor is exactly the one trained on, and
+    the same picture always gives the same bytes (the same cache key)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def pictures_tensor(pictures: Sequence[np.ndarray]) -> torch.Tensor:

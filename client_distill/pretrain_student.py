@@ -35,6 +35,7 @@ from client_distill.augment import BatchAugment, normalise
 from client_distill.datasets import seed_hash
 from client_distill.errors import UsageError
 from client_distill.pretrain_config import PretrainConfig
+from client_distill.run_folder import save_atomic
 from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
 from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, render
 #: rendering processes (rendering the photo pool and the test sets is a large part of a run)
@@ -139,12 +140,6 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def pretrain_student(
     out: str | Path, config: PretrainConfig = PretrainConfig(), stop_after: int | None = None, workers: int = DEFAULT_WORKERS
 ) -> dict[str, Any] | None:
@@ -167,7 +162,7 @@ def pretrain_student(
     if pool is None:
         images, labels = render_pool(config, workers)
         pool = {"config": _plain(config), "images": images, "labels": labels}
-        _save_atomic(pool, pool_file)
+        save_atomic(pool, pool_file)
     if state_file.is_file():
         run.load_state_dict(torch.load(state_file, weights_only=True))
 
@@ -175,7 +170,7 @@ def pretrain_student(
     try:
         _train(run, pool, config, last, state_file)
     finally:
-        _save_atomic(run.state_dict(), state_file)
+        save_atomic(run.state_dict(), state_file)
     if run.step < config.steps:
         return None
 
@@ -214,4 +209,4 @@ def _train(run: _Run, pool: dict[str, Any], config: PretrainConfig, last: int, s
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
             if run.step % config.save_every == 0:
-                _save_atomic(run.state_dict(), state_file)
+                save_atomic(run.state_dict(), state_file)

@@ -1,6 +1,6 @@
 """In which order to buy teacher embeddings of source images, when the budget may not cover all.
 
-``vl2v embed --budget N`` buys images in this order and stops when the budget is spent, so the
+``vl2v embed --max-queries N`` buys images in this order and stops when the budget is spent, so the
 order *is* the selection. Every strategy is a deterministic function of its seed, which makes a
 rerun plan the same purchases (already-bought ones are then cache hits):
 

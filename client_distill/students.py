@@ -1,6 +1,9 @@
 """Students by name, through one factory (timm style): ``create_student(name, pretrained=True)``.
 
 A name is, in this order of lookup:
+- ``openclip:CONFIG.json:CHECKPOINT``: a teacher's own open_clip image tower, loaded from local files
+  (the white-box student of VL2V-SD, for a client that has been given the teacher's weights; open_clip
+  is imported only for these names);
 - a checkpoint file written by ``vl2v pretrain-student`` (a path ending in ``.pt``);
 - one of this project's photo-pretrained checkpoints, ``client_distill/weights/<name>.pt``
   (``vl2v-photo-resnet``: the ImageNet stand-in of the synthetic world);
@@ -30,6 +33,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from client_distill.errors import UsageError
+from client_distill.run_folder import save_atomic
 
 #: where this project's committed student checkpoints live; each ``<name>.pt`` is a student name
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -38,6 +42,11 @@ CHECKPOINT_FORMAT = "vl2v-student/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+#: names a white-box student, ``openclip:CONFIG.json:CHECKPOINT``
+CLIP_PREFIX = "openclip:"
+#: CLIP's normalisation, for towers whose open_clip config does not state one
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @register_model
@@ -179,6 +188,39 @@ def _efficientnet_lite0(pretrained: bool) -> Student:
     )
 
 
+def is_clip_tower(name: str) -> bool:
+    """Whether ``name`` is a white-box student's (looked up first: its checkpoint part may end in ``.pt``)."""
+    return name.startswith(CLIP_PREFIX)
+
+
+def load_clip_image_tower(name: str, pretrained: bool = True) -> Student:
+    """``openclip:CONFIG.json:CHECKPOINT`` → a :class:`Student` whose features are the tower's output
+    embedding (after its projection, so already in the teacher's space: ``feature_dim`` = embed dim)."""
+    import open_clip  # seconds to import, and only white-box students need it
+
+    try:
+        config, checkpoint = name[len(CLIP_PREFIX) :].split(":", 1)
+    except ValueError:
+        raise UsageError(f"white-box student must be {CLIP_PREFIX}CONFIG.json:CHECKPOINT, got {name!r}") from None
+    for path in (config, checkpoint):
+        if not Path(path).is_file():
+            raise UsageError(f"white-box student: {path} does not exist")
+    open_clip.add_model_config(config)
+    model = open_clip.create_model(Path(config).stem, pretrained=checkpoint if pretrained else None)
+    visual = model.visual
+    cfg = getattr(visual, "preprocess_cfg", {}) or {}
+    size = visual.image_size
+    return Student(
+        visual,
+        name=name,
+        arch=f"{CLIP_PREFIX}{Path(config).stem}",
+        feature_dim=int(visual.output_dim),
+        input_size=int(size[0] if isinstance(size, (tuple, list)) else size),
+        mean=cfg.get("mean", OPENAI_MEAN),
+        std=cfg.get("std", OPENAI_STD),
+    )
+
+
 def load_student(path: str | Path, pretrained: bool = True, name: str | None = None) -> Student:
     """A student from a :func:`save_student` checkpoint (weights loaded unless ``pretrained=False``,
     which gives the same architecture at random init — the from-scratch baseline)."""
@@ -227,14 +269,14 @@ def save_student(student: Student, path: str | Path, head: dict[str, Any] | None
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
+    save_atomic(ckpt, path)
 
 
 def create_student(name: str, pretrained: bool = True, **timm_kwargs: Any) -> Student:
     """The student called ``name`` (see the module docstring for the lookup order); ``timm_kwargs``
     go to ``timm.create_model`` for timm names (e.g. ``img_size=64`` for a ViT on small images)."""
+    if is_clip_tower(name):
+        return load_clip_image_tower(name, pretrained)
     if name.endswith(".pt"):
         if not Path(name).is_file():
             raise UsageError(f"student checkpoint {name} does not exist")

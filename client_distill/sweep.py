@@ -51,7 +51,7 @@ def _embed_argv(cfg: SweepConfig, out: Path, domains: list[str], split: str, see
     """The ``vl2v`` arguments that buy one teacher set (config key ``embed``)."""
     e = cfg.embed
     argv = ["embed", "--data", str(cfg.data), "--domains", ",".join(domains)]
-    argv += ["--split", split, "--seed", str(seed), "--budget", str(queries), "--strategy", e.strategy]
+    argv += ["--split", split, "--seed", str(seed), "--max-queries", str(queries), "--strategy", e.strategy]
     argv += ["--views", str(e.views), "--out", str(out), *[str(a) for a in e.vendor_args]]
     for key, value in (("dataset", cfg.dataset), ("prompts", e.prompts), ("cache", e.cache), ("student", e.student)):
         if value:

@@ -47,7 +47,6 @@ from client_distill.hparams import resolve_hparams
 from client_distill.image_store import load_images
 from client_distill.methods import Method, Stage, Targets, create_method
 from client_distill.methods.base import CLIP_LOGIT_SCALE
-from client_distill.methods.clip_tower import is_clip_tower, load_clip_image_tower
 from client_distill.methods.registry import method_class
 from client_distill.model_selection import best_checkpoint, is_better, select
 from client_distill.pairing import SourceBatches, SourceDomain, TeacherTable, budget_keep, view_pictures, view_seed
@@ -78,10 +77,6 @@ class Position:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def _student(name: str, pretrained: bool):
-    return load_clip_image_tower(name, pretrained) if is_clip_tower(name) else create_student(name, pretrained)
 
 
 def _distributed() -> tuple[int, int]:
@@ -213,7 +208,7 @@ class Run:
         self.logit_scale = float(self.teacher.meta.get("logit_scale") or CLIP_LOGIT_SCALE) if self.teacher else CLIP_LOGIT_SCALE
         cls = method_class(spec.method, has_text=text is not None)
         torch.manual_seed(seed_hash("init", spec.seed))  # the head's initialisation
-        self.student = _student(spec.student, spec.pretrained) if cls.needs_student else None
+        self.student = create_student(spec.student, spec.pretrained) if cls.needs_student else None
         self.method: Method = create_method(
             spec.method, student=self.student, text_embeddings=text, num_classes=len(self.data.classes), hparams=self.hp, logit_scale=self.logit_scale
         )

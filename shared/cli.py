@@ -9,12 +9,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 
-def build_parser(prog: str, description: str | None, modules: Sequence[str]) -> argparse.ArgumentParser:
-    """A parser whose sub-commands come from ``register(subparsers)`` in each of ``modules``."""
+def build_parser(
+    prog: str, description: str | None, modules: Sequence[str], *context: object
+) -> argparse.ArgumentParser:
+    """A parser whose sub-commands come from ``register(subparsers, *context)`` in each of ``modules``;
+    ``context`` is what a console script's modules share while they register (the client's settings,
+    which give its flags their defaults)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
-        importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub, *context)
     return parser
 
 

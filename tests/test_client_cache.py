@@ -14,6 +14,7 @@ from client_distill.adapters.errors import BudgetExhausted
 from client_distill.adapters.registry import create_adapter
 from client_distill.cache import EmbeddingCache
 from client_distill.ledger import Ledger, ledger_totals
+from client_distill.settings import load_settings
 from client_distill.teacher import Teacher
 from shared.cli import build_parser, run
 
@@ -128,7 +129,7 @@ def test_cache_stats_command(vendor, tmp_path, capsys):
         teacher.embed_texts(["a", "b"])
         teacher.embed_texts(["a"])
     cache.close()
-    parser = build_parser("vl2v", None, ["client_distill.commands.cache"])
+    parser = build_parser("vl2v", None, ["client_distill.commands.cache"], load_settings())
     assert run(parser, ["cache", "stats", "--cache", str(tmp_path), "--vendor", "openai", "--vendor-url", url, "--api-key", "k"], ()) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["entries"] == 2 and report["ledger"]["paid"] == 2 and report["hit_rate"] == pytest.approx(1 / 3, abs=1e-3)

@@ -22,6 +22,9 @@ print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
 """
 
 
+DISTILL = ["distill", "--method", "erm", "--data", "d", "--test-domain", "t", "--out", "o"]
+
+
 def vl2v_imports(*argv: str) -> tuple[list[str], str]:
     """(heavy modules imported, stdout) of one `vl2v` call."""
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120, check=True)
@@ -29,7 +32,7 @@ def vl2v_imports(*argv: str) -> tuple[list[str], str]:
     return json.loads(last), "\n".join(output)
 
 
-@pytest.mark.parametrize("command", ["", "data synth", "distill", "embed", "pretrain-student", "demo"])
+@pytest.mark.parametrize("command", ["", "data synth", "distill", "embed", "pretrain-student", "probe", "sweep", "report", "demo"])
 def test_help_does_not_import_torch(command):
     heavy, _ = vl2v_imports(*command.split(), "--help")
     assert heavy == []
@@ -47,3 +50,20 @@ def test_distill_help_lists_every_registered_method():
     assert sorted(METHOD_NAMES) == sorted(METHODS)
     _, out = vl2v_imports("distill", "--help")
     assert all(name in out for name in METHODS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "old"),
+    [
+        (["embed", "--data", "d", "--out", "o", "--max-queries", "5", "--budget", "5"], "--budget"),
+        (DISTILL + ["--no-pretrained"], "--no-pretrained"),  # now --random-init
+        (DISTILL + ["--cache-dir", "c"], "--cache-dir"),  # now --cache
+    ],
+)
+def test_an_old_flag_name_is_argparses_error(argv, old, capsys):
+    """Flags renamed so that each name means one thing are not kept as aliases."""
+    from client_distill.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {old}" in capsys.readouterr().err

@@ -19,13 +19,12 @@ from processes import default_sigint
 
 from client_distill.adapters.registry import create_adapter
 from client_distill.cache import EmbeddingCache
+from client_distill.cli import main as vl2v
 from client_distill.datasets import Sample
 from client_distill.embed import view_bytes
-from client_distill.errors import Vl2vError
 from client_distill.ledger import ledger_totals
 from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
-from shared.cli import build_parser, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("circle", "square", "triangle")
@@ -56,7 +55,7 @@ def make_dataset(root: Path, per_class: int) -> Path:
 
 def embed_cmd(server_url: str, key: str, data: Path, cache: Path, out: Path, budget: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "client_distill.cli", "embed", "--vendor", "vl2v", "--vendor-url", server_url,
-            "--api-key", key, "--data", str(data), "--split", "all", "--budget", str(budget),
+            "--api-key", key, "--data", str(data), "--split", "all", "--max-queries", str(budget),
             "--cache", str(cache), "--out", str(out), *extra]
 
 
@@ -239,12 +238,12 @@ def test_vendor_killed_mid_extraction_and_restarted(vendor_server_factory, vl2v_
 
 def run_cli(argv: list[str]) -> int:
     """The real ``vl2v`` frame (one-line user errors), in this process."""
-    return run(build_parser("vl2v", None, ["client_distill.commands.embed"]), argv, (Vl2vError,))
+    return vl2v(argv)
 
 
 def test_no_url_is_a_one_line_error(tmp_path, data, monkeypatch, capsys):
     monkeypatch.delenv("VL2V_VENDOR_URL", raising=False)
-    argv = ["embed", "--data", str(data), "--budget", "5", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    argv = ["embed", "--data", str(data), "--max-queries", "5", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
     assert run_cli(argv) == 2
     assert "VL2V_VENDOR_URL" in capsys.readouterr().err
 

@@ -16,8 +16,7 @@ from distill_world import make_student
 from client_distill.errors import UsageError
 from client_distill.hparams import DEFAULTS, HPARAMS, resolve_hparams
 from client_distill.methods import METHODS, Targets, TextHead, cosine_distill_loss, create_method, kd_loss
-from client_distill.methods.clip_tower import load_clip_image_tower
-from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student
+from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, create_student
 
 torch.set_num_threads(1)
 D, C = 8, 3
@@ -177,7 +176,7 @@ def test_sd_fine_tunes_the_teacher_image_tower_without_a_head(tmp_path):
     config = "vendor_server/model_configs/vl2v-tiny.json"
     open_clip.add_model_config(config)
     torch.save(open_clip.create_model("vl2v-tiny").state_dict(), tmp_path / "tower.pt")
-    student = load_clip_image_tower(f"openclip:{config}:{tmp_path / 'tower.pt'}")
+    student = create_student(f"openclip:{config}:{tmp_path / 'tower.pt'}")
     text = F.normalize(torch.randn(C, student.feature_dim), dim=-1)
     method = create_method("sd", student=student, text_embeddings=text, num_classes=C, hparams=resolve_hparams("sd", "smoke"))
     assert isinstance(method.head, torch.nn.Identity) and [s.name for s in method.stages] == ["finetune"]

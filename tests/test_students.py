@@ -1,4 +1,5 @@
-"""The student factory: timm names, the committed photo-pretrained checkpoint, EfficientNet-Lite0."""
+"""The student factory: timm names, the committed photo-pretrained checkpoint, EfficientNet-Lite0, and
+the white-box ``openclip:`` towers' name errors (test_methods loads one)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def test_unknown_names_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UsageError, match="cannot read"):
         create_student(str(tmp_path / "junk.pt"))
+    # a white-box name is looked up before the .pt checkpoint files it looks like
+    with pytest.raises(UsageError, match="white-box student: .*missing.json does not exist"):
+        create_student(f"openclip:{tmp_path / 'missing.json'}:{tmp_path / 'junk.pt'}")
+    with pytest.raises(UsageError, match="must be openclip:CONFIG.json:CHECKPOINT"):
+        create_student("openclip:tower.pt")
 
 
 def test_freeze_bn_keeps_running_stats() -> None:

@@ -89,7 +89,7 @@ def test_sweep_buys_only_what_its_methods_use(tmp_path):
 
     def image_queries(**changes):  # {(method, mode, budget): image queries its teacher set buys, None without a set}
         specs, purchases = plan_sweep(cfg.model_copy(update={k: v for k, v in changes.items()}))
-        images = {out: int(argv[argv.index("--budget") + 1]) - 2 for out, argv in purchases.items()}  # 2 class prompts
+        images = {out: int(argv[argv.index("--max-queries") + 1]) - 2 for out, argv in purchases.items()}  # 2 class prompts
         assert set(images) == {s.teacher for s in specs} - {None}
         return {(s.method, s.teacher_mode, s.budget): images.get(s.teacher) for s in specs}
 

@@ -263,7 +263,7 @@ def test_cached_and_online_modes_against_the_real_vendor(vendor_server, world, t
     vendor = ["--vendor", "vl2v", "--vendor-url", vendor_server.url, "--api-key", key]
     data = str(world / "data")
     n_images = sum(len(open_dataset(data).samples(d)) for d in ("art", "photo", "sketch"))
-    assert main(["embed", *vendor, "--data", data, "--split", "all", "--budget", str(n_images + 2), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "set")]) == 0
+    assert main(["embed", *vendor, "--data", data, "--split", "all", "--max-queries", str(n_images + 2), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "set")]) == 0
     with vendor_server.client(key) as client:
         used = lambda: client.get("/v1/usage").json()["used"]  # noqa: E731
         bought = used()
@@ -271,7 +271,7 @@ def test_cached_and_online_modes_against_the_real_vendor(vendor_server, world, t
         run = ["distill", "--method", "adip", "--data", data, "--test-domain", "sketch", "--teacher", str(tmp_path / "set"), "--student", str(world / "student.pt"), "--profile", "smoke", "--steps", "2"]
         assert main(run + ["--out", str(tmp_path / "cached")]) == 0
         assert used() == bought  # training from the teacher set buys nothing
-        assert main(run + ["--out", str(tmp_path / "online"), "--teacher-mode", "online", *vendor, "--cache-dir", str(tmp_path / "cache2")]) == 0
+        assert main(run + ["--out", str(tmp_path / "online"), "--teacher-mode", "online", *vendor, "--cache", str(tmp_path / "cache2")]) == 0
         online = select(load_records(tmp_path / "online"))
         assert online["queries_images"] == 2 * 2 * 8 == used() - bought  # 2 stages × 2 steps × 8 augmented views
     cached = select(load_records(tmp_path / "cached"))

@@ -26,7 +26,7 @@ def test_pause_resume_matches_straight_run_and_loads_in_open_clip(tmp_path, caps
     straight, sliced = tmp_path / "straight.pt", tmp_path / "sliced.pt"
     pretrain(straight, TINY, log=lambda _: None)
 
-    paused = pretrain(sliced, TINY, pause_at=2, log=lambda _: None)
+    paused = pretrain(sliced, TINY, stop_after=2, log=lambda _: None)
     assert paused["paused"] and not sliced.exists()
     assert (tmp_path / "sliced.pt.work" / "state.pt").is_file()
     # a rerun with other settings must not mix into the paused run

@@ -105,12 +105,12 @@ def _save_state(work: Path, model, prototypes, opt, step: int, cfg: PretrainConf
     tmp.replace(work / "state.pt")
 
 
-def pretrain(out: Path, cfg: PretrainConfig, pause_at: int | None = None, log=print) -> dict:
+def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=print) -> dict:
     """Train ``vl2v-tiny`` and write an fp16, open_clip-loadable state dict to ``out``.
 
     Returns a summary (steps, seconds, steps/s, paused). Resumes from ``<out>.work/state.pt`` when its
     config matches ``cfg`` (otherwise refuses, so a stale run is never silently mixed in). With
-    ``pause_at`` it stops at that step and keeps the resumable state instead (time-sliced training)."""
+    ``stop_after`` it stops at that step and keeps the resumable state instead (time-sliced training)."""
     out = Path(out)
     work = out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def pretrain(out: Path, cfg: PretrainConfig, pause_at: int | None = None, log=pr
     normalise, loss_fn = _Normalise(model), ClipLoss()
     n = len(pool["labels"])
     model.train()
-    end = cfg.steps if pause_at is None else max(start, min(pause_at, cfg.steps))
+    end = cfg.steps if stop_after is None else max(start, min(stop_after, cfg.steps))
     t0 = time.time()
     with tqdm(total=cfg.steps, initial=start, desc="pretraining vl2v-tiny", unit="step") as bar:
         for step in range(start, end):

@@ -8,22 +8,25 @@ import argparse
 import json
 
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache, default_cache_dir
+from client_distill.cache import EmbeddingCache
 from client_distill.ledger import ledger_totals
+from client_distill.settings import ClientSettings
 from client_distill.teacher import Teacher
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser("cache", help="inspect the embedding cache and query ledger", description=__doc__)
     sub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     stats = sub.add_parser("stats", help="entries, size, queries paid, hits (and vendor usage with --vendor-url)")
-    stats.add_argument("--cache", default=None, help="cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)")
-    add_vendor_arguments(stats)
+    stats.add_argument(
+        "--cache", default=settings.cache, help="cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)"
+    )
+    add_vendor_arguments(stats, settings)
     stats.set_defaults(func=show_stats)
 
 
 def show_stats(args: argparse.Namespace) -> int:
-    cache = EmbeddingCache(args.cache or default_cache_dir())
+    cache = EmbeddingCache(args.cache)
     try:
         report = {**cache.stats(), "ledger": ledger_totals(cache)}
         lookups = report["hits"] + report["misses"]

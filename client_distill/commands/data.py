@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from client_distill.errors import UsageError
+from client_distill.settings import ClientSettings
 from shared.world import TASKS
 from shared.world.writer import write_task
 
@@ -14,7 +15,7 @@ from shared.world.writer import write_task
 DEFAULT_PER_CLASS = 150
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     data = subparsers.add_parser("data", help="make datasets (the synthetic world's tasks)")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = sub.add_parser("synth", help="render a synthetic task to DIR/<domain>/<class>/<n>.png")

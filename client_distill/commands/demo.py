@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from client_distill.adapters.registry import ADAPTERS
 from client_distill.demo import DEFAULT_CONFIG, run_demo
 from client_distill.errors import UsageError
+from client_distill.settings import ClientSettings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    env = os.environ.get
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser("demo", help="run the whole simulation and report accuracy vs query budget", description=__doc__)
     p.add_argument("--out", default="results", help="folder for report.md, the plot, runs and the cache")
     p.add_argument("--data", default="data/synth-pacs", help="where the synthetic dataset is (or will be) rendered")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML (with an optional `demo:` section)")
-    p.add_argument("--vendor", default=env("VL2V_VENDOR", "vl2v"), choices=sorted(ADAPTERS), help="vendor API flavour (env VL2V_VENDOR)")
-    p.add_argument("--vendor-url", default=env("VL2V_VENDOR_URL"), help="use this vendor instead of starting one (env VL2V_VENDOR_URL)")
-    p.add_argument("--api-key", default=env("VL2V_API_KEY"), help="API key for --vendor-url (env VL2V_API_KEY)")
+    p.add_argument(
+        "--vendor", default=settings.vendor, choices=sorted(ADAPTERS), help="vendor API flavour (env VL2V_VENDOR)"
+    )
+    p.add_argument(
+        "--vendor-url",
+        default=settings.vendor_url,
+        help="use this vendor instead of starting one (env VL2V_VENDOR_URL)",
+    )
+    p.add_argument("--api-key", default=settings.api_key, help="API key for --vendor-url (env VL2V_API_KEY)")
     p.add_argument("--api-key-file", default=None, help="read the API key from this file")
     p.add_argument("--workers", type=int, default=1, help="training runs in parallel processes")
     p.set_defaults(func=main)

@@ -1,5 +1,5 @@
-"""``vl2v distill`` (one run), ``vl2v sweep`` (many, DomainBed style) and ``vl2v report`` (tables and
-the accuracy-vs-budget plot)."""
+"""``vl2v distill``: one distillation run. Also :func:`execute` and :func:`sweep_job`, the run itself,
+which :mod:`client_distill.sweep` hands each of its RunSpecs to."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from client_distill.adapters.registry import add_vendor_arguments
 from client_distill.errors import Vl2vError
 from client_distill.hparams import PROFILES, parse_overrides
 from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
+from client_distill.settings import ClientSettings, load_settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser(
         "distill",
         help="train one method on one leave-one-domain-out task (resumable)",
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="trial seed (data split and sampling)")
     p.add_argument("--teacher", default=None, help="teacher-set folder written by `vl2v embed`")
     p.add_argument("--student", default=RunSpec.student, help="student name or checkpoint (see create_student), or openclip:CONFIG.json:CKPT for sd")
-    p.add_argument("--no-pretrained", action="store_true", help="the student's architecture at random init")
+    p.add_argument("--random-init", action="store_true", help="the student's architecture at random init")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="hparams profile (paper: the paper's defaults; synth: the CPU world)")
     p.add_argument("--hparams", default="{}", help='JSON overrides, e.g. \'{"lr": 1e-4, "swad": true}\'')
@@ -36,29 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=None, help="use a seeded random fraction of the source images' bought embeddings")
     p.add_argument("--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably at the first checkpoint at or after STEP")
-    p.add_argument("--cache-dir", default=None, help="online mode: the client cache folder holding the query ledger")
-    add_vendor_arguments(p)
+    p.add_argument(
+        "--cache", default=settings.cache, help="online mode: the client cache folder holding the query ledger"
+    )
+    add_vendor_arguments(p, settings)
     p.set_defaults(func=_distill)
-
-    p = subparsers.add_parser("sweep", help="run methods × budgets × target domains × seeds", description="See client_distill/sweep.py for the config format.")
-    p.add_argument("--config", required=True, help="sweep YAML")
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
-    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
-    p.set_defaults(func=_sweep)
-
-    p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
-    p.add_argument("runs", help="folder holding run folders")
-    p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")
-    p.set_defaults(func=_report)
 
 
 def _online_teacher(args: argparse.Namespace):
     """The vendor, bought from without the cache (``use_cache=False``): the official recipe."""
     from client_distill.adapters.registry import adapter_from_args
-    from client_distill.cache import EmbeddingCache, default_cache_dir
+    from client_distill.cache import EmbeddingCache
     from client_distill.teacher import Teacher
 
-    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache_dir or default_cache_dir()), use_cache=False)
+    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache), use_cache=False)
 
 
 def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
@@ -90,13 +82,17 @@ def sweep_job(spec: RunSpec, out: str, vendor_args: list[str]) -> int:
     ``vendor_args`` (``--vendor-url`` …) are parsed only for an online run."""
     from shared.cli import call
 
-    vendor = None
-    if spec.teacher_mode == "online":
-        parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
-        add_vendor_arguments(parser)
-        parser.add_argument("--cache-dir", default=None)
-        vendor = parser.parse_args(vendor_args)
-    return call("vl2v distill", lambda: execute(spec, out, vendor), (Vl2vError,))
+    def job() -> int:
+        vendor = None
+        if spec.teacher_mode == "online":
+            settings = load_settings()  # the sweep's environment (a bad value is a one-line error, like any)
+            parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
+            add_vendor_arguments(parser, settings)
+            parser.add_argument("--cache", default=settings.cache)
+            vendor = parser.parse_args(vendor_args)
+        return execute(spec, out, vendor)
+
+    return call("vl2v distill", job, (Vl2vError,))
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -104,26 +100,5 @@ def _distill(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides["steps"] = args.steps
     same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
-    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.no_pretrained, hparams=overrides)
+    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.random_init, hparams=overrides)
     return execute(spec, args.out, args, args.stop_after)
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from client_distill.sweep import run_sweep
-    from client_distill.sweep_config import load_config
-
-    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
-    if args.dry_run:
-        print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
-        return 0
-    print(f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed")
-    for path in outcome["failed"]:
-        print(f"failed: {path} (see {path}/log.txt)")
-    return 1 if outcome["failed"] else 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from client_distill.report import write_report
-
-    print(write_report(args.runs, args.out))
-    return 0

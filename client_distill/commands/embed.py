@@ -9,21 +9,22 @@ from tqdm import tqdm
 
 from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache, default_cache_dir
+from client_distill.cache import EmbeddingCache
 from client_distill.datasets import open_dataset
 from client_distill.ledger import ledger_totals
 from client_distill.selection import STRATEGIES, order_samples, student_features
+from client_distill.settings import ClientSettings
 from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser("embed", help="buy teacher embeddings of a dataset within a query budget", description=__doc__)
-    add_vendor_arguments(p)
+    add_vendor_arguments(p, settings)
     p.add_argument("--data", required=True, help="dataset folder (DomainBed layout) or data dir with --dataset")
     p.add_argument("--dataset", default=None, help="dataset name (pacs, vlcs, synth-pacs, ...)")
     p.add_argument("--domains", default=None, help="comma-separated source domains (default: all)")
-    p.add_argument("--budget", type=int, required=True, help="most queries to spend (texts + image views)")
+    p.add_argument("--max-queries", type=int, required=True, help="most queries to spend (texts + image views)")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="order in which images are bought")
     p.add_argument("--student", default="vl2v-photo-resnet", help="pretrained student whose features kcenter uses")
     p.add_argument("--views", type=int, default=1, help="fixed views bought per image (view 0 = the file)")
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("in", "all"), default="in", help="DomainBed 'in' split of each domain, or all")
     p.add_argument("--seed", type=int, default=0, help="trial seed (split, order, augmentations)")
     p.add_argument("--out", required=True, help="teacher-set folder to write")
-    p.add_argument("--cache", default=None, help="embedding cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)")
+    p.add_argument(
+        "--cache", default=settings.cache, help="embedding cache dir (default $VL2V_CACHE or ~/.cache/vl2v/embeddings)"
+    )
     p.set_defaults(func=main)
 
 
@@ -45,11 +48,11 @@ def main(args: argparse.Namespace) -> int:
     templates = load_templates(args.prompts)
     # kcenter only needs to order the images the budget can reach (ceil: a last one may be partial);
     # a budget of the prompts alone orders nothing (kcenter would otherwise order every image)
-    affordable = -(-max(args.budget - len(dataset.classes) * len(templates), 0) // max(args.views, 1))
+    affordable = -(-max(args.max_queries - len(dataset.classes) * len(templates), 0) // max(args.views, 1))
     ordered = order_samples(samples, args.strategy, args.seed, features, k=affordable) if affordable else []
-    plan = make_plan(dataset.classes, templates, ordered, args.views, args.budget)
+    plan = make_plan(dataset.classes, templates, ordered, args.views, args.max_queries)
     adapter = adapter_from_args(args)
-    cache = EmbeddingCache(args.cache or default_cache_dir())
+    cache = EmbeddingCache(args.cache)
     bar = tqdm(total=len(plan), unit="q", desc="embed", dynamic_ncols=True)
 
     def progress(teacher: Teacher) -> None:
@@ -57,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
         bar.set_postfix(paid=teacher.paid, hits=teacher.hits, retries=teacher.adapter.retries, refresh=False)
         bar.refresh()
 
-    teacher = Teacher(adapter, cache, budget=args.budget, on_progress=progress)
+    teacher = Teacher(adapter, cache, budget=args.max_queries, on_progress=progress)
 
     def save(result: TeacherSet) -> None:
         result.meta["ledger"] = ledger_totals(cache, teacher.ledger.account)
@@ -69,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         meta = {
             "vendor": args.vendor, "vendor_url": args.vendor_url, "model": teacher.model, "dataset": dataset.name,
             "domains": domains, "split": args.split, "strategy": args.strategy, "views": args.views,
-            "seed": args.seed, "budget": args.budget,
+            "seed": args.seed, "budget": args.max_queries,
         }
         result = buy(teacher, Path(dataset.root), plan, args.seed, meta, save)
     except BudgetExhausted as exc:

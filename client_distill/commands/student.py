@@ -1,17 +1,15 @@
-"""``vl2v pretrain-student`` (the synthetic world's ImageNet stand-in) and ``vl2v probe`` (per-domain
-linear probes on a student's frozen features)."""
+"""``vl2v pretrain-student``: pretrain a student on the synthetic world (its ImageNet stand-in)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
-from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError
 from client_distill.pretrain_config import BROAD_STYLES, DEFAULT_ARCH, PretrainConfig
+from client_distill.settings import ClientSettings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     defaults = PretrainConfig()
     p = subparsers.add_parser(
         "pretrain-student",
@@ -36,19 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably once STEP steps are done")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.set_defaults(func=_pretrain)
-
-    p = subparsers.add_parser(
-        "probe",
-        help="per-domain linear-probe accuracy of a student's frozen features",
-        description="Fits a linear classifier on each domain's 80%% split and scores its 20%% split.",
-    )
-    p.add_argument("--student", required=True, help="student name or checkpoint path (see create_student)")
-    p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
-    p.add_argument("--dataset", default=None, help="a known dataset name (pacs, vlcs, office_home, ...)")
-    p.add_argument("--seed", type=int, default=0, help="trial seed of the 80/20 split")
-    p.add_argument("--random-init", action="store_true", help="the student's architecture without its weights")
-    p.add_argument("--json", action="store_true", help="print rows as JSON instead of a table")
-    p.set_defaults(func=_probe)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -77,19 +62,4 @@ def _pretrain(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {args.out}")
     print("pretraining classifier accuracy per style: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items()))
-    return 0
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from client_distill.probe import format_table, probe_domains
-    from client_distill.students import create_student
-
-    dataset = open_dataset(args.data, args.dataset)
-    student = create_student(args.student, pretrained=not args.random_init)
-    rows = probe_domains(student, dataset, seed=args.seed)
-    if args.json:
-        print(json.dumps([row.__dict__ for row in rows]))
-    else:
-        print(f"{student.name} on {dataset.name} (trial seed {args.seed}; accuracy on each domain's 20 % split)")
-        print(format_table(rows))
     return 0

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=str, default=None, metavar="CHECKPOINT", help="continue pretraining from this vl2v-tiny checkpoint")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default: {d.warmup})")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)")
-    p.add_argument("--pause-at", type=int, default=None, metavar="STEP", help="stop at STEP keeping the resumable state (train in slices)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop at STEP keeping the resumable state (train in slices)")
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the per-domain zero-shot check at the end")
     p.set_defaults(func=_pretrain)
 
@@ -51,11 +51,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         raise VendorCliError(f"--out {args.out} is a folder; give a file path")
     t0 = time.time()
     try:
-        summary = pretrain(args.out, cfg, pause_at=args.pause_at)
+        summary = pretrain(args.out, cfg, stop_after=args.stop_after)
     except ValueError as exc:
         raise VendorCliError(str(exc)) from None
     if summary["paused"]:
-        print(f"paused at step {args.pause_at} after {time.time() - t0:.0f} s; rerun without --pause-at to continue")
+        print(f"paused at step {args.stop_after} after {time.time() - t0:.0f} s; rerun without --stop-after to continue")
         return 0
     print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) after {time.time() - t0:.0f} s "
           f"({summary['steps']} steps this run, {summary['steps_per_s']} steps/s)")

@@ -1,0 +1,21 @@
+"""``vl2v report``: the tables (mean ± SE) and the accuracy-vs-budget plot of finished runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from client_distill.settings import ClientSettings
+
+
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
+    p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
+    p.add_argument("runs", help="folder holding run folders")
+    p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from client_distill.report import write_report  # not at `vl2v --help` time
+
+    print(write_report(args.runs, args.out))
+    return 0

@@ -1,0 +1,34 @@
+"""``vl2v sweep``: many distillation runs (methods × budgets × target domains × seeds), DomainBed style,
+with its hparam search; see :mod:`client_distill.sweep` for the config format."""
+
+from __future__ import annotations
+
+import argparse
+
+from client_distill.settings import ClientSettings
+
+
+def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run methods × budgets × target domains × seeds",
+        description="See client_distill/sweep.py for the config format.",
+    )
+    p.add_argument("--config", required=True, help="sweep YAML")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from client_distill.sweep import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
+    from client_distill.sweep_config import load_config
+
+    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
+        return 0
+    print(f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed")
+    for path in outcome["failed"]:
+        print(f"failed: {path} (see {path}/log.txt)")
+    return 1 if outcome["failed"] else 0
