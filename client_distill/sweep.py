@@ -207,8 +207,11 @@ def _complete(teacher_set: Path) -> bool:
     return manifest.is_file() and json.loads(manifest.read_text()).get("complete", True) is not False
 
 
-def execute(cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[str]], workers: int, desc: str) -> dict[str, list[str]]:
-    """Run every unfinished spec; the run folders by outcome (done / skipped / failed)."""
+def execute(
+    cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[str]], workers: int, desc: str, threads: int | None = None
+) -> dict[str, list[str]]:
+    """Run every unfinished spec, ``threads`` torch threads each (default: the cores split between the
+    workers); the run folders by outcome (done / skipped / failed)."""
     root = Path(cfg.out)
     todo, outcome = [], {"done": [], "skipped": [], "failed": []}
     for spec in specs:
@@ -216,7 +219,7 @@ def execute(cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[st
         (outcome["skipped"].append(str(out)) if (out / "done").is_file() else todo.append((spec, out)))
     buy_teacher_sets(purchases, {spec.teacher for spec, _ in todo})
     todo.sort(key=lambda item: item[0].seed)  # seed by seed: a sweep cut short has every method for its first seeds
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     vendor_args = [str(a) for a in cfg.vendor_args]
     with RunPool(workers) as pool:
         futures = {pool.submit(sweep_job, (spec, str(out), vendor_args), out, threads): out for spec, out in todo}
@@ -233,12 +236,12 @@ def execute(cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[st
     return outcome
 
 
-def run_search(cfg: SweepConfig, workers: int) -> dict[str, dict[str, Any]]:
+def run_search(cfg: SweepConfig, workers: int, threads: int | None = None) -> dict[str, dict[str, Any]]:
     """Run the search's candidates and choose each method's hparams; writes ``OUT/search.json``."""
     planner = Planner(cfg)
     candidates = planner.candidates()
     specs = [spec for points in candidates.values() for _, runs in points for spec in runs]
-    outcome = execute(cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search")
+    outcome = execute(cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search", threads)
     if outcome["failed"]:
         raise UsageError(f"{len(outcome['failed'])} search run(s) failed, e.g. {outcome['failed'][0]}/log.txt; fix and rerun")
     root, chosen = Path(cfg.out), {}
@@ -249,7 +252,7 @@ def run_search(cfg: SweepConfig, workers: int) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def run_sweep(cfg: SweepConfig, workers: int = 1, dry_run: bool = False) -> dict[str, list[str]]:
+def run_sweep(cfg: SweepConfig, workers: int = 1, dry_run: bool = False, threads: int | None = None) -> dict[str, list[str]]:
     """Search (if the config has one), then launch every unfinished protocol run; returns the run
     folders by outcome (done / skipped / failed; with ``dry_run`` nothing is launched and ``todo``
     lists what would be: the search's candidates, or the protocol's runs when there is no search)."""
@@ -260,6 +263,6 @@ def run_sweep(cfg: SweepConfig, workers: int = 1, dry_run: bool = False) -> dict
         for out in todo:
             print(out)
         return {"todo": todo, "skipped": [str(Path(cfg.out) / run_name(s)) for s in specs if str(Path(cfg.out) / run_name(s)) not in todo]}
-    chosen = run_search(cfg, workers) if cfg.search else None
+    chosen = run_search(cfg, workers, threads) if cfg.search else None
     specs, purchases = plan_sweep(cfg, chosen)
-    return execute(cfg, specs, purchases, workers, "sweep")
+    return execute(cfg, specs, purchases, workers, "sweep", threads)

@@ -25,7 +25,6 @@ Teacher modes:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import time
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from client_distill.augment import BatchAugment, normalise, resize
 from client_distill.datasets import Sample, open_dataset, seed_hash
 from client_distill.errors import UsageError
 from client_distill.hparams import resolve_hparams
-from client_distill.image_store import load_images
+from client_distill.image_store import load_images, png_bytes as encode_png
 from client_distill.methods import Method, Stage, Targets, create_method
 from client_distill.methods.base import CLIP_LOGIT_SCALE
 from client_distill.methods.registry import method_class
@@ -96,12 +95,8 @@ def _barrier() -> None:
 def png_bytes(pixels: torch.Tensor) -> list[bytes]:
     """Each image of ``[B, 3, H, W]`` in ``[0, 1]`` as PNG: the bytes the online mode sends (the vendor
     applies its own preprocessing)."""
-    out = []
-    for img in pixels.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    pictures = pixels.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [encode_png(Image.fromarray(img)) for img in pictures]
 
 
 def autocast(device: torch.device, amp: bool):

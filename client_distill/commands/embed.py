@@ -12,6 +12,7 @@ from client_distill.adapters.registry import adapter_from_args, add_vendor_argum
 from client_distill.cache import EmbeddingCache
 from client_distill.datasets import open_dataset
 from client_distill.ledger import ledger_totals
+from client_distill.runspec import RunSpec
 from client_distill.selection import STRATEGIES, order_samples, student_features
 from client_distill.settings import ClientSettings
 from client_distill.teacher import Teacher
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--domains", default=None, help="comma-separated source domains (default: all)")
     p.add_argument("--max-queries", type=int, required=True, help="most queries to spend (texts + image views)")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="order in which images are bought")
-    p.add_argument("--student", default="vl2v-photo-resnet", help="pretrained student whose features kcenter uses")
+    p.add_argument("--student", default=RunSpec.student, help="pretrained student whose features kcenter uses")
     p.add_argument("--views", type=int, default=1, help="fixed views bought per image (view 0 = the file)")
     p.add_argument("--prompts", default=None, help="file of prompt templates with {} (default: 'a photo of a {}')")
     p.add_argument("--split", choices=("in", "all"), default="in", help="DomainBed 'in' split of each domain, or all")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from client_distill.errors import UsageError
 from client_distill.settings import ClientSettings
 
 
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the cores split between the workers)")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
     p.set_defaults(func=_sweep)
 
@@ -24,7 +26,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from client_distill.sweep import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
     from client_distill.sweep_config import load_config
 
-    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run)
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--workers and --threads must be at least 1")
+    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run, threads=args.threads)
     if args.dry_run:
         print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
         return 0
