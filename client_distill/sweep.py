@@ -59,6 +59,23 @@ def _embed_argv(cfg: SweepConfig, out: Path, domains: list[str], split: str, see
     return argv
 
 
+#: vendor options whose value is a secret: left out of anything hashed or written
+SECRET_OPTIONS = ("--api-key",)
+
+
+def public_vendor_args(argv: list[str]) -> list[str]:
+    """``argv`` without the values of :data:`SECRET_OPTIONS` (``--api-key K`` and ``--api-key=K``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in SECRET_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
+            out.append(arg)
+    return out
+
+
 class Purchases:
     """The teacher sets a sweep with an ``embed`` section buys, only those its runs use: one per
     (budget, target, seed) over the source domains' "in" splits, one of every image of every domain
@@ -72,7 +89,12 @@ class Purchases:
         self.argv: dict[str, list[str]] = {}
 
     def _set(self, domains: list[str], split: str, seed: int, queries: int) -> str:
-        key = json.dumps([domains, split, seed, queries, self.cfg.embed.model_dump()], sort_keys=True, default=str)
+        """The folder of one teacher set: named by what determines its embeddings (data, selection,
+        views, prompts, the vendor's URL and model where the config names them), never by credentials,
+        so rotating an API key keeps every set and every finished run that uses it."""
+        embed = self.cfg.embed.model_dump()
+        embed["vendor_args"] = public_vendor_args(embed["vendor_args"])
+        key = json.dumps([domains, split, seed, queries, embed], sort_keys=True, default=str)
         out = self.root / hashlib.md5(key.encode()).hexdigest()
         self.argv[str(out)] = _embed_argv(self.cfg, out, domains, split, seed, queries)
         return str(out)

@@ -22,8 +22,8 @@ from client_distill.errors import UsageError
 from client_distill.model_selection import load_records, select
 from client_distill.report import collect, write_report
 from client_distill.search import choose, grid_points
-from client_distill.sweep import SEARCH_FILE, plan_sweep, run_name, run_sweep
-from client_distill.sweep_config import load_config
+from client_distill.sweep import SEARCH_FILE, plan_sweep, public_vendor_args, run_name, run_sweep
+from client_distill.sweep_config import EmbedConfig, load_config
 from client_distill.train import run_distill
 
 
@@ -79,6 +79,16 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
     bad.write_text("data: x\nmethods: [erm]\nout: y\nsearch: {grid: {lr: [0.1]}}\nsearched: s.json\n")
     with pytest.raises(UsageError, match="either `search`"):
         load_config(bad)
+
+
+def test_teacher_set_names_never_depend_on_credentials(tmp_path):
+    """Rotating an API key renames no teacher set (finished runs keep theirs); another vendor URL does."""
+    config = write_config(tmp_path, teacher=None, budgets=[1.0], methods=["adip"], seeds=[0])
+    with_key = lambda *args: plan_sweep(load_config(config).model_copy(update={"embed": EmbedConfig(vendor_args=list(args))}))[0]  # noqa: E731
+    first = with_key("--vendor-url", "http://127.0.0.1:9", "--api-key", "old-secret")
+    assert [s.teacher for s in first] == [s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:9", "--api-key=new-secret")]
+    assert [s.teacher for s in first] != [s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:10", "--api-key", "old-secret")]
+    assert public_vendor_args(["--api-key", "k", "--model", "m", "--api-key=k2"]) == ["--model", "m"]
 
 
 def test_sweep_buys_only_what_its_methods_use(tmp_path):

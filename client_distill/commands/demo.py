@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from client_distill.adapters.registry import ADAPTERS
@@ -26,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     )
     p.add_argument("--api-key", default=settings.api_key, help="API key for --vendor-url (env VL2V_API_KEY)")
     p.add_argument("--api-key-file", default=None, help="read the API key from this file")
-    p.add_argument("--workers", type=int, default=1, help="training runs in parallel processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="training runs in parallel processes, one torch thread each on two cores (default: min(2, cores))",
+    )
     p.set_defaults(func=main)
 
 
