@@ -130,7 +130,7 @@ def test_image_store_decodes_resizes_and_serves_batches(tmp_path: Path) -> None:
     samples = open_dataset(root).samples("photo")
     eager = load_images(root, samples, 12)
     assert eager.shape == (3, 3, 12, 12) and eager.dtype == torch.uint8 and samples[2].label == 1
-    raw = np.asarray(Image.open(root / "photo/dog/001.png").convert("RGB").resize((12, 12), Image.BILINEAR))
+    raw = np.array(Image.open(root / "photo/dog/001.png").convert("RGB").resize((12, 12), Image.BILINEAR))
     assert torch.equal(eager[2], torch.from_numpy(raw).permute(2, 0, 1))  # the evaluation resize of the file
     lazy = load_images(root, samples, 12, max_bytes=100)  # too big for the memory limit: decoded per batch
     index = torch.tensor([2, 0, 2])

@@ -25,7 +25,7 @@ class Encoder:
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.embed_dim = int(self.encode_texts(["warm-up"]).shape[1])
         # what the model card states besides the dimension: how sharp its zero-shot logits are, and its size
-        self.logit_scale = float(self.model.logit_scale.exp()) if hasattr(self.model, "logit_scale") else None
+        self.logit_scale = float(self.model.logit_scale.detach().exp()) if hasattr(self.model, "logit_scale") else None
         self.image_params = sum(p.numel() for p in self.model.visual.parameters())
 
     @torch.inference_mode()
