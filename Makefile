@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # multi-GB CUDA build from the index by accident.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-fast demo clean
+.PHONY: install lint test test-fast demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -67,10 +67,19 @@ def main() -> None:
     samples = [Sample(f"d/c/{i}.png", i % args.classes, "d") for i in range(n)]
     emb = F.normalize(torch.randn(n, 1, args.dim), dim=-1).numpy().astype(np.float16)
     text = F.normalize(torch.randn(args.classes, args.dim), dim=-1)
-    teacher = TeacherSet(classes=[str(c) for c in range(args.classes)], prompts=[], text_embeddings=text.numpy(), image_embeddings={s.path: emb[i] for i, s in enumerate(samples)})
+    teacher = TeacherSet(
+        classes=[str(c) for c in range(args.classes)],
+        prompts=[],
+        text_embeddings=text.numpy(),
+        image_embeddings={s.path: emb[i] for i, s in enumerate(samples)},
+    )
     labels = torch.tensor([s.label for s in samples])
     domains = [
-        SourceDomain(torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8), labels, TeacherTable(samples, teacher, args.dim))
+        SourceDomain(
+            torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8),
+            labels,
+            TeacherTable(samples, teacher, args.dim),
+        )
         for _ in range(args.domains)
     ]
 
@@ -86,7 +95,9 @@ def main() -> None:
     batches = SourceBatches(domains, BatchAugment(args.size, student.mean, student.std), bpd)
     tensors, opt_m, _ = adip_stage()
     # raw: the same student architecture, linear classifier, CE, one pre-built batch on the device
-    raw_student = create_student(args.student, pretrained=False).freeze_bn().to(device, memory_format=torch.channels_last)
+    raw_student = (
+        create_student(args.student, pretrained=False).freeze_bn().to(device, memory_format=torch.channels_last)
+    )
     raw_head = torch.nn.Linear(raw_student.feature_dim, args.classes).to(device)
     opt_r = torch.optim.Adam([*raw_student.parameters(), *raw_head.parameters()], lr=1e-4)
     fixed = batches.batch(0)
@@ -107,7 +118,9 @@ def main() -> None:
 
     def end_to_end_step():  # what Run._step_inputs and the loop do per step
         b = batches.batch(next(seeds))
-        x = normalise(b.pixels, student.mean, student.std).to(device, non_blocking=True, memory_format=torch.channels_last)
+        x = normalise(b.pixels, student.mean, student.std).to(
+            device, non_blocking=True, memory_format=torch.channels_last
+        )
         targets = Targets(*(t.to(device, non_blocking=True) for t in (b.labels, b.image, b.has_image)))
         train_step(e2e, opt_e, x, targets, amp)
 
@@ -130,12 +143,16 @@ def main() -> None:
         for name in order[i % 3 :] + order[: i % 3]:
             times[name].append(timed(sides[name]))
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
-    print(f"device {device}, {torch.get_num_threads()} threads, student {args.student} (random init), {args.size} px, "
-          f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median)")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, student {args.student} (random init), {args.size} px, "
+        f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median)"
+    )
     print(f"raw student train step      : {ips['raw']:8.1f} images/s  ({ips['raw'] / batch:.2f} steps/s)")
     print(f"distill, method on tensors  : {ips['method']:8.1f} images/s  ratio {ips['method'] / ips['raw']:.3f}")
-    print(f"distill, end-to-end         : {ips['end-to-end']:8.1f} images/s  ({ips['end-to-end'] / batch:.2f} steps/s)  "
-          f"ratio {ips['end-to-end'] / ips['raw']:.3f}  (target ≥ 0.80)")
+    print(
+        f"distill, end-to-end         : {ips['end-to-end']:8.1f} images/s  ({ips['end-to-end'] / batch:.2f} steps/s)  "
+        f"ratio {ips['end-to-end'] / ips['raw']:.3f}  (target ≥ 0.80)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,21 +35,55 @@ def main() -> None:
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vl2v-launch-bench-"))
     data = root / "data"
-    subprocess.run([sys.executable, "-m", "client_distill.cli", "data", "synth", "--task", "synth-pacs",
-                    "--out", str(data), "--per-class", str(args.per_class)], check=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client_distill.cli",
+            "data",
+            "synth",
+            "--task",
+            "synth-pacs",
+            "--out",
+            str(data),
+            "--per-class",
+            str(args.per_class),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def argv(out: Path) -> list[str]:
-        return ["distill", "--method", "erm", "--data", str(data), "--dataset", "synth-pacs", "--test-domain", "sketch",
-                "--profile", "synth", "--hparams", f'{{"steps": {args.steps}, "checkpoint_freq": {args.steps}}}',
-                "--out", str(out)]
+        return [
+            "distill",
+            "--method",
+            "erm",
+            "--data",
+            str(data),
+            "--dataset",
+            "synth-pacs",
+            "--test-domain",
+            "sketch",
+            "--profile",
+            "synth",
+            "--hparams",
+            f'{{"steps": {args.steps}, "checkpoint_freq": {args.steps}}}',
+            "--out",
+            str(out),
+        ]
 
     def fresh_process(out: Path) -> None:
         out.mkdir()
         with open(out / "log.txt", "wb") as log:
             env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-            subprocess.run([sys.executable, "-m", "client_distill.cli", *argv(out)], stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, **env}, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "client_distill.cli", *argv(out)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                check=True,
+            )
 
     times: dict[str, list[float]] = {"fresh process": [], "forked from server": []}
     with RunPool(1) as pool:
@@ -67,13 +101,19 @@ def main() -> None:
                 launch(root / f"{name.split()[0]}-{i}")
                 times[name].append(time.perf_counter() - t0)
     shutil.rmtree(root)
-    print(f"{args.pairs} pairs of ERM runs, {args.steps} steps, {args.threads} threads each (data: {args.per_class} per class)")
+    print(
+        f"{args.pairs} pairs of ERM runs, {args.steps} steps, {args.threads} threads each "
+        f"(data: {args.per_class} per class)"
+    )
     print(f"first forked run (server start + imports + run): {server_start:.1f} s")
     for name, ts in times.items():
         print(f"  {name:20s} {statistics.mean(ts):6.2f} s per run (± {statistics.stdev(ts) / len(ts) ** 0.5:.2f} s.e.)")
     saved = statistics.mean(times["fresh process"]) - statistics.mean(times["forked from server"])
-    print(f"forked / fresh time ratio {statistics.mean(times['forked from server']) / statistics.mean(times['fresh process']):.2f}"
-          f"  ({saved:.1f} s saved per run)")
+    print(
+        "forked / fresh time ratio "
+        f"{statistics.mean(times['forked from server']) / statistics.mean(times['fresh process']):.2f}"
+        f"  ({saved:.1f} s saved per run)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,13 +56,14 @@ def raw_images_per_s(encoder: Encoder, files: list[bytes]) -> float:
     encoder.encode_images(images[:BATCH])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(images), BATCH):
-        encoder.encode_images(images[i:i + BATCH])
+        encoder.encode_images(images[i : i + BATCH])
     return len(images) / (time.perf_counter() - start)
 
 
 def body(files: list[bytes]) -> bytes:
-    return json.dumps({"input": [{"image": base64.b64encode(f).decode()} for f in files],
-                       "encoding_format": "base64"}).encode()
+    return json.dumps(
+        {"input": [{"image": base64.b64encode(f).decode()} for f in files], "encoding_format": "base64"}
+    ).encode()
 
 
 async def served_images_per_s(url: str, key: str, bodies: list[bytes], n_images: int, clients: int) -> float:
@@ -73,6 +74,7 @@ async def served_images_per_s(url: str, key: str, bodies: list[bytes], n_images:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
+
         async def worker() -> None:
             while not queue.empty():
                 response = await client.post("/v1/embeddings", content=queue.get_nowait())
@@ -89,7 +91,7 @@ def bench(model: str, pretrained: str, n_images: int, rounds: int) -> None:
     encoder = Encoder(model, pretrained)
     size = encoder.image_size
     files = synthetic_jpegs(n_images, size)
-    batched_bodies = [body(files[i:i + BATCH]) for i in range(0, n_images, BATCH)]
+    batched_bodies = [body(files[i : i + BATCH]) for i in range(0, n_images, BATCH)]
     single_bodies = [body([f]) for f in files]
     results: dict[str, list[float]] = {"raw": [], "batched": [], "singles": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,26 +99,42 @@ def bench(model: str, pretrained: str, n_images: int, rounds: int) -> None:
         ledger = Ledger(db)
         _, key = ledger.create_key("bench", budget=(2 * rounds + 1) * n_images + BATCH, rate_limit_qps=100_000)
         ledger.close()
-        vendor = start_vendor("--model", model, "--pretrained", pretrained, "--db", str(db), "--log-level", "warning",
-                              env={**os.environ, "VL2V_VENDOR_QUEUE_LIMIT": "100000"}, ready_timeout_s=300)
+        vendor = start_vendor(
+            "--model",
+            model,
+            "--pretrained",
+            pretrained,
+            "--db",
+            str(db),
+            "--log-level",
+            "warning",
+            env={**os.environ, "VL2V_VENDOR_QUEUE_LIMIT": "100000"},
+            ready_timeout_s=300,
+        )
         url = vendor.url
         try:
             asyncio.run(served_images_per_s(url, key, batched_bodies[:1], BATCH, 1))  # warm-up
             for _ in range(rounds):
                 results["raw"].append(raw_images_per_s(encoder, files))
                 results["batched"].append(asyncio.run(served_images_per_s(url, key, batched_bodies, n_images, 2)))
-                results["singles"].append(asyncio.run(
-                    served_images_per_s(url, key, single_bodies, n_images, SINGLE_CLIENTS)))
+                results["singles"].append(
+                    asyncio.run(served_images_per_s(url, key, single_bodies, n_images, SINGLE_CLIENTS))
+                )
         finally:
             vendor.stop(timeout_s=30)
     raw, batched, singles = (float(np.median(results[k])) for k in ("raw", "batched", "singles"))
-    print(f"{model} (pretrained={pretrained}, {n_images} JPEGs of {size}x{size} px, torch threads="
-          f"{torch.get_num_threads()}, median of {rounds} rounds):")
+    print(
+        f"{model} (pretrained={pretrained}, {n_images} JPEGs of {size}x{size} px, torch threads="
+        f"{torch.get_num_threads()}, median of {rounds} rounds):"
+    )
     print(f"  raw in-process encoder           {raw:8.1f} images/s")
     print(f"  served, batch-{BATCH} requests        {batched:8.1f} images/s   served/raw = {batched / raw:.2f}")
     print(f"  served, {SINGLE_CLIENTS} single-image clients {singles:8.1f} images/s   served/raw = {singles / raw:.2f}")
-    print("  per round (raw, batched, singles): "
-          + "; ".join(f"{r:.1f}, {b:.1f}, {s:.1f}" for r, b, s in zip(*results.values())), flush=True)
+    print(
+        "  per round (raw, batched, singles): "
+        + "; ".join(f"{r:.1f}, {b:.1f}, {s:.1f}" for r, b, s in zip(*results.values(), strict=True)),
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -104,7 +104,9 @@ class BatchAugment:
         """The augmented images in ``[0, 1]``, before normalisation (what the online mode sends)."""
         n = images.shape[0]
         rand = lambda *shape: torch.rand(*shape, generator=generator).to(images.device)  # noqa: E731
-        x = crop_resize(images.float() / 255, self.crop_boxes(n, images.shape[-2], images.shape[-1], generator), self.size)
+        x = crop_resize(
+            images.float() / 255, self.crop_boxes(n, images.shape[-2], images.shape[-1], generator), self.size
+        )
         if self.flip:
             flipped = _chosen(rand(n) < 0.5)
             x.index_copy_(0, flipped, x.index_select(0, flipped).flip(-1))
@@ -141,7 +143,9 @@ class BatchAugment:
         up to ten tries of area fraction ∈ ``scale`` and log-uniform aspect ∈ ``ratio``, the first that
         fits is kept, else the largest centred box with the aspect clamped to ``ratio``."""
         area = height * width
-        target = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(n, _CROP_ATTEMPTS, generator=generator))
+        target = area * (
+            self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(n, _CROP_ATTEMPTS, generator=generator)
+        )
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, _CROP_ATTEMPTS, generator=generator))
         w = torch.sqrt(target * aspect).round()

@@ -89,7 +89,9 @@ class DomainDataset:
         if domains:
             missing = [d for d in domains if d not in found]
             if missing:
-                raise UsageError(f"{self.root} lacks the domain folder(s) {', '.join(missing)} (found: {', '.join(found)})")
+                raise UsageError(
+                    f"{self.root} lacks the domain folder(s) {', '.join(missing)} (found: {', '.join(found)})"
+                )
             self.domains = list(domains)
         else:
             self.domains = found
@@ -107,7 +109,9 @@ class DomainDataset:
         path = self.root / domain
         loose = sorted(e.name for e in os.scandir(path) if e.is_file() and _is_image(e.name))
         if loose:
-            raise UsageError(f"{path} holds images outside class folders (e.g. {loose[0]}); expected {path}/<class>/<image>")
+            raise UsageError(
+                f"{path} holds images outside class folders (e.g. {loose[0]}); expected {path}/<class>/<image>"
+            )
         per = {}
         for folder in _list_dirs(path):
             names = sorted(e.name for e in os.scandir(path / folder) if e.is_file() and _is_image(e.name))
@@ -160,7 +164,9 @@ def open_dataset(data: str | Path, name: str | None = None) -> DomainDataset:
         return DomainDataset(root)
     key = name.lower()
     if key not in KNOWN_DATASETS:
-        raise UsageError(f"unknown dataset name {name!r}; known: {', '.join(KNOWN_DATASETS)} (or omit the name to read any folder)")
+        raise UsageError(
+            f"unknown dataset name {name!r}; known: {', '.join(KNOWN_DATASETS)} (or omit the name to read any folder)"
+        )
     folder, domains = KNOWN_DATASETS[key]
     if (root / folder).is_dir():
         root = root / folder

@@ -86,8 +86,14 @@ def run_demo(
             os.environ["VL2V_API_KEY"] = api_key
         outcome = run_sweep(cfg, workers=workers)
     if outcome["failed"]:
-        print(f"{len(outcome['failed'])} run(s) failed; their logs: " + ", ".join(f"{d}/log.txt" for d in outcome["failed"][:3]), file=sys.stderr)
+        print(
+            f"{len(outcome['failed'])} run(s) failed; their logs: "
+            + ", ".join(f"{d}/log.txt" for d in outcome["failed"][:3]),
+            file=sys.stderr,
+        )
     report = write_report(out / "runs", out)
     print(report.read_text())
-    print(f"demo finished in {time.monotonic() - started:.0f} s; report: {report}; plot: {out / 'accuracy_vs_budget.png'}")
+    print(
+        f"demo finished in {time.monotonic() - started:.0f} s; report: {report}; plot: {out / 'accuracy_vs_budget.png'}"
+    )
     return report

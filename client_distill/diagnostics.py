@@ -59,7 +59,9 @@ def teacher_zero_shot(teacher: TeacherSet, dataset: DomainDataset) -> dict[str, 
     return out
 
 
-def diagnose(data: str, dataset: str | None, student_name: str, teacher_path: str | None, targets: Sequence[str], seed: int = 0) -> dict[str, Any]:
+def diagnose(
+    data: str, dataset: str | None, student_name: str, teacher_path: str | None, targets: Sequence[str], seed: int = 0
+) -> dict[str, Any]:
     """Every diagnostic the inputs allow (see the module docstring), as JSON-ready data."""
     ds = open_dataset(data, dataset)
     student = create_student(student_name)

@@ -62,7 +62,9 @@ def load_templates(path: str | Path | None) -> list[str]:
     templates = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     bad = [t for t in templates if "{}" not in t]
     if not templates or bad:
-        raise UsageError(f"{path}: every template needs a {{}} for the class name ({bad[0] if bad else 'file is empty'!r})")
+        raise UsageError(
+            f"{path}: every template needs a {{}} for the class name ({bad[0] if bad else 'file is empty'!r})"
+        )
     return templates
 
 
@@ -73,14 +75,18 @@ def source_samples(dataset: DomainDataset, domains: Sequence[str], split: str, s
     return [s for d in domains for s in (dataset.split(d, seed)[0] if split == "in" else dataset.samples(d))]
 
 
-def make_plan(classes: Sequence[str], templates: Sequence[str], ordered: Sequence[Sample], views: int, budget: int) -> EmbedPlan:
+def make_plan(
+    classes: Sequence[str], templates: Sequence[str], ordered: Sequence[Sample], views: int, budget: int
+) -> EmbedPlan:
     """The first ``budget`` queries: all prompts, then ``views`` per image in ``ordered``."""
     if views < 1:
         raise UsageError("--views must be at least 1 (view 0 is the image itself)")
     plan = EmbedPlan(list(classes), [[t.format(c) for t in templates] for c in classes])
     n_texts = len(plan.texts)
     if budget < n_texts:
-        raise UsageError(f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --max-queries")
+        raise UsageError(
+            f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --max-queries"
+        )
     plan.images = [(s, v) for s in ordered for v in range(views)][: budget - n_texts]
     return plan
 
@@ -120,7 +126,7 @@ def buy(
         except BaseException as exc:  # keep the paid part of the chunk, then stop
             error = exc
             vectors = teacher.cached("image", payloads)
-        bought.update({(s.path, v): vec for (s, v), vec in zip(chunk, vectors) if vec is not None})
+        bought.update({(s.path, v): vec for (s, v), vec in zip(chunk, vectors, strict=True) if vec is not None})
         if error is not None:
             break
     images: dict[str, np.ndarray] = {}

@@ -62,16 +62,22 @@ HPARAMS: dict[str, HParam] = {
     "weight_decay": HParam(0.0, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "Adam weight decay"),
     "batch_per_domain": _count(32, "images per source domain per step, concatenated (not in total)"),
     "steps": _count(5001, "steps of every stage (ADiP's Align and Distill each as long as ERM's one stage)"),
-    "checkpoint_freq": _count(200, "evaluate source validation, checkpoint and close a SWAD segment every this many steps"),
+    "checkpoint_freq": _count(
+        200, "evaluate source validation, checkpoint and close a SWAD segment every this many steps"
+    ),
     "test_batch": _count(128, "evaluation batch size"),
     "lambda": _fraction(0.5, "ADiP/SD: weight of the image term; 1 − λ weighs the text term"),
     "kd_tau": _positive(4.0, "KD temperature, applied to the teacher's own-scale logits and the student's"),
     "kd_alpha": _fraction(0.5, "KD: (1 − α)·CE + α·τ²·KL"),
     "freeze_bn": _flag(True, "BatchNorm stays in eval mode (the paper's ResNets)"),
-    "swad": _flag(True, "SWAD in the final stage; the run then outputs SWAD's average (the paper's numbers are SWAD's)"),
+    "swad": _flag(
+        True, "SWAD in the final stage; the run then outputs SWAD's average (the paper's numbers are SWAD's)"
+    ),
     "swad_n_converge": _count(3, "SWAD: evaluations the loss must not fall below the first for the window to start"),
     "swad_n_tolerance": _count(6, "SWAD: evaluations above the tolerance that end the window"),
-    "swad_tolerance_ratio": HParam(0.3, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "SWAD: tolerance over the converged loss"),
+    "swad_tolerance_ratio": HParam(
+        0.3, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "SWAD: tolerance over the converged loss"
+    ),
     "amp": _flag(True, "bf16 autocast on CUDA (CPU runs are full precision)"),
 }
 DEFAULTS: dict[str, Any] = {name: h.default for name, h in HPARAMS.items()}
@@ -107,7 +113,7 @@ def parse_overrides(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"--hparams is not valid JSON: {exc}") from None
     if not isinstance(overrides, dict):
-        raise UsageError('--hparams must be a JSON object, e.g. \'{"lr": 1e-4}\'')
+        raise UsageError("--hparams must be a JSON object, e.g. '{\"lr\": 1e-4}'")
     return overrides
 
 
@@ -135,7 +141,11 @@ def check(hp: dict[str, Any]) -> None:
     for key, value in hp.items():
         spec = HPARAMS[key]
         if not spec.valid(value):
-            hint = " (YAML reads 1e-4 as a string: write 1.0e-4)" if isinstance(value, str) and _looks_numeric(value) else ""
+            hint = (
+                " (YAML reads 1e-4 as a string: write 1.0e-4)"
+                if isinstance(value, str) and _looks_numeric(value)
+                else ""
+            )
             raise UsageError(f"hparam {key!r} must be {spec.range}, got {value!r}{hint}")
 
 

@@ -80,5 +80,14 @@ def load_images(
     if not samples:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8)
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        pictures = list(tqdm(pool.map(lambda s: decode(root / s.path, size), samples), total=len(samples), desc=desc, unit="img", leave=False, disable=len(samples) < 2000))
+        pictures = list(
+            tqdm(
+                pool.map(lambda s: decode(root / s.path, size), samples),
+                total=len(samples),
+                desc=desc,
+                unit="img",
+                leave=False,
+                disable=len(samples) < 2000,
+            )
+        )
     return pictures_tensor(pictures)

@@ -50,8 +50,14 @@ class Ledger:
     def reserve(self, batch_id: str, modality: str, n: int) -> None:
         with self.store.transact():
             rec = self._record(batch_id) or {
-                "account": self.account, "modality": modality, "n": n, "outstanding": 0,
-                "charged": 0, "answers": 0, "idempotent": self.idempotent, "request_ids": [],
+                "account": self.account,
+                "modality": modality,
+                "n": n,
+                "outstanding": 0,
+                "charged": 0,
+                "answers": 0,
+                "idempotent": self.idempotent,
+                "request_ids": [],
             }
             rec["outstanding"] += 1
             rec["sent_at"] = time.time()
@@ -70,8 +76,16 @@ class Ledger:
             self.cache.put_many(entries)
             rec = self._record(batch_id)
             if rec is None:  # answered without a reservation: still books the charge
-                rec = {"account": self.account, "modality": "?", "n": charged, "outstanding": 1,
-                       "charged": 0, "answers": 0, "idempotent": self.idempotent, "request_ids": []}
+                rec = {
+                    "account": self.account,
+                    "modality": "?",
+                    "n": charged,
+                    "outstanding": 1,
+                    "charged": 0,
+                    "answers": 0,
+                    "idempotent": self.idempotent,
+                    "request_ids": [],
+                }
             # an idempotent vendor charged at most once for all sends of this content (a replay
             # answers the earlier ones); otherwise only this send is accounted for
             rec["outstanding"] = 0 if self.idempotent else max(rec["outstanding"] - 1, 0)

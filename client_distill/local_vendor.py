@@ -67,8 +67,13 @@ class LocalVendor:
             self.process.wait()
 
 
-def start_vendor(*serve_args: str, port: int | None = None, env: Mapping[str, str] | None = None,
-                 log: Path | None = None, ready_timeout_s: float = 180.0) -> LocalVendor:
+def start_vendor(
+    *serve_args: str,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    ready_timeout_s: float = 180.0,
+) -> LocalVendor:
     """Run ``vl2v-vendor serve --host 127.0.0.1 --port PORT SERVE_ARGS...`` (``port``: a free one when
     not given) and return once ``/readyz`` answers 200, i.e. the model is loaded.
 
@@ -78,8 +83,12 @@ def start_vendor(*serve_args: str, port: int | None = None, env: Mapping[str, st
     port = port or free_port()
     command = vendor_cli("serve", "--host", LOOPBACK, "--port", str(port), *serve_args)
     with open(log, "ab") if log is not None else contextlib.nullcontext() as out:
-        process = subprocess.Popen(command, env=None if env is None else dict(env), stdout=out,
-                                   stderr=subprocess.STDOUT if out is not None else None)
+        process = subprocess.Popen(
+            command,
+            env=None if env is None else dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+        )
     vendor = LocalVendor(process, port)
     try:
         _wait_ready(vendor, ready_timeout_s)

@@ -48,7 +48,10 @@ class TeacherTable:
     ``vectors [N, K, D]``, ``views [N]`` (0 = not bought)."""
 
     def __init__(self, samples: Sequence[Sample], teacher: TeacherSet | None, dim: int, keep: set[str] | None = None):
-        found = [teacher.image_embedding(s.path) if teacher is not None and (keep is None or s.path in keep) else None for s in samples]
+        found = [
+            teacher.image_embedding(s.path) if teacher is not None and (keep is None or s.path in keep) else None
+            for s in samples
+        ]
         k = max([f.shape[0] for f in found if f is not None], default=1)
         self.vectors = torch.zeros(len(samples), k, dim)
         self.views = torch.zeros(len(samples), dtype=torch.long)
@@ -85,7 +88,9 @@ def view_seed(teacher: TeacherSet | None, tables: Sequence[TeacherTable]) -> int
     return int(teacher.meta["seed"])
 
 
-def view_pictures(root: Path, samples: Sequence[Sample], table: TeacherTable, seed: int | None, size: int) -> torch.Tensor | None:
+def view_pictures(
+    root: Path, samples: Sequence[Sample], table: TeacherTable, seed: int | None, size: int
+) -> torch.Tensor | None:
     """``[N, K − 1, 3, size, size]`` uint8: the pictures of views 1..K−1 of every sample that has them
     (zeros elsewhere), or None when no sample has a view ≥ 1."""
     k = table.vectors.shape[1]
@@ -95,7 +100,10 @@ def view_pictures(root: Path, samples: Sequence[Sample], table: TeacherTable, se
     for i in (table.views > 1).nonzero().squeeze(1).tolist():
         with Image.open(root / samples[i].path) as img:
             rgb = img.convert("RGB")
-        views = [np.asarray(seeded_view(rgb, seed, samples[i].path, v).resize((size, size), Image.BILINEAR)) for v in range(1, int(table.views[i]))]
+        views = [
+            np.asarray(seeded_view(rgb, seed, samples[i].path, v).resize((size, size), Image.BILINEAR))
+            for v in range(1, int(table.views[i]))
+        ]
         out[i, : len(views)] = pictures_tensor(views)
     return out
 

@@ -38,6 +38,7 @@ from client_distill.pretrain_config import PretrainConfig
 from client_distill.run_folder import save_atomic
 from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
 from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, render
+
 #: rendering processes (rendering the photo pool and the test sets is a large part of a run)
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 #: first word of every generator seed here; ``vl2v data synth`` seeds images with ``(seed, style, class,
@@ -56,7 +57,7 @@ def _render_images(jobs: list[tuple[str, str, list[int]]], size: int, desc: str,
     ``workers`` processes (each image has its own generator, so the result does not depend on them)."""
     tasks = [(cls, style, words, size) for cls, style, words in jobs]
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        images = (pool.map(_render_one, tasks, chunksize=32) if pool else map(_render_one, tasks))
+        images = pool.map(_render_one, tasks, chunksize=32) if pool else map(_render_one, tasks)
         arrays = list(tqdm(images, total=len(tasks), desc=desc, unit="img", leave=False))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
@@ -76,7 +77,9 @@ def render_pool(config: PretrainConfig, workers: int) -> tuple[torch.Tensor, tor
         for c, cls in enumerate(CLASS_NAMES)
         for k in range(config.pool_per_class)
     ]
-    labels = torch.tensor([c for _ in config.styles for c in range(len(CLASS_NAMES)) for _ in range(config.pool_per_class)])
+    labels = torch.tensor(
+        [c for _ in config.styles for c in range(len(CLASS_NAMES)) for _ in range(config.pool_per_class)]
+    )
     return _render_images(jobs, config.size, f"rendering {'+'.join(config.styles)} pool", workers), labels
 
 
@@ -89,8 +92,16 @@ def evaluate_styles(student: Student, config: PretrainConfig, workers: int) -> d
     accuracy = {}
     for style in styles:
         s = STYLE_NAMES.index(style)
-        jobs = [(cls, style, [SEED_TAG, config.seed, 1, s, c, k]) for c, cls in enumerate(CLASS_NAMES) for k in range(config.eval_per_class)]
-        images = normalise(_render_images(jobs, config.size, f"rendering {style} test set", workers).float() / 255, IMAGENET_MEAN, IMAGENET_STD)
+        jobs = [
+            (cls, style, [SEED_TAG, config.seed, 1, s, c, k])
+            for c, cls in enumerate(CLASS_NAMES)
+            for k in range(config.eval_per_class)
+        ]
+        images = normalise(
+            _render_images(jobs, config.size, f"rendering {style} test set", workers).float() / 255,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+        )
         with torch.no_grad():
             logits = torch.cat([student.head_logits(student(chunk)) for chunk in images.split(256)])
         accuracy[style] = float((logits.argmax(1) == labels).float().mean())
@@ -115,7 +126,13 @@ class _Run:
         torch.manual_seed(config.seed)
         body = timm.create_model(config.arch, pretrained=False, num_classes=0)
         self.student = Student(
-            body, name=config.arch, arch=config.arch, feature_dim=body.num_features, input_size=config.size, mean=IMAGENET_MEAN, std=IMAGENET_STD
+            body,
+            name=config.arch,
+            arch=config.arch,
+            feature_dim=body.num_features,
+            input_size=config.size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
         )
         self.classifier = nn.Linear(body.num_features, len(CLASS_NAMES))
         params = list(self.student.parameters()) + list(self.classifier.parameters())
@@ -141,15 +158,20 @@ class _Run:
 
 
 def pretrain_student(
-    out: str | Path, config: PretrainConfig = PretrainConfig(), stop_after: int | None = None, workers: int = DEFAULT_WORKERS
+    out: str | Path,
+    config: PretrainConfig | None = None,
+    stop_after: int | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> dict[str, Any] | None:
     """Train, save the student checkpoint to ``out`` (with its photo classifier as ``head``) and
     return its metadata. Partial state lives in ``<out>.partial/`` and is resumed from, then removed.
 
     ``stop_after`` ends this session once that many steps are done (and on Ctrl-C), keeping the
     partial state and returning None, so a long run can be split over several sessions.
-    ``workers`` processes render images (the result does not depend on it).
+    ``workers`` processes render images (the result does not depend on it). ``config`` None is the
+    default :class:`PretrainConfig`.
     """
+    config = config or PretrainConfig()
     out = Path(out)
     work = out.with_name(out.name + ".partial")
     state_file, pool_file = work / "state.pt", work / "pool.pt"
@@ -174,10 +196,18 @@ def pretrain_student(
     if run.step < config.steps:
         return None
 
-    head = {"classes": list(CLASS_NAMES), "weight": run.classifier.weight.detach(), "bias": run.classifier.bias.detach()}
+    head = {
+        "classes": list(CLASS_NAMES),
+        "weight": run.classifier.weight.detach(),
+        "bias": run.classifier.bias.detach(),
+    }
     run.student.head = head
     accuracy = evaluate_styles(run.student, config, workers)
-    meta = {"config": _plain(config), "style_accuracy": accuracy, "seconds_last_session": round(time.monotonic() - started, 1)}
+    meta = {
+        "config": _plain(config),
+        "style_accuracy": accuracy,
+        "seconds_last_session": round(time.monotonic() - started, 1),
+    }
     save_student(run.student, out, head=head, meta=meta)
     shutil.rmtree(work)
     return meta

@@ -37,7 +37,9 @@ class ProbeRow:
 
 
 @torch.no_grad()
-def extract_features(student: Student, root: str | Path, samples: Sequence[Sample], batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    student: Student, root: str | Path, samples: Sequence[Sample], batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen features ``[N, F]`` and labels ``[N]`` of ``samples`` under the student's evaluation
     preprocessing (the whole image resized to its input size, normalised)."""
     student.eval()
@@ -50,7 +52,9 @@ def extract_features(student: Student, root: str | Path, samples: Sequence[Sampl
     return (torch.cat(feats) if feats else torch.zeros(0, student.feature_dim)), labels
 
 
-def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float = 1e-3, iters: int = 200) -> nn.Module:
+def fit_linear_probe(
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float = 1e-3, iters: int = 200
+) -> nn.Module:
     """Multinomial logistic regression on standardised features, fitted to convergence by L-BFGS
     (full batch: probe sets are small), with L2 penalty ``weight_decay``."""
     mean, std = x.mean(0), x.std(0) + 1e-6
@@ -58,7 +62,9 @@ def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_de
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)
     z = (x - mean) / std
-    optimizer = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        linear.parameters(), lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -100,7 +106,10 @@ def probe_domains(student: Student, dataset: DomainDataset, seed: int = 0, holdo
     feats = {}
     for domain in dataset.domains:
         split_in, split_out = dataset.split(domain, seed, holdout)
-        feats[domain] = (extract_features(student, dataset.root, split_in), extract_features(student, dataset.root, split_out))
+        feats[domain] = (
+            extract_features(student, dataset.root, split_in),
+            extract_features(student, dataset.root, split_out),
+        )
     photo_probe = fit_linear_probe(*feats[PHOTO][0], n_classes) if PHOTO in feats else None
     head_index = _head_to_dataset(student, dataset)
     rows = []

@@ -69,7 +69,9 @@ def collect(runs: str | Path) -> list[Result]:
         args = r["args"]
         if (args.get("search") or {}).get("candidate") is not None:
             continue
-        paid = {k: max(int(x.get(k) or 0) for x in records) for k in ("queries_images", "queries_eval_images")}  # running totals
+        paid = {
+            k: max(int(x.get(k) or 0) for x in records) for k in ("queries_images", "queries_eval_images")
+        }  # running totals
         result = Result(
             dataset=r["dataset"],
             method=args["method"],
@@ -86,11 +88,18 @@ def collect(runs: str | Path) -> list[Result]:
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
-            raise UsageError(f"{seen[cell]} and {done.parent} are both {row_label(result.row)} on {result.test_domain}, "
-                             f"seed {result.seed} (other settings?); report them from separate folders")
+            raise UsageError(
+                f"{seen[cell]} and {done.parent} are both {row_label(result.row)} on {result.test_domain}, "
+                f"seed {result.seed} (other settings?); report them from separate folders"
+            )
         seen[cell] = str(done.parent)
         out.append(result)
     return out
+
+
+def md_row(*cells: object) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -123,9 +132,12 @@ def _protocol_lines(results: list[Result]) -> list[str]:
     profiles = sorted({r.args["profile"] for r in results})
     models = sorted({r.model for r in results})
     return [
-        f"Student: {', '.join(students) or '–'}; hparams profile: {', '.join(profiles)}; output model: {', '.join(models)} "
-        "(swad = SWAD's loss-valley average of the final stage; best = its best checkpoint by source validation).",
-        f"Per-method hparam overrides (after the search): {'; '.join(sorted(hp))}." if len(hp) > 1 else f"Hparam overrides: {hp.pop()}.",
+        f"Student: {', '.join(students) or '–'}; hparams profile: {', '.join(profiles)}; "
+        f"output model: {', '.join(models)} (swad = SWAD's loss-valley average of the final stage; "
+        "best = its best checkpoint by source validation).",
+        f"Per-method hparam overrides (after the search): {'; '.join(sorted(hp))}."
+        if len(hp) > 1
+        else f"Hparam overrides: {hp.pop()}.",
     ]
 
 
@@ -136,8 +148,9 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
     lines = [
         "# Results" + (" (SYNTHETIC world: the project's own miniature, not a real benchmark)" if synthetic else ""),
         "",
-        "Accuracy (%) on the target domain's 80 % \"in\" split (`env{i}_in_acc`) of the model each run outputs, chosen by",
-        "training-domain validation only (source domains' 20 % \"out\" splits); mean ± standard error over seeds.",
+        'Accuracy (%) on the target domain\'s 80 % "in" split (`env{i}_in_acc`) of the model each run outputs,',
+        'chosen by training-domain validation only (source domains\' 20 % "out" splits); mean ± standard error',
+        "over seeds.",
         "ID is that model's source validation accuracy: the selection criterion itself, so optimistic.",
         "Image queries are what each run paid in all (mean over its runs).",
         "",
@@ -167,7 +180,9 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
             q = np.mean([r.queries_images for r in mine])
             qe = np.mean([r.queries_eval_images for r in mine])
             # seeds: how many seeds have every target domain (the averages and their errors use those)
-            lines.append(f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |")
+            lines.append(
+                f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |"
+            )
         lines += efficiency(rs, rows, domains)
         lines += search_table(rs)
         lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))
@@ -185,7 +200,14 @@ def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: li
         "",
         "### Cached teacher set vs online teacher (official recipe: every augmented view queried)",
         "",
-        "| Method | cached: image queries | cached: OOD | online: image queries | online: OOD | queries online / cached |",
+        md_row(
+            "Method",
+            "cached: image queries",
+            "cached: OOD",
+            "online: image queries",
+            "online: OOD",
+            "queries online / cached",
+        ),
         "|---|---|---|---|---|---|",
     ]
     for row in online:
@@ -197,7 +219,14 @@ def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: li
         qc, qo = np.mean([r.queries_images for r in c_rs]), np.mean([r.queries_images for r in o_rs])
         ratio = f"{qo / qc:.1f}×" if qc else "∞"
         lines.append(
-            f"| {row[0]} | {qc:.0f} | {fmt(per_seed_average(c_rs, domains))} | {qo:.0f} | {fmt(per_seed_average(o_rs, domains))} | {ratio} |"
+            md_row(
+                row[0],
+                f"{qc:.0f}",
+                fmt(per_seed_average(c_rs, domains)),
+                f"{qo:.0f}",
+                fmt(per_seed_average(o_rs, domains)),
+                ratio,
+            )
         )
     return lines
 
@@ -235,31 +264,57 @@ def _point(hparams: dict[str, Any]) -> str:
 def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -> list[str]:
     """The premises the method relies on, measured (see :mod:`client_distill.diagnostics`)."""
     if not diag:
-        return ["", "### Premise diagnostics", "", "Not computed (no zero-shot run with a full teacher set, or `--no-diagnostics`)."]
+        return [
+            "",
+            "### Premise diagnostics",
+            "",
+            "Not computed (no zero-shot run with a full teacher set, or `--no-diagnostics`).",
+        ]
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
     shares = lambda s: " / ".join(f"{100 * s[k]:.0f} %" for k in ("class", "style", "residual")) if s else "–"  # noqa: E731
-    erm = [r for r in rs if r.method == "erm"]
-    erm_ood = {d: fmt([r.ood for r in erm if r.test_domain == d]) for d in domains}
-    probe = diag.get("frozen_probe_ood", {})
-    zs = diag.get("teacher_zero_shot", {})
     params = lambda n: "not stated by the vendor" if n is None else f"{n / 1e6:.2f} M"  # noqa: E731
+    erm = [r for r in rs if r.method == "erm"]
+    probe = diag.get("frozen_probe_ood", {})
+    probe_avg = pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)
+    teacher = f"teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')})"
+    rows = [
+        (
+            f"{teacher} zero-shot per domain, every image",
+            ", ".join(f"{d} {pct(v)}" for d, v in diag.get("teacher_zero_shot", {}).items()),
+        ),
+        (
+            "teacher image embeddings: variance share class / style / residual",
+            shares(diag.get("teacher_embedding_variance")),
+        ),
+        (
+            f"student init ({diag['student']}) features: variance share class / style / residual",
+            shares(diag.get("student_feature_variance")),
+        ),
+        (
+            "student init: frozen-feature linear probe (L-BFGS), OOD per target",
+            ", ".join(f"{d} {pct(probe.get(d))}" for d in domains) + f"; avg {probe_avg}",
+        ),
+        (
+            "ERM fine-tuned (this protocol), OOD per target",
+            ", ".join(f"{d} {fmt([r.ood for r in erm if r.test_domain == d])}" for d in domains),
+        ),
+        (
+            "parameters: teacher image tower / student",
+            f"{params(diag.get('teacher_image_params'))} / {params(diag.get('student_params'))}",
+        ),
+        (
+            "teacher logit scale (KD and the text head use it)",
+            diag.get("teacher_logit_scale") or "not stated: 100 (CLIP) assumed",
+        ),
+        ("ID (source validation) of every method", "see the ID vs OOD table: an under-trained run shows there"),
+    ]
     return [
         "",
         "### Premise diagnostics",
         "",
-        "| premise | measured |",
+        md_row("premise", "measured"),
         "|---|---|",
-        f"| teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')}) zero-shot per domain, every image | "
-        + ", ".join(f"{d} {pct(v)}" for d, v in zs.items()) + " |",
-        f"| teacher image embeddings: variance share class / style / residual | {shares(diag.get('teacher_embedding_variance'))} |",
-        f"| student init ({diag['student']}) features: variance share class / style / residual | {shares(diag.get('student_feature_variance'))} |",
-        "| student init: frozen-feature linear probe (L-BFGS), OOD per target | "
-        + ", ".join(f"{d} {pct(probe.get(d))}" for d in domains)
-        + f"; avg {pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)} |",
-        "| ERM fine-tuned (this protocol), OOD per target | " + ", ".join(f"{d} {v}" for d, v in erm_ood.items()) + " |",
-        f"| parameters: teacher image tower / student | {params(diag.get('teacher_image_params'))} / {params(diag.get('student_params'))} |",
-        f"| teacher logit scale (KD and the text head use it) | {diag.get('teacher_logit_scale') or 'not stated: 100 (CLIP) assumed'} |",
-        "| ID (source validation) of every method | see the ID vs OOD table: an under-trained run shows there |",
+        *(md_row(*row) for row in rows),
     ]
 
 
@@ -284,7 +339,10 @@ def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
             continue
         from client_distill.diagnostics import diagnose  # torch: only when there is something to compute
 
-        found[ds] = {**diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]), "inputs": inputs}
+        found[ds] = {
+            **diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]),
+            "inputs": inputs,
+        }
     cache_file.write_text(json.dumps(found, indent=2) + "\n")
     return found
 
@@ -317,13 +375,25 @@ def plot(results: list[Result], path: Path) -> Path:
         for row in sorted({r.row for r in rs}):
             mine = [r for r in rs if r.row == row]
             m, se = mean_se(per_seed_average(mine, domains))
-            points[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), 100 * m, 0.0 if np.isnan(se) else 100 * se))
+            points[(row[0], row[1])].append(
+                (float(np.mean([r.queries_images for r in mine])), 100 * m, 0.0 if np.isnan(se) else 100 * se)
+            )
         for (method, mode), pts in sorted(points.items()):
             colour = plt.cm.tab10(methods.index(method) % 10)
             pts.sort()
-            xs, ys, es = (np.array(v) for v in zip(*pts))
+            xs, ys, es = (np.array(v) for v in zip(*pts, strict=True))
             if mode == "online" and right is not None:
-                right.errorbar(xs, ys, yerr=es, marker="*", markersize=12, capsize=3, color=colour, linestyle="none", label=f"{method} (online)")
+                right.errorbar(
+                    xs,
+                    ys,
+                    yerr=es,
+                    marker="*",
+                    markersize=12,
+                    capsize=3,
+                    color=colour,
+                    linestyle="none",
+                    label=f"{method} (online)",
+                )
             elif len(pts) == 1 and xs[0] == 0:
                 label = "teacher (vendor CLIP) zero-shot" if method == "zero_shot" else f"{method} (no image queries)"
                 ax.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour, label=label)
@@ -348,7 +418,15 @@ def plot(results: list[Result], path: Path) -> Path:
             if xs:
                 right.set_xlim(min(xs) * 0.8, max(xs) * 1.2)
             for a, side in ((ax, 1), (right, 0)):  # the break marks between the two axes
-                a.plot([side, side], [0, 0], transform=a.transAxes, marker=[(-1, -2), (1, 2)], markersize=10, color="k", clip_on=False)
+                a.plot(
+                    [side, side],
+                    [0, 0],
+                    transform=a.transAxes,
+                    marker=[(-1, -2), (1, 2)],
+                    markersize=10,
+                    color="k",
+                    clip_on=False,
+                )
             ax.spines["right"].set_visible(False)
             right.spines["left"].set_visible(False)
     fig.tight_layout()
@@ -366,6 +444,8 @@ def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True) ->
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     diag = compute_diagnostics(results, out) if diagnostics else None
-    (out / "report.md").write_text(tables(results, diag) + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n")
+    (out / "report.md").write_text(
+        tables(results, diag) + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n"
+    )
     plot(results, out / "accuracy_vs_budget.png")
     return out / "report.md"

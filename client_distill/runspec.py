@@ -9,7 +9,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: every method ``client_distill.methods`` registers; registering a name missing here is an error
-METHOD_NAMES = ("adip", "adip_image_only", "adip_text_only", "adip_joint", "sd", "erm", "lp", "lp_ft", "kd", "zero_shot")
+METHOD_NAMES = (
+    "adip",
+    "adip_image_only",
+    "adip_text_only",
+    "adip_joint",
+    "sd",
+    "erm",
+    "lp",
+    "lp_ft",
+    "kd",
+    "zero_shot",
+)
 TEACHER_MODES = ("cached", "online")
 
 

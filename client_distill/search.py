@@ -32,7 +32,7 @@ CRITERION = (
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of the grid, in a stable order (keys sorted, values as listed)."""
     keys = sorted(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def choose(points: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]]) -> tuple[int, list[float]]:
@@ -45,14 +45,18 @@ def choose(points: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]]) 
     return best, means
 
 
-def summary(grid: Mapping[str, Sequence[Any]], method: str, points: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]]) -> dict[str, Any]:
+def summary(
+    grid: Mapping[str, Sequence[Any]], method: str, points: Sequence[dict[str, Any]], scores: Sequence[Sequence[float]]
+) -> dict[str, Any]:
     """What a protocol run records about the search that chose its hparams."""
     best, means = choose(points, scores)
     return {
         "method": method,
         "grid": {k: list(v) for k, v in grid.items()},
         "criterion": CRITERION,
-        "candidates": [{"hparams": p, "score": m, "runs": len(s)} for p, m, s in zip(points, means, scores)],
+        "candidates": [
+            {"hparams": p, "score": m, "runs": len(s)} for p, m, s in zip(points, means, scores, strict=True)
+        ],
         "chosen": points[best],
     }
 

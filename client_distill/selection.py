@@ -28,7 +28,9 @@ STRATEGIES = ("random", "class_balanced", "kcenter")
 FeatureFn = Callable[[Sequence[Sample]], np.ndarray]
 
 
-def order_samples(samples: Sequence[Sample], strategy: str, seed: int, features: FeatureFn | None = None, k: int | None = None) -> list[Sample]:
+def order_samples(
+    samples: Sequence[Sample], strategy: str, seed: int, features: FeatureFn | None = None, k: int | None = None
+) -> list[Sample]:
     """``samples`` in the order ``strategy`` buys them; ``kcenter`` needs ``features`` and orders
     the first ``k`` greedily (the rest follow in random order, as nothing will pay for them)."""
     rng = np.random.default_rng(seed)

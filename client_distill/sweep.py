@@ -103,7 +103,11 @@ class Purchases:
         sources = [d for d in self.ds.domains if d != target]
         n_in = sum(len(self.ds.split(d, seed)[0]) for d in sources)
         n_images = int(round(budget * n_in))
-        return self._set(sources, "in", seed, self.n_texts + self.cfg.embed.views * n_images) if n_images else self.texts_set()
+        return (
+            self._set(sources, "in", seed, self.n_texts + self.cfg.embed.views * n_images)
+            if n_images
+            else self.texts_set()
+        )
 
     def full_set(self) -> str:
         n_all = sum(len(self.ds.samples(d)) for d in self.ds.domains)
@@ -147,7 +151,9 @@ class Planner:
             return self.purchases.budget_set(float(budget), domain, seed)
         return self.cfg.teacher or self.purchases.unbudgeted_set(METHODS[method], mode, domain, seed)
 
-    def spec(self, method: str, mode: str, budget: float | None, domain: str, seed: int, hparams: dict, search: dict | None) -> RunSpec:
+    def spec(
+        self, method: str, mode: str, budget: float | None, domain: str, seed: int, hparams: dict, search: dict | None
+    ) -> RunSpec:
         cfg = self.cfg
         return RunSpec(
             method=method,
@@ -177,7 +183,14 @@ class Planner:
         for method in self.searched_methods():
             budget = search.budget if METHODS[method].uses_teacher_images else None
             out[method] = [
-                (point, [self.spec(method, "cached", budget, d, s, point, {"candidate": point}) for d in self.domains(search.test_domains) for s in search.seeds])
+                (
+                    point,
+                    [
+                        self.spec(method, "cached", budget, d, s, point, {"candidate": point})
+                        for d in self.domains(search.test_domains)
+                        for s in search.seeds
+                    ],
+                )
                 for point in grid_points(search.grid)
             ]
         return out
@@ -190,8 +203,12 @@ class Planner:
             online_ok = method in (cfg.online_methods if cfg.online_methods is not None else cfg.methods)
             search = chosen.get(method)
             hparams = dict(search["chosen"]) if search else {}
-            for mode in [m for m in cfg.teacher_modes if m == "cached" or online_ok] if cls.uses_teacher_images else ["cached"]:
-                budgets: list[float | None] = list(cfg.budgets or [None]) if cls.uses_teacher_images and mode == "cached" else [None]
+            for mode in (
+                [m for m in cfg.teacher_modes if m == "cached" or online_ok] if cls.uses_teacher_images else ["cached"]
+            ):
+                budgets: list[float | None] = (
+                    list(cfg.budgets or [None]) if cls.uses_teacher_images and mode == "cached" else [None]
+                )
                 if not cls.learns_without_images:  # nothing to learn from 0 image queries
                     budgets = [b for b in budgets if b is None or b > 0]
                 for budget in budgets:
@@ -201,7 +218,9 @@ class Planner:
         return specs
 
 
-def plan_sweep(cfg: SweepConfig, chosen: dict[str, dict[str, Any]] | None = None) -> tuple[list[RunSpec], dict[str, list[str]]]:
+def plan_sweep(
+    cfg: SweepConfig, chosen: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[RunSpec], dict[str, list[str]]]:
     """The protocol's runs (with ``chosen`` search summaries, or those of ``searched``) and the
     ``vl2v embed`` commands (by teacher-set folder) that buy what they need."""
     planner = Planner(cfg)
@@ -230,7 +249,12 @@ def _complete(teacher_set: Path) -> bool:
 
 
 def execute(
-    cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[str]], workers: int, desc: str, threads: int | None = None
+    cfg: SweepConfig,
+    specs: list[RunSpec],
+    purchases: dict[str, list[str]],
+    workers: int,
+    desc: str,
+    threads: int | None = None,
 ) -> dict[str, list[str]]:
     """Run every unfinished spec, ``threads`` torch threads each (default: the cores split between the
     workers); the run folders by outcome (done / skipped / failed)."""
@@ -245,7 +269,12 @@ def execute(
     vendor_args = [str(a) for a in cfg.vendor_args]
     with RunPool(workers) as pool:
         futures = {pool.submit(sweep_job, (spec, str(out), vendor_args), out, threads): out for spec, out in todo}
-        bar = tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({len(outcome['skipped'])} already done)", unit="run")
+        bar = tqdm(
+            as_completed(futures),
+            total=len(futures),
+            desc=f"{desc} ({len(outcome['skipped'])} already done)",
+            unit="run",
+        )
         try:
             for future in bar:
                 out = futures[future]
@@ -263,9 +292,13 @@ def run_search(cfg: SweepConfig, workers: int, threads: int | None = None) -> di
     planner = Planner(cfg)
     candidates = planner.candidates()
     specs = [spec for points in candidates.values() for _, runs in points for spec in runs]
-    outcome = execute(cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search", threads)
+    outcome = execute(
+        cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search", threads
+    )
     if outcome["failed"]:
-        raise UsageError(f"{len(outcome['failed'])} search run(s) failed, e.g. {outcome['failed'][0]}/log.txt; fix and rerun")
+        raise UsageError(
+            f"{len(outcome['failed'])} search run(s) failed, e.g. {outcome['failed'][0]}/log.txt; fix and rerun"
+        )
     root, chosen = Path(cfg.out), {}
     for method, points in candidates.items():
         scores = [[select(load_records(root / run_name(s)))["source_val_acc"] for s in runs] for _, runs in points]
@@ -274,17 +307,28 @@ def run_search(cfg: SweepConfig, workers: int, threads: int | None = None) -> di
     return chosen
 
 
-def run_sweep(cfg: SweepConfig, workers: int = 1, dry_run: bool = False, threads: int | None = None) -> dict[str, list[str]]:
+def run_sweep(
+    cfg: SweepConfig, workers: int = 1, dry_run: bool = False, threads: int | None = None
+) -> dict[str, list[str]]:
     """Search (if the config has one), then launch every unfinished protocol run; returns the run
     folders by outcome (done / skipped / failed; with ``dry_run`` nothing is launched and ``todo``
     lists what would be: the search's candidates, or the protocol's runs when there is no search)."""
     if dry_run:
         planner = Planner(cfg)
-        specs = [s for points in planner.candidates().values() for _, runs in points for s in runs] if cfg.search else plan_sweep(cfg)[0]
+        specs = (
+            [s for points in planner.candidates().values() for _, runs in points for s in runs]
+            if cfg.search
+            else plan_sweep(cfg)[0]
+        )
         todo = [str(Path(cfg.out) / run_name(s)) for s in specs if not (Path(cfg.out) / run_name(s) / "done").is_file()]
         for out in todo:
             print(out)
-        return {"todo": todo, "skipped": [str(Path(cfg.out) / run_name(s)) for s in specs if str(Path(cfg.out) / run_name(s)) not in todo]}
+        return {
+            "todo": todo,
+            "skipped": [
+                str(Path(cfg.out) / run_name(s)) for s in specs if str(Path(cfg.out) / run_name(s)) not in todo
+            ],
+        }
     chosen = run_search(cfg, workers, threads) if cfg.search else None
     specs, purchases = plan_sweep(cfg, chosen)
     return execute(cfg, specs, purchases, workers, "sweep", threads)

@@ -37,7 +37,7 @@ class Teacher:
         *,
         use_cache: bool = True,
         budget: int | None = None,
-        on_progress: Callable[["Teacher"], None] | None = None,
+        on_progress: Callable[[Teacher], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.cache = cache
@@ -53,7 +53,7 @@ class Teacher:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Teacher":
+    def __enter__(self) -> Teacher:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -94,7 +94,9 @@ class Teacher:
 
     def reserve(self, batch_id: str, modality: Modality, n: int) -> None:
         if self.budget is not None and self.reserved + n > self.budget:
-            raise BudgetExhausted(f"query budget of {self.budget} reached ({self.reserved} spent); nothing more is sent")
+            raise BudgetExhausted(
+                f"query budget of {self.budget} reached ({self.reserved} spent); nothing more is sent"
+            )
         self.ledger.reserve(batch_id, modality, n)
         self.reserved += n
 
@@ -115,19 +117,21 @@ class Teacher:
     def cached(self, modality: Modality, payloads: Sequence[Payload]) -> list[np.ndarray | None]:
         """What the cache already holds for ``payloads`` (None where nothing), at no cost."""
         self._open()
-        return self.cache.get_many([EmbeddingCache.key(self.adapter, modality, sha256_hex(p)) for p in payloads], count=False)
+        return self.cache.get_many(
+            [EmbeddingCache.key(self.adapter, modality, sha256_hex(p)) for p in payloads], count=False
+        )
 
     def embed(self, modality: Modality, payloads: Sequence[Payload]) -> np.ndarray:
         self._open()
         keys = [EmbeddingCache.key(self.adapter, modality, sha256_hex(p)) for p in payloads]
         found: dict[str, np.ndarray] = {}
         if self.use_cache:
-            for k, vec in zip(keys, self.cache.get_many(keys)):
+            for k, vec in zip(keys, self.cache.get_many(keys), strict=True):
                 if vec is not None:
                     found[k] = vec
                     self.hits += 1
         missing: dict[str, Payload] = {}
-        for k, p in zip(keys, payloads):
+        for k, p in zip(keys, payloads, strict=True):
             if k not in found:
                 missing.setdefault(k, p)
         self._notify()
@@ -136,8 +140,10 @@ class Teacher:
 
             def settle(start: int, chunk: Sequence[Payload], result: BatchResult) -> None:
                 batch_keys = miss_keys[start : start + len(chunk)]
-                entries = dict(zip(batch_keys, result.vectors))
-                self.ledger.settle(result.batch_id, result.charged, entries if self.use_cache else {}, result.request_id)
+                entries = dict(zip(batch_keys, result.vectors, strict=True))
+                self.ledger.settle(
+                    result.batch_id, result.charged, entries if self.use_cache else {}, result.request_id
+                )
                 found.update(entries)
                 self.paid += result.charged
                 self._notify()

@@ -77,7 +77,7 @@ class TeacherSet:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "TeacherSet":
+    def load(cls, path: str | Path) -> TeacherSet:
         path = Path(path)
         manifest_file = path / "manifest.json"
         if not manifest_file.is_file():
@@ -90,7 +90,9 @@ class TeacherSet:
             e["path"]: np.array(shards[e["shard"]][e["row"], : e["views"]])
             for e in json.loads((path / "index.json").read_text())
         }
-        meta = {k: v for k, v in manifest.items() if k not in {"format", "classes", "prompts", "dim", "n_images", "shards"}}
+        meta = {
+            k: v for k, v in manifest.items() if k not in {"format", "classes", "prompts", "dim", "n_images", "shards"}
+        }
         return cls(
             classes=list(manifest["classes"]),
             prompts=[list(p) for p in manifest["prompts"]],

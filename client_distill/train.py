@@ -43,7 +43,8 @@ from client_distill.augment import BatchAugment, normalise, resize
 from client_distill.datasets import Sample, open_dataset, seed_hash
 from client_distill.errors import UsageError
 from client_distill.hparams import resolve_hparams
-from client_distill.image_store import load_images, png_bytes as encode_png
+from client_distill.image_store import load_images
+from client_distill.image_store import png_bytes as encode_png
 from client_distill.methods import Method, Stage, Targets, create_method
 from client_distill.methods.base import CLIP_LOGIT_SCALE
 from client_distill.methods.registry import method_class
@@ -104,7 +105,9 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else contextlib.nullcontext()
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: Targets, amp: bool = True) -> torch.Tensor:
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, targets: Targets, amp: bool = True
+) -> torch.Tensor:
     """One optimisation step of ``model`` (a method or its DDP wrapper); returns the detached loss
     without synchronising the device."""
     with autocast(x.device, amp):
@@ -180,7 +183,9 @@ class Evaluator:
 class Run:
     """One run's state: data, method, teacher targets, and its folder."""
 
-    def __init__(self, spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None):
+    def __init__(
+        self, spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None
+    ):
         if spec.teacher_mode not in TEACHER_MODES:
             raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
         if spec.teacher_mode == "online" and online_teacher is None:
@@ -189,7 +194,9 @@ class Run:
         self.stop_after = stop_after  # global step after whose checkpoint to stop, resumably
         self.rank, self.world = _distributed()
         self.folder = RunFolder(out, self.rank)
-        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(
+            f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        )
         self.data = open_dataset(spec.data, spec.dataset)
         self.test_env = self.data.domain_index(spec.test_domain)
         self.splits = [self.data.split(d, spec.seed) for d in self.data.domains]
@@ -198,14 +205,23 @@ class Run:
         self.hp = resolve_hparams(spec.method, spec.profile, self.data.name, spec.hparams)
         self.teacher = TeacherSet.load(spec.teacher) if spec.teacher else None
         if self.teacher is not None and self.teacher.classes != self.data.classes:
-            raise UsageError(f"teacher set classes {self.teacher.classes} differ from the dataset's {self.data.classes}")
+            raise UsageError(
+                f"teacher set classes {self.teacher.classes} differ from the dataset's {self.data.classes}"
+            )
         text = torch.from_numpy(np.asarray(self.teacher.text_embeddings, dtype=np.float32)) if self.teacher else None
-        self.logit_scale = float(self.teacher.meta.get("logit_scale") or CLIP_LOGIT_SCALE) if self.teacher else CLIP_LOGIT_SCALE
+        self.logit_scale = (
+            float(self.teacher.meta.get("logit_scale") or CLIP_LOGIT_SCALE) if self.teacher else CLIP_LOGIT_SCALE
+        )
         cls = method_class(spec.method, has_text=text is not None)
         torch.manual_seed(seed_hash("init", spec.seed))  # the head's initialisation
         self.student = create_student(spec.student, spec.pretrained) if cls.needs_student else None
         self.method: Method = create_method(
-            spec.method, student=self.student, text_embeddings=text, num_classes=len(self.data.classes), hparams=self.hp, logit_scale=self.logit_scale
+            spec.method,
+            student=self.student,
+            text_embeddings=text,
+            num_classes=len(self.data.classes),
+            hparams=self.hp,
+            logit_scale=self.logit_scale,
         )
         self.method.to(self.device, memory_format=torch.channels_last)
         self.input_size = self.student.input_size if self.student else 0
@@ -213,9 +229,18 @@ class Run:
         self.queries_texts = sum(len(p) for p in self.teacher.prompts) if self.teacher else 0
         self.queries_eval_images = 0
         self.tables = self._tables()
-        self.view_seed = view_seed(self.teacher, list(self.tables.values()))  # refuses a set whose views cannot be redrawn
-        if self.online is None and not self.method.learns_without_images and not any(t.paid for t in self.tables.values()):
-            raise UsageError(f"{spec.method} learns only from teacher image embeddings and this run has none (budget 0 or no teacher set)")
+        self.view_seed = view_seed(
+            self.teacher, list(self.tables.values())
+        )  # refuses a set whose views cannot be redrawn
+        if (
+            self.online is None
+            and not self.method.learns_without_images
+            and not any(t.paid for t in self.tables.values())
+        ):
+            raise UsageError(
+                f"{spec.method} learns only from teacher image embeddings and this run has none "
+                "(budget 0 or no teacher set)"
+            )
         self.swad: LossValley | None = None  # the final stage's window search, once that stage runs
 
     def _tables(self) -> dict[int, TeacherTable]:
@@ -241,7 +266,9 @@ class Run:
             samples = self.splits[i][0]
             domains.append(
                 SourceDomain(
-                    images=load_images(self.data.root, samples, self.input_size, desc=f"decoding {self.data.domains[i]}"),
+                    images=load_images(
+                        self.data.root, samples, self.input_size, desc=f"decoding {self.data.domains[i]}"
+                    ),
                     labels=torch.tensor([s.label for s in samples], dtype=torch.long),
                     table=self.tables[i],
                     views=view_pictures(self.data.root, samples, self.tables[i], self.view_seed, self.input_size),
@@ -278,7 +305,10 @@ class Run:
         if self.online is not None and self.method.uses_teacher_images:
             before = getattr(self.online, "paid", None)
             vectors = self.online.embed_images(png_bytes(batch.pixels))
-            image, has_image = torch.from_numpy(np.asarray(vectors, dtype=np.float32)), torch.ones(len(batch.labels), dtype=torch.bool)
+            image, has_image = (
+                torch.from_numpy(np.asarray(vectors, dtype=np.float32)),
+                torch.ones(len(batch.labels), dtype=torch.bool),
+            )
             paid = len(batch.labels) if before is None else self.online.paid - before  # what the vendor charged
         x = self.to_device(normalise(batch.pixels, self.mean, self.std))
         cuda = self.device.type == "cuda"
@@ -288,7 +318,9 @@ class Run:
     def teacher_eval_embeddings(self, samples: Sequence[Sample]) -> torch.Tensor:
         """The teacher's embeddings of evaluated images (zero-shot): from the teacher set, else bought
         online; either way counted as evaluation queries, apart from the training budget."""
-        vecs: list[np.ndarray | None] = [self.teacher.image_embedding(s.path) if self.teacher else None for s in samples]
+        vecs: list[np.ndarray | None] = [
+            self.teacher.image_embedding(s.path) if self.teacher else None for s in samples
+        ]
         missing = [i for i, v in enumerate(vecs) if v is None]
         if missing and self.online is None:
             raise UsageError(
@@ -297,7 +329,7 @@ class Run:
             )
         if missing:
             bought = self.online.embed_images([(self.data.root / samples[i].path).read_bytes() for i in missing])
-            for i, v in zip(missing, bought):
+            for i, v in zip(missing, bought, strict=True):
                 vecs[i] = np.asarray(v)[None]
         self.queries_eval_images += len(samples)
         return torch.from_numpy(np.stack([np.asarray(v[0], dtype=np.float32) for v in vecs]))
@@ -376,7 +408,9 @@ class Run:
         if self.swad is not None:
             averaged = averaged_copy(self.method, self.swad.final_weights())
             scores = self.evaluator.score(averaged, names)
-            self.folder.append(self._record("swad", stage, last, int(self.hp["steps"]), scores, {**paid, "swad": self.swad.summary()}))
+            self.folder.append(
+                self._record("swad", stage, last, int(self.hp["steps"]), scores, {**paid, "swad": self.swad.summary()})
+            )
 
     def _train_stage(self, index: int, stage: Stage, pos: Position, state: dict | None) -> bool:
         """Train one stage to its end (True) or until ``stop_after`` (False)."""
@@ -387,13 +421,19 @@ class Run:
         elif stage.init_from_best:
             method.load_state_dict(folder.load(f"best_{self.method.stages[index - 1].name}.pt", self.device))
         method.train()
-        optimizer = torch.optim.Adam(method.trainable_parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))  # fresh per stage
+        optimizer = torch.optim.Adam(
+            method.trainable_parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"])
+        )  # fresh per stage
         model: torch.nn.Module = method
         if dist.is_initialized():
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
         final = index == len(self.method.stages) - 1
-        swad = LossValley(int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"])) if hp["swad"] and final else None
+        swad = (
+            LossValley(int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"]))
+            if hp["swad"] and final
+            else None
+        )
         segment = SegmentAverage(method) if swad is not None and self.rank == 0 else None
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
@@ -417,11 +457,14 @@ class Run:
             if self.rank == 0:
                 extra = {
                     "loss": float(torch.stack(losses).float().mean()),
-                    "queries_images": queries + sum(t.paid for t in self.tables.values()),  # online: per view; cached: the set
+                    "queries_images": queries
+                    + sum(t.paid for t in self.tables.values()),  # online: per view; cached: the set
                     **self._paid_cached(),
                     "images_per_s": speed,
                 }
-                record = self._record("checkpoint", stage.name, index, step, self.evaluator.score(method, self.source_val_splits), extra)
+                record = self._record(
+                    "checkpoint", stage.name, index, step, self.evaluator.score(method, self.source_val_splits), extra
+                )
                 folder.append(record)
                 pending = []
                 if is_better(record, best):
@@ -431,7 +474,11 @@ class Run:
                 if swad is not None:
                     swad.add(segment.close(step, record["source_val_loss"]))
                 position = Position(index, step, queries, pending)
-                checkpoint = {"position": asdict(position), "model": method.state_dict(), "optimizer": optimizer.state_dict()}
+                checkpoint = {
+                    "position": asdict(position),
+                    "model": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                }
                 folder.save_checkpoint({**checkpoint, "swad": swad.state_dict() if swad else None}, pending)
             _barrier()
             if self.stop_after is not None and index * n + step >= self.stop_after:
@@ -440,7 +487,9 @@ class Run:
         return True
 
 
-def run_distill(spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None) -> dict | None:
+def run_distill(
+    spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None
+) -> dict | None:
     """Run (or resume, or skip if ``done``) one distillation run; returns its result record.
     ``stop_after`` stops at the first checkpoint at or after that global step, without ``done``."""
     return Run(spec, out, online_teacher, stop_after).run()

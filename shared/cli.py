@@ -22,7 +22,9 @@ def build_parser(
     return parser
 
 
-def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...]) -> int:
+def run(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...]
+) -> int:
     """Parse ``argv`` and call the chosen sub-command's ``func(args)`` (see :func:`call`)."""
     args = parser.parse_args(argv)
     return call(parser.prog, lambda: args.func(args), user_errors)

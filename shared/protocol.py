@@ -13,7 +13,7 @@ client that caches embeddings keys them by both. Clients that do not know the fi
 from __future__ import annotations
 
 import base64
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +40,7 @@ class ImageItem(BaseModel):
     image: str
 
 
-InputItem = Union[str, TextItem, ImageItem]
+InputItem = str | TextItem | ImageItem
 
 
 class EmbeddingRequest(BaseModel):
@@ -48,7 +48,7 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
-    input: Union[str, list[InputItem]]
+    input: str | list[InputItem]
     encoding_format: Literal["float", "base64"] = "float"
 
     def items(self) -> list[InputItem]:
@@ -59,7 +59,7 @@ class EmbeddingRequest(BaseModel):
 class EmbeddingData(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: Union[list[float], str]
+    embedding: list[float] | str
 
 
 class EmbeddingUsage(BaseModel):
@@ -93,9 +93,12 @@ class ModelCard(BaseModel):
     modalities: list[str] = ["text", "image"]
     revision: str | None = Field(None, description="digest of the served weights; changes whenever they do")
     logit_scale: float | None = Field(
-        None, description="the model's own logit scale (CLIP's is 100): zero-shot logits are logit_scale · cos(image, text)"
+        None,
+        description="the model's own logit scale (CLIP's is 100): zero-shot logits are logit_scale · cos(image, text)",
     )
-    image_params: int | None = Field(None, description="parameters of the image tower, as a hosted model card states its size")
+    image_params: int | None = Field(
+        None, description="parameters of the image tower, as a hosted model card states its size"
+    )
 
 
 class ModelList(BaseModel):

@@ -57,9 +57,20 @@ class VendorServer:
         # the developer's own VL2V_* settings must not change what the tests see
         clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
         try:
-            self.running = start_vendor("--model", self.model, "--pretrained", self.pretrained, "--db", str(self.db),
-                                        "--log-level", "warning", port=self.port, env={**clean, **self.env},
-                                        log=self.log, ready_timeout_s=READY_TIMEOUT_S)
+            self.running = start_vendor(
+                "--model",
+                self.model,
+                "--pretrained",
+                self.pretrained,
+                "--db",
+                str(self.db),
+                "--log-level",
+                "warning",
+                port=self.port,
+                env={**clean, **self.env},
+                log=self.log,
+                ready_timeout_s=READY_TIMEOUT_S,
+            )
         except VendorStartError as exc:
             raise RuntimeError(f"{exc}:\n{self.log.read_text()}") from None
         return self
@@ -96,8 +107,9 @@ def vendor_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
     def factory(model: str = "vl2v-tiny", pretrained: str = "none", **env: str) -> VendorServer:
         tmp = tmp_path_factory.mktemp("vendor")
-        server = VendorServer(db=tmp / "ledger.sqlite3", log=tmp / "server.log", env=env, model=model,
-                              pretrained=pretrained)
+        server = VendorServer(
+            db=tmp / "ledger.sqlite3", log=tmp / "server.log", env=env, model=model, pretrained=pretrained
+        )
         started.append(server)
         return server.start()
 

@@ -54,7 +54,9 @@ def make_teacher_set(
                 v = text[s.label] + 0.5 * rng.normal(size=(views, dim))
                 images[s.path] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
     prompts = [[f"a photo of a {c}"] for c in ds.classes]
-    ts = TeacherSet(classes=ds.classes, prompts=prompts, text_embeddings=text, image_embeddings=images, meta=dict(meta or {}))
+    ts = TeacherSet(
+        classes=ds.classes, prompts=prompts, text_embeddings=text, image_embeddings=images, meta=dict(meta or {})
+    )
     ts.save(out)
     return ts
 
@@ -63,7 +65,9 @@ def make_student(path: Path, arch: str = "resnet10t") -> Path:
     with torch.random.fork_rng(devices=[]):  # the same weights in every process (torch seeds itself randomly)
         torch.manual_seed(0)
         body = timm.create_model(arch, pretrained=False, num_classes=0)
-    student = Student(body, name="tiny", arch=arch, feature_dim=body.num_features, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    student = Student(
+        body, name="tiny", arch=arch, feature_dim=body.num_features, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
     save_student(student, path)
     return path
 

@@ -65,8 +65,14 @@ def _item_content(flavour: str, body: dict[str, Any]) -> list[str]:
 def model_list(flavour: str, script: Script) -> dict[str, Any]:
     """``GET /v1/models``: one model; the ``vl2v`` fake describes it as our vendor does."""
     if flavour == "vl2v":
-        card = {"id": "vl2v-tiny", "object": "model", "embedding_dim": DIM, "image_size": 32,
-                "price_per_query": 0.001, "revision": script.revision}
+        card = {
+            "id": "vl2v-tiny",
+            "object": "model",
+            "embedding_dim": DIM,
+            "image_size": 32,
+            "price_per_query": 0.001,
+            "revision": script.revision,
+        }
         return {"object": "list", "data": [card]}
     return {"object": "list", "data": [{"id": f"{flavour}-clip", "object": "model"}]}
 
@@ -83,17 +89,41 @@ def answer(flavour: str, script: Script, headers: Mapping[str, str], body: dict[
     contents = _item_content(flavour, body)
     if flavour == "vl2v":
         fmt = body.get("encoding_format", "float")
-        data = [{"object": "embedding", "index": i, "embedding": encode_vector(np.array(fake_vector(c)), fmt)}
-                for i, c in enumerate(contents)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(np.array(fake_vector(c)), fmt)}
+            for i, c in enumerate(contents)
+        ]
         n_images = sum("image" in item for item in body["input"])
-        usage = {"images": n_images, "texts": len(data) - n_images, "queries": len(data),
-                 "prompt_tokens": len(data), "total_tokens": len(data)}
-        return 200, {"object": "list", "model": body.get("model"), "model_revision": script.revision,
-                     "data": data, "usage": usage}, {}
+        usage = {
+            "images": n_images,
+            "texts": len(data) - n_images,
+            "queries": len(data),
+            "prompt_tokens": len(data),
+            "total_tokens": len(data),
+        }
+        return (
+            200,
+            {
+                "object": "list",
+                "model": body.get("model"),
+                "model_revision": script.revision,
+                "data": data,
+                "usage": usage,
+            },
+            {},
+        )
     data = [{"object": "embedding", "index": i, "embedding": fake_vector(c)} for i, c in enumerate(contents)]
     data.reverse()  # vendors may answer out of order; `index` says where each belongs
-    return 200, {"object": "list", "model": body.get("model"), "data": data,
-                 "usage": {"prompt_tokens": 7 * len(data), "total_tokens": 7 * len(data)}}, {}
+    return (
+        200,
+        {
+            "object": "list",
+            "model": body.get("model"),
+            "data": data,
+            "usage": {"prompt_tokens": 7 * len(data), "total_tokens": 7 * len(data)},
+        },
+        {},
+    )
 
 
 def mock_transport(flavour: str, script: Script) -> httpx.MockTransport:
@@ -154,4 +184,3 @@ def png_bytes(seed: int, size: int = 16) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
-

@@ -7,7 +7,15 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from client_distill.augment import BatchAugment, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, crop_resize, resize
+from client_distill.augment import (
+    BatchAugment,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    crop_resize,
+    resize,
+)
 
 torch.set_num_threads(1)
 
@@ -46,8 +54,12 @@ def test_crops_are_valid_boxes_of_the_requested_area_and_aspect():
     assert area.min() >= 0.7 - 0.05 and area.max() <= 1.0  # scale (0.7, 1), up to rounding
     assert (w / h).min() >= 3 / 4 - 0.05 and (w / h).max() <= 4 / 3 + 0.05
     # a box that never fits (scale far above 1) falls back to the centred crop with the aspect clamped
-    wide = BatchAugment(32, (0.5,) * 3, (0.5,) * 3, scale=(5.0, 6.0)).crop_boxes(3, 10, 40, torch.Generator().manual_seed(0))
-    assert torch.equal(wide, torch.tensor([[13.0, 0.0, 26.0, 10.0]] * 3))  # 40/10 > 4/3: height 10, width round(10·4/3) = 13, centred
+    wide = BatchAugment(32, (0.5,) * 3, (0.5,) * 3, scale=(5.0, 6.0)).crop_boxes(
+        3, 10, 40, torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(
+        wide, torch.tensor([[13.0, 0.0, 26.0, 10.0]] * 3)
+    )  # 40/10 > 4/3: height 10, width round(10·4/3) = 13, centred
 
 
 def test_full_box_crop_is_the_identity_and_resize_keeps_the_size():
@@ -63,6 +75,10 @@ def test_a_batch_is_a_function_of_its_generator_and_each_image_is_drawn_apart():
     a = aug(x, torch.Generator().manual_seed(3))
     assert torch.equal(a, aug(x, torch.Generator().manual_seed(3)))
     assert not torch.equal(a, aug(x, torch.Generator().manual_seed(4)))
-    assert a.shape == (16, 3, 24, 24) and len({tuple(img.flatten()[:50].tolist()) for img in a}) == 16  # one image, 16 draws
-    plain = BatchAugment(32, (0.0,) * 3, (1.0,) * 3, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, jitter=0.0, grayscale_p=0.0)
+    assert (
+        a.shape == (16, 3, 24, 24) and len({tuple(img.flatten()[:50].tolist()) for img in a}) == 16
+    )  # one image, 16 draws
+    plain = BatchAugment(
+        32, (0.0,) * 3, (1.0,) * 3, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, jitter=0.0, grayscale_p=0.0
+    )
     assert torch.equal(plain(x, torch.Generator()), x.float() / 255)  # every random part off: the image itself

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = [("client_distill", "vendor_server"), ("vendor_server", "client_distill"), ("shared", "client_distill"), ("shared", "vendor_server")]
+PAIRS = [
+    ("client_distill", "vendor_server"),
+    ("vendor_server", "client_distill"),
+    ("shared", "client_distill"),
+    ("shared", "vendor_server"),
+]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -26,7 +31,10 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def modules_of(package: str) -> list[str]:
-    return [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in sorted((ROOT / package).rglob("*.py"))]
+    return [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted((ROOT / package).rglob("*.py"))
+    ]
 
 
 @pytest.mark.parametrize("package,forbidden", PAIRS)

@@ -30,8 +30,17 @@ from client_distill.errors import UsageError
 from client_distill.teacher import Teacher
 
 URL = "http://vendor.test"
-QUOTA = (429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
-                         "code": "insufficient_quota"}}, {})
+QUOTA = (
+    429,
+    {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    },
+    {},
+)
 
 
 class Sleeps(list):
@@ -58,8 +67,14 @@ class CountingSpend:
 
 def fake(flavour: str, script: Script, sleeps: Sleeps | None = None, **kwargs):
     """An adapter of ``flavour`` wired to a fake vendor that follows ``script``."""
-    return create_adapter(flavour, URL, "k", transport=mock_transport(flavour, script),
-                          sleep=sleeps if sleeps is not None else Sleeps(), **kwargs)
+    return create_adapter(
+        flavour,
+        URL,
+        "k",
+        transport=mock_transport(flavour, script),
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        **kwargs,
+    )
 
 
 def embed(adapter, modality, payloads, spend=None):
@@ -81,8 +96,11 @@ def unit(v):
 def test_openai_texts_and_images_wire_format():
     script = Script()
     images = [png_bytes(i) for i in range(3)]
-    texts = embed(create_adapter("openai", URL + "/v1", "sk-test", transport=mock_transport("openai", script)),
-                  "text", ["a dog", "a cat"])
+    texts = embed(
+        create_adapter("openai", URL + "/v1", "sk-test", transport=mock_transport("openai", script)),
+        "text",
+        ["a dog", "a cat"],
+    )
     vecs = embed(fake("openai", script, batch_limit=2), "image", images)
     assert texts.dtype == np.float32 and texts.shape == (2, DIM)
     np.testing.assert_allclose(texts[1], unit(fake_vector("a cat")), atol=1e-6)  # index order kept
@@ -105,8 +123,12 @@ def test_jina_items_options_and_stable_idempotency_key():
     embed(fake("jina", script), "image", [image])
     embed(fake("jina", script), "image", [image])
     (h_text, text_body), (h1, img_body), (h2, _) = script.requests
-    assert text_body == {"model": "jina-clip-v2", "input": [{"text": "a photo of a dog"}], "normalized": True,
-                         "embedding_type": "float"}
+    assert text_body == {
+        "model": "jina-clip-v2",
+        "input": [{"text": "a photo of a dog"}],
+        "normalized": True,
+        "embedding_type": "float",
+    }
     assert img_body["input"] == [{"image": base64.b64encode(image).decode()}]
     assert h1["idempotency-key"] == h2["idempotency-key"] != h_text["idempotency-key"]
 
@@ -176,11 +198,14 @@ def test_without_retry_after_the_backoff_grows():
     assert [0.25 <= sleeps[0] <= 0.75, 0.5 <= sleeps[1] <= 1.0, 1.0 <= sleeps[2] <= 1.5] == [True] * 3
 
 
-@pytest.mark.parametrize(("flavour", "error", "reservations"), [
-    ("openai", httpx.ReadTimeout("read timed out"), 2),  # may have been billed: the resend is paid again
-    ("vl2v", httpx.ReadTimeout("read timed out"), 1),  # an idempotent vendor replays the resend for free
-    ("openai", httpx.ConnectError("connection refused"), 1),  # never reached the vendor: nothing billed
-])
+@pytest.mark.parametrize(
+    ("flavour", "error", "reservations"),
+    [
+        ("openai", httpx.ReadTimeout("read timed out"), 2),  # may have been billed: the resend is paid again
+        ("vl2v", httpx.ReadTimeout("read timed out"), 1),  # an idempotent vendor replays the resend for free
+        ("openai", httpx.ConnectError("connection refused"), 1),  # never reached the vendor: nothing billed
+    ],
+)
 def test_network_failures_are_retried_and_rebudgeted_only_when_maybe_billed(flavour, error, reservations):
     script = Script(errors=[error])
     spend = CountingSpend()
@@ -231,19 +256,47 @@ def test_retries_give_up_at_the_deadline():
 # -- errors that are never retried ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flavour", "status", "body", "exc"), [
-    ("openai", *QUOTA[:2], BudgetExhausted),
-    ("openai", 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                               "code": "invalid_api_key"}}, AuthError),
-    ("openai", 400, {"error": {"message": "bad input", "type": "invalid_request_error", "code": None}}, InvalidInput),
-    ("jina", 403, {"detail": "AUTHZ_INSUFFICIENT_BALANCE: insufficient balance, please top up"}, BudgetExhausted),
-    ("jina", 402, {"detail": "Payment required"}, BudgetExhausted),
-    ("jina", 403, {"detail": "Forbidden: key not allowed for this model"}, AuthError),
-    ("jina", 401, {"detail": "Failed to authenticate with the provided api key."}, AuthError),
-    ("vl2v", 402, {"error": {"type": "insufficient_budget", "code": "budget_exhausted",
-                             "message": "this request needs 1 queries but the key has 0 left"}}, BudgetExhausted),
-    ("vl2v", 403, {"error": {"type": "permission_error", "code": "key_revoked", "message": "revoked"}}, AuthError),
-])
+@pytest.mark.parametrize(
+    ("flavour", "status", "body", "exc"),
+    [
+        ("openai", *QUOTA[:2], BudgetExhausted),
+        (
+            "openai",
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            AuthError,
+        ),
+        (
+            "openai",
+            400,
+            {"error": {"message": "bad input", "type": "invalid_request_error", "code": None}},
+            InvalidInput,
+        ),
+        ("jina", 403, {"detail": "AUTHZ_INSUFFICIENT_BALANCE: insufficient balance, please top up"}, BudgetExhausted),
+        ("jina", 402, {"detail": "Payment required"}, BudgetExhausted),
+        ("jina", 403, {"detail": "Forbidden: key not allowed for this model"}, AuthError),
+        ("jina", 401, {"detail": "Failed to authenticate with the provided api key."}, AuthError),
+        (
+            "vl2v",
+            402,
+            {
+                "error": {
+                    "type": "insufficient_budget",
+                    "code": "budget_exhausted",
+                    "message": "this request needs 1 queries but the key has 0 left",
+                }
+            },
+            BudgetExhausted,
+        ),
+        ("vl2v", 403, {"error": {"type": "permission_error", "code": "key_revoked", "message": "revoked"}}, AuthError),
+    ],
+)
 def test_error_shapes_map_to_errors_that_are_never_retried(flavour, status, body, exc):
     script = Script(errors=[(status, body, {"Retry-After": "0"})])
     spend, sleeps = CountingSpend(), Sleeps()

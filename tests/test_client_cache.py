@@ -18,7 +18,17 @@ from client_distill.settings import load_settings
 from client_distill.teacher import Teacher
 from shared.cli import build_parser, run
 
-QUOTA = (429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}, {})
+QUOTA = (
+    429,
+    {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    },
+    {},
+)
 
 
 def items_sent(script: Script) -> int:
@@ -102,7 +112,9 @@ def test_vendor_budget_error_keeps_the_paid_batches_and_rerun_pays_the_rest(tmp_
 
 def test_teacher_budget_is_never_exceeded(vendor, tmp_path):
     script, url = vendor
-    with Teacher(create_adapter("openai", url, "k", batch_limit=2, concurrency=1), EmbeddingCache(tmp_path), budget=3) as teacher:
+    with Teacher(
+        create_adapter("openai", url, "k", batch_limit=2, concurrency=1), EmbeddingCache(tmp_path), budget=3
+    ) as teacher:
         with pytest.raises(BudgetExhausted, match="budget of 3"):
             teacher.embed_texts(["a", "b", "c", "d"])
         assert teacher.reserved == 2
@@ -130,7 +142,18 @@ def test_cache_stats_command(vendor, tmp_path, capsys):
         teacher.embed_texts(["a"])
     cache.close()
     parser = build_parser("vl2v", None, ["client_distill.commands.cache"], load_settings())
-    assert run(parser, ["cache", "stats", "--cache", str(tmp_path), "--vendor", "openai", "--vendor-url", url, "--api-key", "k"], ()) == 0
+    assert (
+        run(
+            parser,
+            ["cache", "stats", "--cache", str(tmp_path), "--vendor", "openai", "--vendor-url", url, "--api-key", "k"],
+            (),
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
-    assert report["entries"] == 2 and report["ledger"]["paid"] == 2 and report["hit_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert (
+        report["entries"] == 2
+        and report["ledger"]["paid"] == 2
+        and report["hit_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    )
     assert report["account_ledger"]["paid"] == 2 and report["vendor_usage"] is None  # OpenAI has no usage endpoint

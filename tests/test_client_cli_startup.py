@@ -32,7 +32,9 @@ def vl2v_imports(*argv: str) -> tuple[list[str], str]:
     return json.loads(last), "\n".join(output)
 
 
-@pytest.mark.parametrize("command", ["", "data synth", "distill", "embed", "pretrain-student", "probe", "sweep", "report", "demo"])
+@pytest.mark.parametrize(
+    "command", ["", "data synth", "distill", "embed", "pretrain-student", "probe", "sweep", "report", "demo"]
+)
 def test_help_does_not_import_torch(command):
     heavy, _ = vl2v_imports(*command.split(), "--help")
     assert heavy == []

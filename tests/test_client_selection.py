@@ -28,7 +28,11 @@ def test_random_is_a_seeded_permutation():
 
 
 def test_class_balanced_prefixes_are_balanced():
-    pool = samples(2, classes=1) + [Sample(f"d/c1/{i}.png", 1, "d") for i in range(10)] + [Sample(f"d/c2/{i}.png", 2, "d") for i in range(10)]
+    pool = (
+        samples(2, classes=1)
+        + [Sample(f"d/c1/{i}.png", 1, "d") for i in range(10)]
+        + [Sample(f"d/c2/{i}.png", 2, "d") for i in range(10)]
+    )
     order = order_samples(pool, "class_balanced", 0)
     assert len(order) == len(pool) and len(set(order)) == len(pool)
     assert Counter(s.label for s in order[:6]) == {0: 2, 1: 2, 2: 2}

@@ -45,8 +45,11 @@ def test_environment_gives_the_defaults(env):
     assert (args.vendor, args.vendor_url, args.api_key) == ("jina", "http://vendor.test", "secret")
     assert args.model == "clip-x"
     assert args.cache == Path("/tmp/somewhere")
-    assert parse(["cache", "stats"]).cache == parse(["distill", "--method", "erm", "--data", "d", "--test-domain", "t",
-                                                     "--out", "o"]).cache == Path("/tmp/somewhere")
+    assert (
+        parse(["cache", "stats"]).cache
+        == parse(["distill", "--method", "erm", "--data", "d", "--test-domain", "t", "--out", "o"]).cache
+        == Path("/tmp/somewhere")
+    )
     demo = parse(["demo"])
     assert (demo.vendor, demo.vendor_url, demo.api_key) == ("jina", "http://vendor.test", "secret")
 
@@ -54,8 +57,9 @@ def test_environment_gives_the_defaults(env):
 def test_a_flag_beats_the_environment(env):
     for name, value in ENV.items():
         env.setenv(name, value)
-    args = parse([*EMBED, "--vendor", "openai", "--vendor-url", "http://other", "--api-key", "k", "--model", "m",
-                  "--cache", "c"])
+    args = parse(
+        [*EMBED, "--vendor", "openai", "--vendor-url", "http://other", "--api-key", "k", "--model", "m", "--cache", "c"]
+    )
     assert (args.vendor, args.vendor_url, args.api_key, args.model) == ("openai", "http://other", "k", "m")
     assert args.cache == "c"
 

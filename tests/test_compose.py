@@ -27,7 +27,17 @@ VENDOR_SERVE = ["vl2v-vendor", "serve", "--host", "0.0.0.0", "--port", "8000", "
 
 def demo_command(vendor_url: str) -> list[str]:
     """The client's main job, as the issue fixes it; only the vendor's address varies by network."""
-    return ["demo", "--vendor", "vl2v", "--vendor-url", vendor_url, "--api-key-file", "/keys/client.key", "--out", "/results"]
+    return [
+        "demo",
+        "--vendor",
+        "vl2v",
+        "--vendor-url",
+        vendor_url,
+        "--api-key-file",
+        "/keys/client.key",
+        "--out",
+        "/results",
+    ]
 
 
 def load(name: str) -> dict:
@@ -94,7 +104,9 @@ def test_overrides() -> None:
     assert all(service["network_mode"] == "host" for service in hostnet.values())
     assert all(service["build"]["network"] == "host" for service in hostnet.values()), "builds reach loopback"
     assert hostnet["client"]["command"] == demo_command("http://127.0.0.1:8000")
-    assert hostnet["vendor"]["command"] == [*VENDOR_SERVE[:2], "--host", "127.0.0.1", *VENDOR_SERVE[4:]], "loopback only"
+    assert hostnet["vendor"]["command"] == [*VENDOR_SERVE[:2], "--host", "127.0.0.1", *VENDOR_SERVE[4:]], (
+        "loopback only"
+    )
 
 
 def test_dockerfiles() -> None:
@@ -134,7 +146,9 @@ def compose_config(tmp_path: Path, *files: str, quiet: bool = False) -> dict | N
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VL2V_", "COMPOSE_", "DOCKER_"))}
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-daemon.sock"
     args = [*cli, "--project-directory", str(tmp_path), *(a for f in files for a in ("-f", str(tmp_path / f)))]
-    done = subprocess.run([*args, "config", *(["-q"] if quiet else [])], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*args, "config", *(["-q"] if quiet else [])], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return None if quiet else yaml.safe_load(done.stdout)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fake_vendors import Script, serve
 
 pytestmark = pytest.mark.slow
@@ -32,9 +31,22 @@ TINY = {
 def _demo(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     config = tmp_path / "demo.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    argv = [sys.executable, "-m", "client_distill.cli", "demo", "--out", str(tmp_path / "results"), "--data", str(tmp_path / "data"), "--config", str(config)]
+    argv = [
+        sys.executable,
+        "-m",
+        "client_distill.cli",
+        "demo",
+        "--out",
+        str(tmp_path / "results"),
+        "--data",
+        str(tmp_path / "data"),
+        "--config",
+        str(config),
+    ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
-    return subprocess.run(argv, env={**clean, **env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        argv, env={**clean, **env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
 
 
 def _teacher_manifests(results: Path) -> list[dict]:

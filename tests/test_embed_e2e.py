@@ -54,9 +54,29 @@ def make_dataset(root: Path, per_class: int) -> Path:
 
 
 def embed_cmd(server_url: str, key: str, data: Path, cache: Path, out: Path, budget: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "client_distill.cli", "embed", "--vendor", "vl2v", "--vendor-url", server_url,
-            "--api-key", key, "--data", str(data), "--split", "all", "--max-queries", str(budget),
-            "--cache", str(cache), "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "client_distill.cli",
+        "embed",
+        "--vendor",
+        "vl2v",
+        "--vendor-url",
+        server_url,
+        "--api-key",
+        key,
+        "--data",
+        str(data),
+        "--split",
+        "all",
+        "--max-queries",
+        str(budget),
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def run_embed(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -109,7 +129,10 @@ def test_budget_is_exact_and_reruns_are_free(vendor_server, data, tmp_path):
         card = client.get("/v1/models").json()["data"][0]
     assert teacher_set.meta["model_revision"] == card["revision"]
     # the model card travels with the set: the teacher's own logit scale (KD and the text head use it) and size
-    assert teacher_set.meta["logit_scale"] == card["logit_scale"] > 0 and teacher_set.meta["model_card"]["image_params"] == card["image_params"] > 0
+    assert (
+        teacher_set.meta["logit_scale"] == card["logit_scale"] > 0
+        and teacher_set.meta["model_card"]["image_params"] == card["image_params"] > 0
+    )
 
     again = run_embed(vendor_server.url, key, data, cache, out, 30, "--views", "2", "--batch-size", "8")
     assert again.returncode == 0, again.stderr
@@ -151,7 +174,9 @@ def test_exhausted_vendor_budget_ends_clearly_with_a_usable_partial_set(vendor_s
 def test_rate_limited_key_still_completes(vendor_server, tmp_path):
     key = vendor_server.create_key(budget=100, rate_limit=2.0)
     texts = [f"a photo of shape {i}" for i in range(12)]
-    with Teacher(create_adapter("vl2v", vendor_server.url, key, batch_limit=2, concurrency=4), EmbeddingCache(tmp_path)) as teacher:
+    with Teacher(
+        create_adapter("vl2v", vendor_server.url, key, batch_limit=2, concurrency=4), EmbeddingCache(tmp_path)
+    ) as teacher:
         vectors = teacher.embed_texts(texts)
         assert teacher.adapter.retries > 0  # it was told to wait (429 + Retry-After) and did
     assert vectors.shape == (12, 128)
@@ -190,7 +215,9 @@ def test_client_killed_mid_run_rebuys_nothing(vendor_server, tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "set"
     args = (vendor_server.url, key, data, cache, out, 1000, "--batch-size", "2", "--concurrency", "2")
     # Ctrl-C first: a clean stop that keeps what was bought and writes the partial set
-    process = subprocess.Popen(embed_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    process = subprocess.Popen(
+        embed_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     wait_for_usage(vendor_server, key, 7, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -220,8 +247,13 @@ def test_vendor_killed_mid_extraction_and_restarted(vendor_server_factory, vl2v_
     data = make_dataset(tmp_path / "shapes", per_class=8)
     key = server.create_key(budget=1000, rate_limit=5.0)
     cache, out = tmp_path / "cache", tmp_path / "set"
-    process = subprocess.Popen(embed_cmd(server.url, key, data, cache, out, 1000, "--batch-size", "2", "--concurrency", "2"),
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        embed_cmd(server.url, key, data, cache, out, 1000, "--batch-size", "2", "--concurrency", "2"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     used_at_kill = wait_for_usage(server, key, 15, process)
     server.kill9()
     port = server.port
@@ -243,7 +275,17 @@ def run_cli(argv: list[str]) -> int:
 
 def test_no_url_is_a_one_line_error(tmp_path, data, monkeypatch, capsys):
     monkeypatch.delenv("VL2V_VENDOR_URL", raising=False)
-    argv = ["embed", "--data", str(data), "--max-queries", "5", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    argv = [
+        "embed",
+        "--data",
+        str(data),
+        "--max-queries",
+        "5",
+        "--out",
+        str(tmp_path / "o"),
+        "--cache",
+        str(tmp_path / "c"),
+    ]
     assert run_cli(argv) == 2
     assert "VL2V_VENDOR_URL" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ from client_distill.launcher import RunPool
 
 def _logged_json(log) -> dict:
     text = log.read_text()
-    return json.loads(text[text.index("{"):text.rindex("}") + 1])
+    return json.loads(text[text.index("{") : text.rindex("}") + 1])
 
 
 def test_runs_get_the_sweeps_environment_and_directory_of_the_moment(tmp_path, monkeypatch):
@@ -30,7 +30,17 @@ def test_runs_get_the_sweeps_environment_and_directory_of_the_moment(tmp_path, m
 
 
 def test_a_failing_run_reports_its_status_and_its_error_in_its_log(tmp_path):
-    argv = ["distill", "--method", "adip", "--data", str(tmp_path / "missing"), "--test-domain", "sketch", "--out", str(tmp_path / "x")]
+    argv = [
+        "distill",
+        "--method",
+        "adip",
+        "--data",
+        str(tmp_path / "missing"),
+        "--test-domain",
+        "sketch",
+        "--out",
+        str(tmp_path / "x"),
+    ]
     with RunPool(2) as pool:
         statuses = [pool.submit(vl2v, (argv,), tmp_path / f"run{i}", 1).result() for i in range(2)]
     assert statuses == [2, 2]

@@ -25,7 +25,15 @@ D, C = 8, 3
 def tiny_student() -> Student:
     torch.manual_seed(0)
     body = timm.create_model("resnet10t", pretrained=False, num_classes=0)
-    return Student(body, name="t", arch="resnet10t", feature_dim=body.num_features, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Student(
+        body,
+        name="t",
+        arch="resnet10t",
+        feature_dim=body.num_features,
+        input_size=32,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
 def text_vectors() -> torch.Tensor:
@@ -42,7 +50,13 @@ def batch(n: int = 6, has: float = 1.0) -> tuple[torch.Tensor, Targets]:
 
 
 def make(name: str, **hp) -> object:
-    return create_method(name, student=tiny_student(), text_embeddings=text_vectors(), num_classes=C, hparams=resolve_hparams(name, "smoke", overrides=hp))
+    return create_method(
+        name,
+        student=tiny_student(),
+        text_embeddings=text_vectors(),
+        num_classes=C,
+        hparams=resolve_hparams(name, "smoke", overrides=hp),
+    )
 
 
 def test_cosine_loss_exact_values():
@@ -56,7 +70,9 @@ def test_cosine_loss_exact_values():
     image = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
     paper = -(1 / 4) * ((0 + 1) + (1 / math.sqrt(2) + 1 / math.sqrt(2)))
     assert cosine_distill_loss(z, text, image, torch.tensor([True, True]), 0.5).item() == pytest.approx(paper, abs=1e-6)
-    assert cosine_distill_loss(z, text, image, torch.tensor([True, True]), 1.0).item() == pytest.approx(-(1 + 1 / math.sqrt(2)) / 2, abs=1e-6)
+    assert cosine_distill_loss(z, text, image, torch.tensor([True, True]), 1.0).item() == pytest.approx(
+        -(1 + 1 / math.sqrt(2)) / 2, abs=1e-6
+    )
 
 
 def test_masked_image_targets_do_not_matter():
@@ -100,9 +116,18 @@ def test_predict_is_argmax_of_scaled_cosine():
     expected = 100 * z @ text_vectors().T  # CLIP's scale when the vendor states none
     assert torch.allclose(logits, expected, atol=1e-4)
     assert torch.equal(logits.argmax(1), expected.argmax(1))
-    head = TextHead(3 * text_vectors(), scale=26.0)  # text vectors are normalised; bias is zero; the teacher's own scale
+    head = TextHead(
+        3 * text_vectors(), scale=26.0
+    )  # text vectors are normalised; bias is zero; the teacher's own scale
     assert torch.allclose(head(text_vectors()).diagonal(), torch.full((C,), 26.0), atol=1e-4)
-    kd = create_method("kd", student=tiny_student(), text_embeddings=text_vectors(), num_classes=C, hparams=resolve_hparams("kd", "smoke"), logit_scale=26.0)
+    kd = create_method(
+        "kd",
+        student=tiny_student(),
+        text_embeddings=text_vectors(),
+        num_classes=C,
+        hparams=resolve_hparams("kd", "smoke"),
+        logit_scale=26.0,
+    )
     assert kd.text_head.scale == 26.0  # KD's teacher logits: the teacher's scale, τ on top
 
 
@@ -128,7 +153,9 @@ def test_align_trains_only_the_head_and_distill_only_the_backbone():
     backbone, head = _state(method.student), _state(method.head)
     method.set_stage(align)
     _train_steps(method, x, targets)
-    assert all(torch.equal(backbone[k], v) for k, v in method.student.state_dict().items()), "Align changed the backbone"
+    assert all(torch.equal(backbone[k], v) for k, v in method.student.state_dict().items()), (
+        "Align changed the backbone"
+    )
     assert not all(torch.equal(head[k], v) for k, v in method.head.state_dict().items())
     head = _state(method.head)
     method.set_stage(distill)
@@ -140,12 +167,16 @@ def test_align_trains_only_the_head_and_distill_only_the_backbone():
     assert all(torch.equal(head[k], v) for k, v in method.head.state_dict().items()), "Distill changed the head"
     after = method.student.state_dict()
     assert not all(torch.equal(backbone[k], after[k]) for k in backbone)
-    assert all(torch.equal(v, after[k]) for k, v in bn_before.items()), "BatchNorm statistics moved (BN must stay frozen)"
+    assert all(torch.equal(v, after[k]) for k, v in bn_before.items()), (
+        "BatchNorm statistics moved (BN must stay frozen)"
+    )
 
 
 def test_joint_and_baseline_stages():
     assert [s.trains for s in METHODS["adip_joint"].stages] == [frozenset({"backbone", "head"})]
-    assert [s.name for s in METHODS["lp_ft"].stages] == ["probe", "finetune"] and METHODS["lp_ft"].stages[1].init_from_best
+    assert [s.name for s in METHODS["lp_ft"].stages] == ["probe", "finetune"] and METHODS["lp_ft"].stages[
+        1
+    ].init_from_best
     assert METHODS["lp"].stages[0].trains == frozenset({"head"})
     assert not METHODS["erm"].uses_teacher_images and not METHODS["adip_text_only"].uses_teacher_images
     assert resolve_hparams("adip_image_only")["lambda"] == 1.0 and resolve_hparams("adip_text_only")["lambda"] == 0.0
@@ -159,14 +190,18 @@ def test_kd_method_uses_teacher_zero_shot_logits_and_ce_without_embedding():
     s = method.head(method.student(x))
     t = 100 * F.normalize(targets.image, dim=-1) @ text_vectors().T
     hp = method.hparams
-    assert loss.item() == pytest.approx(kd_loss(s, t, targets.labels, targets.has_image, hp["kd_tau"], hp["kd_alpha"]).item(), rel=1e-4)
+    assert loss.item() == pytest.approx(
+        kd_loss(s, t, targets.labels, targets.has_image, hp["kd_tau"], hp["kd_alpha"]).item(), rel=1e-4
+    )
     _, nothing = batch(has=0.0)
     ce = F.cross_entropy(s, nothing.labels)
     assert method(x, nothing).item() == pytest.approx((1 - hp["kd_alpha"]) * ce.item(), rel=1e-4)
 
 
 def test_zero_shot_predicts_from_teacher_embeddings():
-    method = create_method("zero_shot", student=None, text_embeddings=text_vectors(), num_classes=C, hparams=resolve_hparams("zero_shot"))
+    method = create_method(
+        "zero_shot", student=None, text_embeddings=text_vectors(), num_classes=C, hparams=resolve_hparams("zero_shot")
+    )
     assert method.stages == () and method.needs_teacher_at_eval
     logits = method.logits(None, 2 * text_vectors())
     assert torch.equal(logits.argmax(1), torch.arange(C))
@@ -178,7 +213,9 @@ def test_sd_fine_tunes_the_teacher_image_tower_without_a_head(tmp_path):
     torch.save(open_clip.create_model("vl2v-tiny").state_dict(), tmp_path / "tower.pt")
     student = create_student(f"openclip:{config}:{tmp_path / 'tower.pt'}")
     text = F.normalize(torch.randn(C, student.feature_dim), dim=-1)
-    method = create_method("sd", student=student, text_embeddings=text, num_classes=C, hparams=resolve_hparams("sd", "smoke"))
+    method = create_method(
+        "sd", student=student, text_embeddings=text, num_classes=C, hparams=resolve_hparams("sd", "smoke")
+    )
     assert isinstance(method.head, torch.nn.Identity) and [s.name for s in method.stages] == ["finetune"]
     method.set_stage(method.stages[0])
     x = torch.randn(2, 3, student.input_size, student.input_size)
@@ -193,12 +230,24 @@ def test_registry_and_hparams_errors(tmp_path):
     with pytest.raises(UsageError, match="unknown method"):
         create_method("nope", student=None, text_embeddings=None, num_classes=2, hparams={})
     with pytest.raises(UsageError, match="--teacher"):
-        create_method("adip", student=tiny_student(), text_embeddings=None, num_classes=2, hparams=resolve_hparams("adip"))
+        create_method(
+            "adip", student=tiny_student(), text_embeddings=None, num_classes=2, hparams=resolve_hparams("adip")
+        )
     paper = resolve_hparams("adip")
-    assert (paper["lr"], paper["weight_decay"], paper["batch_per_domain"], paper["steps"], paper["lambda"]) == (5e-5, 0.0, 32, 5001, 0.5)
+    assert (paper["lr"], paper["weight_decay"], paper["batch_per_domain"], paper["steps"], paper["lambda"]) == (
+        5e-5,
+        0.0,
+        32,
+        5001,
+        0.5,
+    )
     assert resolve_hparams("adip", "synth")["lr"] == 3e-4 and DEFAULTS["lr"] == 5e-5
     assert resolve_hparams("adip", dataset="domain_net")["steps"] == 15001
-    assert paper["swad"] and (paper["swad_n_converge"], paper["swad_n_tolerance"], paper["swad_tolerance_ratio"]) == (3, 6, 0.3)
+    assert paper["swad"] and (paper["swad_n_converge"], paper["swad_n_tolerance"], paper["swad_tolerance_ratio"]) == (
+        3,
+        6,
+        0.3,
+    )
     with pytest.raises(UsageError, match="unknown hparam"):
         resolve_hparams("adip", overrides={"learning_rate": 1})
     with pytest.raises(UsageError, match="unknown hparam 'lr_align'"):  # one lr for every stage, as in the paper

@@ -22,8 +22,10 @@ TEXTS = ["a photo of a dog", "a photo of a cat", "a sketch of a horse"]
 @pytest.fixture(scope="module")
 def vendors(vendor_server_factory, vl2v_checkpoint):
     """Two vendors serving ``vl2v-tiny``, each with other weights."""
-    return (vendor_server_factory(pretrained=str(vl2v_checkpoint(1))),
-            vendor_server_factory(pretrained=str(vl2v_checkpoint(2))))
+    return (
+        vendor_server_factory(pretrained=str(vl2v_checkpoint(1))),
+        vendor_server_factory(pretrained=str(vl2v_checkpoint(2))),
+    )
 
 
 def card(server) -> dict:
@@ -64,7 +66,10 @@ def test_other_weights_under_the_same_name_are_cache_misses(vendors, tmp_path):
 
 def test_an_unserved_model_is_refused_before_anything_is_bought(vendors, tmp_path):
     cache = EmbeddingCache(tmp_path)
-    with teacher(vendors[0], cache, model="ViT-B-32") as wrong, pytest.raises(InvalidInput, match="not served.*'vl2v-tiny'"):
+    with (
+        teacher(vendors[0], cache, model="ViT-B-32") as wrong,
+        pytest.raises(InvalidInput, match="not served.*'vl2v-tiny'"),
+    ):
         wrong.embed_texts(TEXTS)
     cache.close()
 

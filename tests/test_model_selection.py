@@ -13,11 +13,22 @@ from client_distill.model_selection import best_checkpoint, is_better, select
 
 
 def checkpoint(step: int, stage_index: int, source_val: float, target: float) -> dict:
-    return {"model": "checkpoint", "step": step, "stage_index": stage_index, "source_val_acc": source_val, "env2_in_acc": target}
+    return {
+        "model": "checkpoint",
+        "step": step,
+        "stage_index": stage_index,
+        "source_val_acc": source_val,
+        "env2_in_acc": target,
+    }
 
 
 def test_best_checkpoint_uses_source_validation_only_and_the_later_one_wins_a_tie():
-    records = [checkpoint(1, 0, 1.0, 1.0), checkpoint(2, 1, 0.9, 0.1), checkpoint(3, 1, 0.5, 1.0), checkpoint(4, 1, 0.9, 0.2)]
+    records = [
+        checkpoint(1, 0, 1.0, 1.0),
+        checkpoint(2, 1, 0.9, 0.1),
+        checkpoint(3, 1, 0.5, 1.0),
+        checkpoint(4, 1, 0.9, 0.2),
+    ]
     assert best_checkpoint(records, 1)["step"] == 4  # ties to the later step; the target is never looked at
     assert best_checkpoint(records, 0)["step"] == 1 and best_checkpoint(records, 2) is None
     assert is_better(records[3], records[1]) and not is_better(records[2], records[1]) and is_better(records[0], None)
@@ -33,5 +44,8 @@ def test_select_returns_the_output_model_swad_first():
 
 
 def test_model_selection_and_the_report_import_without_torch():
-    code = "import sys, client_distill.model_selection, client_distill.report, client_distill.search, client_distill.sweep_config; assert 'torch' not in sys.modules"
+    modules = (
+        "client_distill.model_selection, client_distill.report, client_distill.search, client_distill.sweep_config"
+    )
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

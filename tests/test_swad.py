@@ -30,13 +30,29 @@ def test_window_starts_where_the_loss_stops_falling_and_ends_when_it_stays_high(
     assert valley.threshold == pytest.approx(threshold) and valley.dead
     assert valley.window == [(10 * i + 1, 10 * i + 10) for i in range(3, 9)]  # segments 3..8
     assert torch.allclose(weights["w"], torch.full((2,), sum(range(3, 9)) / 6))  # the uniform average of the window
-    assert valley.summary() == {"converged": True, "dead": True, "threshold": pytest.approx(threshold), "start_step": 31, "end_step": 90, "segments": 6}
+    assert valley.summary() == {
+        "converged": True,
+        "dead": True,
+        "threshold": pytest.approx(threshold),
+        "start_step": 31,
+        "end_step": 90,
+        "segments": 6,
+    }
 
 
 def test_undecided_segments_at_the_end_are_kept_while_a_later_loss_is_under_the_tolerance():
-    valley = feed([2.0, 1.0, 1.1, 1.2, 1.25, 1.9, 1.3])  # converged at segment 1 (threshold 1.43); only 6 segments after
+    valley = feed(
+        [2.0, 1.0, 1.1, 1.2, 1.25, 1.9, 1.3]
+    )  # converged at segment 1 (threshold 1.43); only 6 segments after
     valley.final_weights()
-    assert not valley.dead and [w[0] for w in valley.window] == [11, 21, 31, 41, 51, 61]  # 1.9 is kept: 1.3 after it is under
+    assert not valley.dead and [w[0] for w in valley.window] == [
+        11,
+        21,
+        31,
+        41,
+        51,
+        61,
+    ]  # 1.9 is kept: 1.3 after it is under
 
 
 def test_a_loss_that_never_stops_falling_gives_the_last_segment():
@@ -55,7 +71,9 @@ def test_state_round_trip_gives_the_same_window():
     resumed.load_state_dict(first.state_dict())
     for i, loss in enumerate(losses[5:], start=5):
         resumed.add(segment(i, loss))
-    assert torch.equal(resumed.final_weights()["w"], straight.final_weights()["w"]) and resumed.window == straight.window
+    assert (
+        torch.equal(resumed.final_weights()["w"], straight.final_weights()["w"]) and resumed.window == straight.window
+    )
 
 
 def test_segment_average_is_the_mean_of_the_steps_it_saw():
@@ -66,7 +84,9 @@ def test_segment_average_is_the_mean_of_the_steps_it_saw():
             model.weight.fill_(value)
         average.update(step)
     seg = average.close(3, 0.5)
-    assert (seg.start, seg.end, seg.loss) == (1, 3, 0.5) and torch.allclose(seg.weights["weight"], torch.full((1, 2), 3.0))
+    assert (seg.start, seg.end, seg.loss) == (1, 3, 0.5) and torch.allclose(
+        seg.weights["weight"], torch.full((1, 2), 3.0)
+    )
     with torch.no_grad():
         model.weight.fill_(10.0)
     average.update(4)

@@ -31,6 +31,7 @@ def expand(cfg, **changes):
     """The protocol runs of ``cfg`` with some keys changed."""
     return plan_sweep(cfg.model_copy(update=changes))[0]
 
+
 torch.set_num_threads(1)
 
 
@@ -56,7 +57,9 @@ def write_config(tmp_path: Path, **extra) -> Path:
 
 
 def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
-    cfg = load_config(write_config(tmp_path, methods=["erm", "zero_shot", "adip"], budgets=[0, 0.5, 1.0], test_domains="all"))
+    cfg = load_config(
+        write_config(tmp_path, methods=["erm", "zero_shot", "adip"], budgets=[0, 0.5, 1.0], test_domains="all")
+    )
     specs = expand(cfg)
     count = lambda m: sum(s.method == m for s in specs)  # noqa: E731
     assert (count("erm"), count("zero_shot"), count("adip")) == (3 * 2, 3 * 2, 3 * 3 * 2)
@@ -64,7 +67,12 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
     image_only = expand(cfg, methods=["adip_image_only"])  # nothing to learn at budget 0
     assert {s.budget for s in image_only} == {0.5, 1.0}
     online = expand(cfg, methods=["erm", "kd", "adip"], teacher_modes=["cached", "online"], online_methods=["adip"])
-    assert {(s.method, s.teacher_mode) for s in online} == {("erm", "cached"), ("kd", "cached"), ("adip", "cached"), ("adip", "online")}
+    assert {(s.method, s.teacher_mode) for s in online} == {
+        ("erm", "cached"),
+        ("kd", "cached"),
+        ("adip", "cached"),
+        ("adip", "online"),
+    }
     assert len({run_name(s) for s in specs}) == len(specs)  # the md5 of the args names each run
     per_budget = expand(cfg, teachers={0.5: "sets/half"})
     assert {s.teacher for s in per_budget if s.budget == 0.5} == {"sets/half"}
@@ -84,10 +92,17 @@ def test_expand_budgets_only_for_methods_that_buy_images(tmp_path):
 def test_teacher_set_names_never_depend_on_credentials(tmp_path):
     """Rotating an API key renames no teacher set (finished runs keep theirs); another vendor URL does."""
     config = write_config(tmp_path, teacher=None, budgets=[1.0], methods=["adip"], seeds=[0])
-    with_key = lambda *args: plan_sweep(load_config(config).model_copy(update={"embed": EmbedConfig(vendor_args=list(args))}))[0]  # noqa: E731
+
+    def with_key(*args: str):
+        return plan_sweep(load_config(config).model_copy(update={"embed": EmbedConfig(vendor_args=list(args))}))[0]
+
     first = with_key("--vendor-url", "http://127.0.0.1:9", "--api-key", "old-secret")
-    assert [s.teacher for s in first] == [s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:9", "--api-key=new-secret")]
-    assert [s.teacher for s in first] != [s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:10", "--api-key", "old-secret")]
+    assert [s.teacher for s in first] == [
+        s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:9", "--api-key=new-secret")
+    ]
+    assert [s.teacher for s in first] != [
+        s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:10", "--api-key", "old-secret")
+    ]
     assert public_vendor_args(["--api-key", "k", "--model", "m", "--api-key=k2"]) == ["--model", "m"]
 
 
@@ -95,19 +110,36 @@ def test_sweep_buys_only_what_its_methods_use(tmp_path):
     """Planned purchases (nothing is bought here): no set that no run uses; the prompts alone for
     budget-free methods and online runs, nothing for erm-like ones, every image only for zero-shot."""
     embed = {"vendor_args": ["--vendor-url", "http://127.0.0.1:9"]}
-    cfg = load_config(write_config(tmp_path, embed=embed, teacher=None, seeds=[0], budgets=[0, 0.5], teacher_modes=["cached", "online"]))
+    cfg = load_config(
+        write_config(
+            tmp_path, embed=embed, teacher=None, seeds=[0], budgets=[0, 0.5], teacher_modes=["cached", "online"]
+        )
+    )
 
     def image_queries(**changes):  # {(method, mode, budget): image queries its teacher set buys, None without a set}
         specs, purchases = plan_sweep(cfg.model_copy(update={k: v for k, v in changes.items()}))
-        images = {out: int(argv[argv.index("--max-queries") + 1]) - 2 for out, argv in purchases.items()}  # 2 class prompts
+        images = {
+            out: int(argv[argv.index("--max-queries") + 1]) - 2 for out, argv in purchases.items()
+        }  # 2 class prompts
         assert set(images) == {s.teacher for s in specs} - {None}
         return {(s.method, s.teacher_mode, s.budget): images.get(s.teacher) for s in specs}
 
     budget_free = image_queries(methods=["erm", "lp", "lp_ft", "adip_text_only"])
-    assert budget_free == {(m, "cached", None): None for m in ("erm", "lp", "lp_ft")} | {("adip_text_only", "cached", None): 0}
-    assert image_queries(methods=["adip"]) == {("adip", "cached", 0.0): 0, ("adip", "cached", 0.5): 7, ("adip", "online", None): 0}
-    assert image_queries(methods=["kd"], budgets=None, teacher_modes=["cached"]) == {("kd", "cached", None): 14}  # every source "in" image
-    assert image_queries(methods=["zero_shot", "erm"]) == {("zero_shot", "cached", None): 24, ("erm", "cached", None): None}
+    assert budget_free == {(m, "cached", None): None for m in ("erm", "lp", "lp_ft")} | {
+        ("adip_text_only", "cached", None): 0
+    }
+    assert image_queries(methods=["adip"]) == {
+        ("adip", "cached", 0.0): 0,
+        ("adip", "cached", 0.5): 7,
+        ("adip", "online", None): 0,
+    }
+    assert image_queries(methods=["kd"], budgets=None, teacher_modes=["cached"]) == {
+        ("kd", "cached", None): 14
+    }  # every source "in" image
+    assert image_queries(methods=["zero_shot", "erm"]) == {
+        ("zero_shot", "cached", None): 24,
+        ("erm", "cached", None): None,
+    }
 
 
 @pytest.mark.slow
@@ -128,7 +160,9 @@ def test_sweep_runs_unfinished_runs_and_skips_finished_ones(tmp_path):
 def test_ctrl_c_stops_the_runs_in_flight_and_starts_no_queued_run(tmp_path):
     config = write_config(tmp_path, seeds=[0, 1, 2, 3], hparams={"steps": 4000, "checkpoint_freq": 2000})
     argv = [sys.executable, "-m", "client_distill.cli", "sweep", "--config", str(config), "--workers", "1"]
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_sigint
+    )
     runs = tmp_path / "runs"
     try:
         deadline = time.monotonic() + 120
@@ -159,23 +193,54 @@ def test_sweep_buys_its_teacher_sets_once_per_distinct_image(vendor_server, tmp_
     results = {r.method: r for r in collect(tmp_path / "runs")}
     assert results["adip"].queries_images == 7 and results["adip"].budget == 0.5
     ds = open_dataset(tmp_path / "data")
-    scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(ds.split("sketch", 0)[0])  # every "out" split, the target's "in"
+    scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(
+        ds.split("sketch", 0)[0]
+    )  # every "out" split, the target's "in"
     assert results["zero_shot"].queries_eval_images == scored
 
 
-def fake_run(root: Path, method: str, domain: str, seed: int, val: float, target: float, queries: int = 0, budget=None, mode="cached", model="swad"):
+def fake_run(
+    root: Path,
+    method: str,
+    domain: str,
+    seed: int,
+    val: float,
+    target: float,
+    queries: int = 0,
+    budget=None,
+    mode="cached",
+    model="swad",
+):
     """A finished run whose output model has source validation ``val`` and target accuracy ``target``;
     a checkpoint before it, with a better target, must not count."""
     test = ["art", "photo", "sketch"].index(domain)
     out = root / f"{method}-{budget}-{mode}-{domain}-{seed}"
     out.mkdir(parents=True)
-    args = {"method": method, "seed": seed, "budget": budget, "teacher_mode": mode, "student": "s", "profile": "smoke", "hparams": {}, "data": "d", "dataset": "toy"}
-    base = {"stage_index": 0, "n_stages": 1, "test_env": test, "test_domain": domain, "dataset": "toy", "queries_eval_images": 0, "args": args}
+    args = {
+        "method": method,
+        "seed": seed,
+        "budget": budget,
+        "teacher_mode": mode,
+        "student": "s",
+        "profile": "smoke",
+        "hparams": {},
+        "data": "d",
+        "dataset": "toy",
+    }
+    base = {
+        "stage_index": 0,
+        "n_stages": 1,
+        "test_env": test,
+        "test_domain": domain,
+        "dataset": "toy",
+        "queries_eval_images": 0,
+        "args": args,
+    }
+    scores = {f"env{test}_in_acc": target, **{f"env{i}_out_acc": val for i in range(3) if i != test}}
     records = [
         {**base, "model": "checkpoint", "step": 1, "source_val_acc": val, "queries_images": queries // 2},
-        {**base, "model": model, "step": 2, "source_val_acc": val, "queries_images": queries, f"env{test}_in_acc": target,
-         **{f"env{i}_out_acc": val for i in range(3) if i != test}},
-    ]  # fmt: skip
+        {**base, "model": model, "step": 2, "source_val_acc": val, "queries_images": queries, **scores},
+    ]
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (out / "done").write_text("done\n")
 
@@ -202,7 +267,7 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     # ID vs OOD: ID is the output model's source validation (0.9), OOD the average
     assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report
-    assert "target domain's 80 % \"in\" split" in report and "Premise diagnostics" in report
+    assert 'target domain\'s 80 % "in" split' in report and "Premise diagnostics" in report
     png = tmp_path / "report" / "accuracy_vs_budget.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
@@ -235,7 +300,12 @@ def test_search_grid_and_choice_use_source_validation_only():
 
 @pytest.mark.slow
 def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_path):
-    config = write_config(tmp_path, methods=["erm", "adip", "zero_shot"], seeds=[0, 1], search={"grid": {"lr": [1e-3, 1e-2]}, "seeds": [0]})
+    config = write_config(
+        tmp_path,
+        methods=["erm", "adip", "zero_shot"],
+        seeds=[0, 1],
+        search={"grid": {"lr": [1e-3, 1e-2]}, "seeds": [0]},
+    )
     cfg = load_config(config)
     outcome = run_sweep(cfg, workers=2)
     assert not outcome["failed"]
@@ -243,12 +313,16 @@ def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_p
     assert set(search) == {"erm", "adip"}  # zero-shot trains nothing: nothing to search
     for method, s in search.items():
         # each candidate ran on every target domain (the search's default) with the search's one seed
-        assert [c["hparams"] for c in s["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-2}] and all(c["runs"] == 3 for c in s["candidates"])
+        assert [c["hparams"] for c in s["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-2}] and all(
+            c["runs"] == 3 for c in s["candidates"]
+        )
         best = max(s["candidates"], key=lambda c: c["score"])
         assert s["chosen"] == best["hparams"]
         # the protocol's runs of the method carry the choice and the summary that made it
         protocol = [r for r in collect(tmp_path / "runs") if r.method == method]
-        assert len(protocol) == 2 and all(r.args["hparams"] == {**cfg.hparams, **s["chosen"]} and r.args["search"] == s for r in protocol)
+        assert len(protocol) == 2 and all(
+            r.args["hparams"] == {**cfg.hparams, **s["chosen"]} and r.args["search"] == s for r in protocol
+        )
     # the candidates are runs like any other, but not protocol results
     candidates = [select(load_records(d.parent)) for d in (tmp_path / "runs").glob("*/done")]
     assert sum(1 for r in candidates if (r["args"].get("search") or {}).get("candidate")) == 2 * 2 * 3

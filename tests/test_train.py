@@ -42,16 +42,32 @@ def world(tmp_path_factory):
 
 
 def spec(world, method="adip", **kw) -> RunSpec:
-    base = dict(method=method, data=str(world / "data"), test_domain="sketch", teacher=str(world / "teacher"), student=str(world / "student.pt"), profile="smoke")
+    base = dict(
+        method=method,
+        data=str(world / "data"),
+        test_domain="sketch",
+        teacher=str(world / "teacher"),
+        student=str(world / "student.pt"),
+        profile="smoke",
+    )
     return RunSpec(**{**base, **kw})
 
 
 def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tmp_path):
     best = run_distill(spec(world, budget=0.5), tmp_path)
     records = load_records(tmp_path)
-    assert (tmp_path / "done").is_file() and (tmp_path / "best_align.pt").is_file() and (tmp_path / "best_distill.pt").is_file()
+    assert (
+        (tmp_path / "done").is_file()
+        and (tmp_path / "best_align.pt").is_file()
+        and (tmp_path / "best_distill.pt").is_file()
+    )
     checkpoints = [r for r in records if r["model"] == "checkpoint"]
-    assert [(r["stage"], r["stage_step"], r["step"]) for r in checkpoints] == [("align", 3, 3), ("align", 6, 6), ("distill", 3, 9), ("distill", 6, 12)]
+    assert [(r["stage"], r["stage_step"], r["step"]) for r in checkpoints] == [
+        ("align", 3, 3),
+        ("align", 6, 6),
+        ("distill", 3, 9),
+        ("distill", 6, 12),
+    ]
     ds = open_dataset(world / "data")
     test = ds.domain_index("sketch")
     sources = [i for i in range(3) if i != test]
@@ -64,7 +80,11 @@ def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tm
     assert [r["model"] for r in final] == ["best"]  # the smoke profile runs without SWAD
     for i in range(3):
         assert 0.0 <= final[0][f"env{i}_out_acc"] <= 1.0
-    assert 0.0 <= final[0][f"env{test}_in_acc"] <= 1.0 and final[0]["test_env"] == test and final[0]["target_split"] == "in"
+    assert (
+        0.0 <= final[0][f"env{test}_in_acc"] <= 1.0
+        and final[0]["test_env"] == test
+        and final[0]["target_split"] == "in"
+    )
     # the output model is the distill stage's best checkpoint by source validation (later wins a tie)
     chosen = max((r for r in checkpoints if r["stage"] == "distill"), key=lambda r: (r["source_val_acc"], r["step"]))
     assert final[0]["step"] == chosen["step"] and final[0]["source_val_acc"] == pytest.approx(chosen["source_val_acc"])
@@ -116,21 +136,31 @@ def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
     size = run.student.input_size
 
     def sent(sample, seed):  # the bytes `vl2v embed` sends for view 1, as the student's evaluation resize sees them
-        picture = np.asarray(Image.open(io.BytesIO(view_bytes(run.data.root, sample, 1, seed))).resize((size, size), Image.BILINEAR))
+        picture = np.asarray(
+            Image.open(io.BytesIO(view_bytes(run.data.root, sample, 1, seed))).resize((size, size), Image.BILINEAR)
+        )
         return resize(pictures_tensor([picture]), size)[0]
 
     def vector_row(image_row):  # which (domain, sample, view) of the bought tables a target vector is
-        return {(i, j, v) for i in run.sources for j in range(len(run.splits[i][0])) for v in range(2) if torch.equal(image_row, run.tables[i].vectors[j, v])}
+        return {
+            (i, j, v)
+            for i in run.sources
+            for j in range(len(run.splits[i][0]))
+            for v in range(2)
+            if torch.equal(image_row, run.tables[i].vectors[j, v])
+        }
 
     drawn = []
     for step in range(3):
         b = run.batches.batch(step)
         assert b.has_image.all()
         for row in range(len(b.labels)):
-            (i, j, v), = vector_row(b.image[row])  # every input gets the embedding of exactly one bought view ...
+            ((i, j, v),) = vector_row(b.image[row])  # every input gets the embedding of exactly one bought view ...
             assert b.labels[row] == run.splits[i][0][j].label
             if v == 1:  # ... and an input paired with view 1 is the picture bought as view 1, with the set's seed
-                assert torch.equal(b.pixels[row], sent(run.splits[i][0][j], 5)) and not torch.equal(b.pixels[row], sent(run.splits[i][0][j], 1))
+                assert torch.equal(b.pixels[row], sent(run.splits[i][0][j], 5)) and not torch.equal(
+                    b.pixels[row], sent(run.splits[i][0][j], 1)
+                )
             drawn.append(v)
     assert set(drawn) == {0, 1}
     make_teacher_set(world / "data", tmp_path / "no-seed", views=2)
@@ -140,13 +170,23 @@ def test_bought_views_are_the_inputs_they_are_paired_with(world, tmp_path):
 
 def test_zero_budget_and_zero_shot(world, tmp_path):
     r = run_distill(spec(world, method="kd", budget=0.0), tmp_path / "kd0")
-    assert r["queries_images"] == 0 and r["budget_images"] == 0 and all(np.isfinite(x["loss"]) for x in load_records(tmp_path / "kd0") if "loss" in x)
+    assert (
+        r["queries_images"] == 0
+        and r["budget_images"] == 0
+        and all(np.isfinite(x["loss"]) for x in load_records(tmp_path / "kd0") if "loss" in x)
+    )
     with pytest.raises(UsageError, match="learns only from teacher image embeddings"):
         run_distill(spec(world, method="adip_image_only", budget=0.0), tmp_path / "img0")
     z = run_distill(spec(world, method="zero_shot"), tmp_path / "zs")
     ds = open_dataset(world / "data")
-    n_scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(ds.split("sketch", 0)[0])  # every "out" split, the target's "in"
-    assert z["queries_images"] == 0 and z["queries_eval_images"] == n_scored and (z["stage"], z["model"]) == ("predict", "teacher")
+    n_scored = sum(len(ds.split(d, 0)[1]) for d in ds.domains) + len(
+        ds.split("sketch", 0)[0]
+    )  # every "out" split, the target's "in"
+    assert (
+        z["queries_images"] == 0
+        and z["queries_eval_images"] == n_scored
+        and (z["stage"], z["model"]) == ("predict", "teacher")
+    )
     assert z["env2_in_acc"] >= 0.8  # the teacher set's image vectors sit next to their class text vector
 
 
@@ -157,11 +197,15 @@ def test_swad_is_the_output_model_and_averages_its_window(world, tmp_path):
     assert r == select(records) and r["model"] == "swad"
     window = r["swad"]
     assert window["segments"] >= 1 and 1 <= window["start_step"] <= window["end_step"] <= 12
-    if window["converged"]:  # the window starts where the loss stopped falling: the first of 3 with no lower loss after it
+    if window[
+        "converged"
+    ]:  # the window starts where the loss stopped falling: the first of 3 with no lower loss after it
         losses = [x["source_val_loss"] for x in records if x["model"] == "checkpoint"]
         start = (window["start_step"] + 1) // 2 - 1  # index of the segment that starts there
         assert losses[start] <= min(losses[start : start + 3])
-    run_distill(spec(world, method="erm", hparams={"swad": True, "steps": 12, "checkpoint_freq": 2}), tmp_path / "again")
+    run_distill(
+        spec(world, method="erm", hparams={"swad": True, "steps": 12, "checkpoint_freq": 2}), tmp_path / "again"
+    )
     assert select(load_records(tmp_path / "again"))["env2_in_acc"] == r["env2_in_acc"]  # deterministic
 
 
@@ -178,7 +222,13 @@ def test_ddp_world_size_one_with_gloo(world, tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+    for key, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(key, value)
     try:
         r = run_distill(spec(world, method="erm", hparams={"steps": 3}), tmp_path)
@@ -194,16 +244,48 @@ def torchrun_two(*argv: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port)]
-    done = subprocess.run([*launch, *argv], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+    ]
+    done = subprocess.run(
+        [*launch, *argv], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes(world, tmp_path):
     """`torchrun --nproc_per_node 2 -m client_distill.cli distill`: DDP over gloo, rank 0 records."""
-    argv = ["-m", "client_distill.cli", "distill", "--method", "adip", "--data", str(world / "data"), "--test-domain", "sketch"]
-    torchrun_two(*argv, "--teacher", str(world / "teacher"), "--student", str(world / "student.pt"), "--profile", "smoke", "--out", str(tmp_path))
+    argv = [
+        "-m",
+        "client_distill.cli",
+        "distill",
+        "--method",
+        "adip",
+        "--data",
+        str(world / "data"),
+        "--test-domain",
+        "sketch",
+    ]
+    torchrun_two(
+        *argv,
+        "--teacher",
+        str(world / "teacher"),
+        "--student",
+        str(world / "student.pt"),
+        "--profile",
+        "smoke",
+        "--out",
+        str(tmp_path),
+    )
     records = [r for r in load_records(tmp_path) if r["model"] == "checkpoint"]
     assert [r["step"] for r in records] == [3, 6, 9, 12] and {r["world_size"] for r in records} == {2}
 
@@ -244,14 +326,39 @@ def test_torchrun_online_records_every_ranks_queries(world, tmp_path):
 
 
 def test_cli_distill_and_user_errors(world, tmp_path, capsys):
-    argv = ["distill", "--method", "lp", "--data", str(world / "data"), "--test-domain", "art", "--student", str(world / "student.pt")]
+    argv = [
+        "distill",
+        "--method",
+        "lp",
+        "--data",
+        str(world / "data"),
+        "--test-domain",
+        "art",
+        "--student",
+        str(world / "student.pt"),
+    ]
     assert main(argv + ["--profile", "smoke", "--steps", "3", "--out", str(tmp_path / "lp")]) == 0
     assert "lp → art: target (in split)" in capsys.readouterr().out
     assert json.loads((tmp_path / "lp" / "args.json").read_text())["hparams"] == {"steps": 3}
     assert main(argv[:6] + ["nowhere", "--profile", "smoke", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "unknown domain 'nowhere'" in err and "Traceback" not in err
-    assert main(["distill", "--method", "adip", "--data", str(world / "data"), "--test-domain", "art", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "distill",
+                "--method",
+                "adip",
+                "--data",
+                str(world / "data"),
+                "--test-domain",
+                "art",
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "--teacher" in capsys.readouterr().err
 
 
@@ -263,15 +370,63 @@ def test_cached_and_online_modes_against_the_real_vendor(vendor_server, world, t
     vendor = ["--vendor", "vl2v", "--vendor-url", vendor_server.url, "--api-key", key]
     data = str(world / "data")
     n_images = sum(len(open_dataset(data).samples(d)) for d in ("art", "photo", "sketch"))
-    assert main(["embed", *vendor, "--data", data, "--split", "all", "--max-queries", str(n_images + 2), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "set")]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                *vendor,
+                "--data",
+                data,
+                "--split",
+                "all",
+                "--max-queries",
+                str(n_images + 2),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(tmp_path / "set"),
+            ]
+        )
+        == 0
+    )
     with vendor_server.client(key) as client:
         used = lambda: client.get("/v1/usage").json()["used"]  # noqa: E731
         bought = used()
         assert bought == n_images + 2  # two class prompts and every image
-        run = ["distill", "--method", "adip", "--data", data, "--test-domain", "sketch", "--teacher", str(tmp_path / "set"), "--student", str(world / "student.pt"), "--profile", "smoke", "--steps", "2"]
+        run = [
+            "distill",
+            "--method",
+            "adip",
+            "--data",
+            data,
+            "--test-domain",
+            "sketch",
+            "--teacher",
+            str(tmp_path / "set"),
+            "--student",
+            str(world / "student.pt"),
+            "--profile",
+            "smoke",
+            "--steps",
+            "2",
+        ]
         assert main(run + ["--out", str(tmp_path / "cached")]) == 0
         assert used() == bought  # training from the teacher set buys nothing
-        assert main(run + ["--out", str(tmp_path / "online"), "--teacher-mode", "online", *vendor, "--cache", str(tmp_path / "cache2")]) == 0
+        assert (
+            main(
+                run
+                + [
+                    "--out",
+                    str(tmp_path / "online"),
+                    "--teacher-mode",
+                    "online",
+                    *vendor,
+                    "--cache",
+                    str(tmp_path / "cache2"),
+                ]
+            )
+            == 0
+        )
         online = select(load_records(tmp_path / "online"))
         assert online["queries_images"] == 2 * 2 * 8 == used() - bought  # 2 stages × 2 steps × 8 augmented views
     cached = select(load_records(tmp_path / "cached"))

@@ -33,13 +33,20 @@ def test_texts_and_images_in_input_order_normalised(vendor_server):
         out = r.json()
         assert out["object"] == "list" and out["model"] == "vl2v-tiny"
         assert [d["index"] for d in out["data"]] == [0, 1, 2, 3]
-        assert out["usage"] == {"images": 2, "texts": 2, "queries": 4, "prompt_tokens": 4, "total_tokens": 4,
-                                "remaining": 96}
+        assert out["usage"] == {
+            "images": 2,
+            "texts": 2,
+            "queries": 4,
+            "prompt_tokens": 4,
+            "total_tokens": 4,
+            "remaining": 96,
+        }
         emb = vectors(out)
         np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
         # the same items alone give the same rows: order is kept through the batcher
-        alone = client.post("/v1/embeddings", json={"input": [body["input"][3], "a photo of a cat"],
-                                                    "encoding_format": "base64"})
+        alone = client.post(
+            "/v1/embeddings", json={"input": [body["input"][3], "a photo of a cat"], "encoding_format": "base64"}
+        )
         np.testing.assert_allclose(vectors(alone.json()), emb[[3, 0]], atol=1e-5)
         dim = client.get("/v1/models").json()["data"][0]["embedding_dim"]
         assert emb.shape == (4, dim)
@@ -55,18 +62,21 @@ def test_image_formats_raw_base64_and_data_uri(vendor_server, fmt, data_uri):
     assert r.json()["usage"]["images"] == 1
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"input": [{"image": "!!!not base64!!!"}]}, "invalid_base64"),
-    ({"input": [{"image": b64(b"plain text, not an image")}]}, "invalid_image"),
-    ({"input": [{"image": b64(image_file("PNG", size=(64, 64))[:300])}]}, "invalid_image"),   # truncated
-    ({"input": [{"image": b64(image_file("GIF"))}]}, "invalid_image"),                        # not accepted
-    ({"input": [{"image": "data:text/plain;base64," + b64(b"hi")}]}, "unsupported_image_format"),
-    ({"input": []}, "empty_input"),
-    ({"input": [1, 2, 3]}, "invalid_input"),                                                  # token ids
-    ({"input": [{"video": "x"}]}, "invalid_input"),
-    ({"input": ["a"], "encoding_format": "int8"}, "invalid_input"),
-    ({"model": "vl2v-tiny"}, "invalid_input"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"input": [{"image": "!!!not base64!!!"}]}, "invalid_base64"),
+        ({"input": [{"image": b64(b"plain text, not an image")}]}, "invalid_image"),
+        ({"input": [{"image": b64(image_file("PNG", size=(64, 64))[:300])}]}, "invalid_image"),  # truncated
+        ({"input": [{"image": b64(image_file("GIF"))}]}, "invalid_image"),  # not accepted
+        ({"input": [{"image": "data:text/plain;base64," + b64(b"hi")}]}, "unsupported_image_format"),
+        ({"input": []}, "empty_input"),
+        ({"input": [1, 2, 3]}, "invalid_input"),  # token ids
+        ({"input": [{"video": "x"}]}, "invalid_input"),
+        ({"input": ["a"], "encoding_format": "int8"}, "invalid_input"),
+        ({"model": "vl2v-tiny"}, "invalid_input"),
+    ],
+)
 def test_400_invalid_input_is_not_charged(vendor_server, body, code):
     key = vendor_server.create_key(budget=10)
     with vendor_server.client(key) as client:
@@ -75,10 +85,13 @@ def test_400_invalid_input_is_not_charged(vendor_server, body, code):
         assert client.get("/v1/usage").json()["used"] == 0
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    (b'{"input": ["' + b"x" * 100_000, "invalid_json"),
-    (json.dumps({"input": [{"video": "x" * 100_000}]}).encode(), "invalid_input"),
-])
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b'{"input": ["' + b"x" * 100_000, "invalid_json"),
+        (json.dumps({"input": [{"video": "x" * 100_000}]}).encode(), "invalid_input"),
+    ],
+)
 def test_400_for_large_bodies_parsed_off_the_event_loop(vendor_server, content, code):
     assert len(content) > INLINE_PARSE_BYTES  # so the server parses it on a worker thread: same answers
     key = vendor_server.create_key(budget=10)
@@ -87,14 +100,17 @@ def test_400_for_large_bodies_parsed_off_the_event_loop(vendor_server, content, 
         assert client.get("/v1/usage").json()["used"] == 0
 
 
-@pytest.mark.parametrize(("item", "code"), [
-    (["x" * 501], "text_too_long"),
-    ([{"image": b64(image_file("PNG", size=(300, 300)))}], "image_too_large"),   # ~270 kB > 100 kB
-    ([{"image": b64(png_header_bomb(20_000, 20_000))}], "too_many_pixels"),      # refused from the header
-    ([{"image": b64(png_header_bomb(1001, 1000))}], "too_many_pixels"),
-    (["t"] * 257, "too_many_items"),
-    (["y" * 400] * 1600, "payload_too_large"),                                     # 640 kB body > 600 kB
-])
+@pytest.mark.parametrize(
+    ("item", "code"),
+    [
+        (["x" * 501], "text_too_long"),
+        ([{"image": b64(image_file("PNG", size=(300, 300)))}], "image_too_large"),  # ~270 kB > 100 kB
+        ([{"image": b64(png_header_bomb(20_000, 20_000))}], "too_many_pixels"),  # refused from the header
+        ([{"image": b64(png_header_bomb(1001, 1000))}], "too_many_pixels"),
+        (["t"] * 257, "too_many_items"),
+        (["y" * 400] * 1600, "payload_too_large"),  # 640 kB body > 600 kB
+    ],
+)
 def test_413_limits_are_not_charged(vendor_server, item, code):
     key = vendor_server.create_key(budget=10_000)
     with vendor_server.client(key) as client:
@@ -107,8 +123,11 @@ def test_401_403_404(vendor_server):
     key = vendor_server.create_key(budget=10)
     with vendor_server.client() as anonymous:
         error_of(anonymous.post("/v1/embeddings", json={"input": ["a"]}), 401, "invalid_api_key")
-        error_of(anonymous.post("/v1/embeddings", json={"input": ["a"]}, headers={"Authorization": "Bearer nope"}),
-                 401, "invalid_api_key")
+        error_of(
+            anonymous.post("/v1/embeddings", json={"input": ["a"]}, headers={"Authorization": "Bearer nope"}),
+            401,
+            "invalid_api_key",
+        )
         error_of(anonymous.get("/v1/usage"), 401, "invalid_api_key")
         error_of(anonymous.get("/no/such/route"), 404, "not_found")
     with vendor_server.client(key) as client:
@@ -132,11 +151,18 @@ def test_402_budget_exhausted_reports_the_numbers(vendor_server):
 def test_every_response_has_request_id_and_rate_limit_headers(vendor_server):
     key = vendor_server.create_key(budget=10)
     with vendor_server.client(key) as client:
-        responses = [client.post("/v1/embeddings", json={"input": ["a"]}),
-                     client.post("/v1/embeddings", json={"input": []}),
-                     client.get("/v1/models"), client.get("/v1/usage"), client.get("/healthz"), client.get("/readyz"),
-                     client.get("/metrics"), client.get("/nowhere"), client.put("/v1/embeddings"),
-                     client.post("/v1/embeddings", json={"input": ["a"]}, headers={"Authorization": "Bearer bad"})]
+        responses = [
+            client.post("/v1/embeddings", json={"input": ["a"]}),
+            client.post("/v1/embeddings", json={"input": []}),
+            client.get("/v1/models"),
+            client.get("/v1/usage"),
+            client.get("/healthz"),
+            client.get("/readyz"),
+            client.get("/metrics"),
+            client.get("/nowhere"),
+            client.put("/v1/embeddings"),
+            client.post("/v1/embeddings", json={"input": ["a"]}, headers={"Authorization": "Bearer bad"}),
+        ]
     ids = set()
     for r in responses:
         assert r.headers["X-Request-Id"].startswith("req_"), r.request.url
@@ -165,7 +191,10 @@ def test_models_health_and_metrics(vendor_server):
         models = ModelList.model_validate(client.get("/v1/models").json())
         assert models.data[0].id == "vl2v-tiny" and models.data[0].price_per_query > 0
         # the served weights' digest, on the card and on every answer (tests/test_model_revision.py)
-        assert re.fullmatch("[0-9a-f]{12}", models.data[0].revision or "") and answer["model_revision"] == models.data[0].revision
+        assert (
+            re.fullmatch("[0-9a-f]{12}", models.data[0].revision or "")
+            and answer["model_revision"] == models.data[0].revision
+        )
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["status"] == "ready"
         text = client.get("/metrics").text

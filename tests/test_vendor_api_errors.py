@@ -12,15 +12,18 @@ from vendor_server import ledger_errors
 from vendor_server.api_errors import from_ledger_error
 
 
-@pytest.mark.parametrize(("error", "status", "code"), [
-    (ledger_errors.UnknownApiKey("invalid API key"), 401, "invalid_api_key"),
-    (ledger_errors.KeyRevoked("API key key_1 has been revoked"), 403, "key_revoked"),
-    (ledger_errors.KeyNotFound("no key 'key_1'"), 404, "key_not_found"),
-    (ledger_errors.IdempotencyInProgress("still being processed"), 409, "idempotency_in_flight"),
-    (ledger_errors.IdempotencyMismatch("different body"), 422, "idempotency_key_reused"),
-    (ledger_errors.InvalidAmount("budget must be >= 0"), 400, "invalid_input"),
-    (ledger_errors.LedgerUnavailable("cannot use x as the ledger"), 500, "internal_error"),
-])
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ledger_errors.UnknownApiKey("invalid API key"), 401, "invalid_api_key"),
+        (ledger_errors.KeyRevoked("API key key_1 has been revoked"), 403, "key_revoked"),
+        (ledger_errors.KeyNotFound("no key 'key_1'"), 404, "key_not_found"),
+        (ledger_errors.IdempotencyInProgress("still being processed"), 409, "idempotency_in_flight"),
+        (ledger_errors.IdempotencyMismatch("different body"), 422, "idempotency_key_reused"),
+        (ledger_errors.InvalidAmount("budget must be >= 0"), 400, "invalid_input"),
+        (ledger_errors.LedgerUnavailable("cannot use x as the ledger"), 500, "internal_error"),
+    ],
+)
 def test_each_ledger_error_maps_to_its_status_and_code(error, status, code):
     response = from_ledger_error(error).response()
     body = json.loads(response.body)["error"]

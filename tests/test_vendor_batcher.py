@@ -35,6 +35,7 @@ class Recorder:
 
 def encode_concurrently(model: Recorder, *requests: list[str]) -> list:
     """Each request's rows (or its exception), all submitted at once to a batcher that coalesces them."""
+
     async def scenario() -> list:
         batcher = MicroBatcher({"text": model}, max_batch_size=64, max_wait_ms=200, queue_limit=1000, metrics=Metrics())
         await batcher.start()
@@ -42,6 +43,7 @@ def encode_concurrently(model: Recorder, *requests: list[str]) -> list:
             return await asyncio.gather(*(batcher.encode("text", texts) for texts in requests), return_exceptions=True)
         finally:
             await batcher.stop()
+
     return asyncio.run(scenario())
 
 
@@ -95,13 +97,20 @@ def test_through_the_api_only_the_bad_request_errors_and_is_refunded(tmp_path):
     app = create_app(settings, encoder)
 
     async def post_all() -> list[httpx.Response]:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://vendor", timeout=60) as client:
-            return await asyncio.gather(*(
-                client.post("/v1/embeddings", json={"input": texts}, headers={"Authorization": f"Bearer {secrets[name]}"})
-                for name, texts in requests.items()))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vendor", timeout=60) as client,
+        ):
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/embeddings", json={"input": texts}, headers={"Authorization": f"Bearer {secrets[name]}"}
+                    )
+                    for name, texts in requests.items()
+                )
+            )
 
-    answers = dict(zip(requests, asyncio.run(post_all())))
+    answers = dict(zip(requests, asyncio.run(post_all()), strict=True))
     assert sorted(encoder.batches[0]) == sorted(t for texts in requests.values() for t in texts)  # one shared batch
     assert answers["bad"].status_code == 500 and answers["bad"].json()["error"]["code"] == "inference_failed"
     for name in ("good", "also good"):

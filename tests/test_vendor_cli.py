@@ -22,6 +22,7 @@ def vendor(capsys):
         code = main(list(args))
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
+
     return run
 
 
@@ -45,10 +46,12 @@ def test_keys_lifecycle(tmp_path, vendor):
 
 def test_user_errors_are_one_line(tmp_path, vendor):
     db = str(tmp_path / "ledger.sqlite3")
-    for args in (("keys", "revoke", "--db", db, "key_missing"),
-                 ("keys", "create", "--db", db, "--name", "x", "--budget", "-5"),
-                 ("serve", "--model", "no-such-model", "--pretrained", "none", "--db", db),
-                 ("serve", "--model", "vl2v-tiny", "--pretrained", str(tmp_path / "missing.pt"), "--db", db)):
+    for args in (
+        ("keys", "revoke", "--db", db, "key_missing"),
+        ("keys", "create", "--db", db, "--name", "x", "--budget", "-5"),
+        ("serve", "--model", "no-such-model", "--pretrained", "none", "--db", db),
+        ("serve", "--model", "vl2v-tiny", "--pretrained", str(tmp_path / "missing.pt"), "--db", db),
+    ):
         result = vendor(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("vl2v-vendor: error:") and "Traceback" not in result.stderr, result.stderr
@@ -79,8 +82,13 @@ def test_keys_commands_other_than_create_refuse_a_missing_ledger(tmp_path, vendo
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The real console script in its own process, with only ``env`` of the VL2V_* settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
-    return subprocess.run([sys.executable, "-m", "vendor_server.cli", *args], env={**clean, **env},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vendor_server.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *mentions: str) -> None:
@@ -93,8 +101,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *mentions: str) -
 
 def test_a_bad_environment_setting_is_a_one_line_error(tmp_path):
     bad = {"VL2V_VENDOR_MAX_BATCH_SIZE": "abc"}
-    assert_one_line_error(run_cli("serve", "--pretrained", "none", "--db", str(tmp_path / "l.sqlite3"), **bad),
-                          "VL2V_VENDOR_MAX_BATCH_SIZE", "'abc'")
+    assert_one_line_error(
+        run_cli("serve", "--pretrained", "none", "--db", str(tmp_path / "l.sqlite3"), **bad),
+        "VL2V_VENDOR_MAX_BATCH_SIZE",
+        "'abc'",
+    )
     assert_one_line_error(run_cli("keys", "list", **bad), "VL2V_VENDOR_MAX_BATCH_SIZE")  # the default --db reads it too
     assert_one_line_error(run_cli("keys", "list", VL2V_VENDOR_DB_SYNCHRONOUS="sometimes"), "VL2V_VENDOR_DB_SYNCHRONOUS")
     assert not (tmp_path / "l.sqlite3").exists()
@@ -104,10 +115,12 @@ def test_a_db_that_is_not_a_ledger_is_a_one_line_error(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("this is not a SQLite database\n" * 20)
     under_a_file = str(text / "ledger.sqlite3")  # unwritable whoever runs it (root included)
-    for args in (("keys", "list", "--db", str(text)),
-                 ("keys", "create", "--db", str(text), "--name", "x", "--budget", "1"),
-                 ("keys", "create", "--db", under_a_file, "--name", "x", "--budget", "1"),
-                 ("keys", "create", "--db", str(tmp_path), "--name", "x", "--budget", "1")):  # a folder
+    for args in (
+        ("keys", "list", "--db", str(text)),
+        ("keys", "create", "--db", str(text), "--name", "x", "--budget", "1"),
+        ("keys", "create", "--db", under_a_file, "--name", "x", "--budget", "1"),
+        ("keys", "create", "--db", str(tmp_path), "--name", "x", "--budget", "1"),
+    ):  # a folder
         assert_one_line_error(run_cli(*args), "cannot use", args[args.index("--db") + 1], "as the ledger")
     for db in (str(text), under_a_file):
         assert_one_line_error(run_cli("serve", "--pretrained", "none", "--db", db), "cannot use", db)

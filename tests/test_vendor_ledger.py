@@ -46,7 +46,9 @@ def test_threads_never_overshoot_the_budget(tmp_path, ledger):
 
     def charge(i: int) -> bool:
         try:
-            (others + [ledger])[i % 3].charge(record.id, new_request_id(), images=i % 4, texts=3 - i % 4, body_sha256="h")
+            (others + [ledger])[i % 3].charge(
+                record.id, new_request_id(), images=i % 4, texts=3 - i % 4, body_sha256="h"
+            )
             return True
         except BudgetExceeded:
             return False

@@ -22,7 +22,9 @@ def charged_events(db) -> tuple[int, int, dict[str, int]]:
     """``(sum of keys.used, sum of charged events' queries, events by status)`` read straight from SQLite."""
     with sqlite3.connect(db) as conn:
         used = conn.execute("SELECT COALESCE(SUM(used), 0) FROM keys").fetchone()[0]
-        charged = conn.execute("SELECT COALESCE(SUM(queries), 0) FROM usage_events WHERE status = 'charged'").fetchone()[0]
+        charged = conn.execute(
+            "SELECT COALESCE(SUM(queries), 0) FROM usage_events WHERE status = 'charged'"
+        ).fetchone()[0]
         statuses = dict(conn.execute("SELECT status, COUNT(*) FROM usage_events GROUP BY status").fetchall())
     return used, charged, statuses
 
@@ -30,6 +32,7 @@ def charged_events(db) -> tuple[int, int, dict[str, int]]:
 def test_50_concurrent_requests_race_for_100_queries(vendor_server):
     key = vendor_server.create_key(budget=100, rate_limit=1000)
     with vendor_server.client(key, limits=httpx.Limits(max_connections=50)) as client:
+
         def post(i: int) -> httpx.Response:
             return client.post("/v1/embeddings", json={"input": [f"text {i} {j}" for j in range(4)]})
 
@@ -71,8 +74,9 @@ def test_idempotency_key_in_flight_is_409(vendor_server):
         for attempt in range(5):
             headers = {"Idempotency-Key": f"slow-{attempt}"}
             first: dict[str, httpx.Response] = {}
-            worker = threading.Thread(target=lambda h=headers: first.setdefault(
-                "r", client.post("/v1/embeddings", json=body, headers=h)))
+            worker = threading.Thread(
+                target=lambda h=headers, f=first: f.setdefault("r", client.post("/v1/embeddings", json=body, headers=h))
+            )
             used_before = client.get("/v1/usage").json()["used"]
             worker.start()
             while client.get("/v1/usage").json()["used"] == used_before and worker.is_alive():
@@ -136,7 +140,9 @@ def test_kill_9_mid_traffic_then_restart_keeps_exact_books(vendor_server_factory
             while not stop.is_set():
                 i += 1
                 try:
-                    r = client.post("/v1/embeddings", json={"input": [f"{key[-4:]} {i}", image_item(seed=i % 5)] * (1 + i % 3)})
+                    r = client.post(
+                        "/v1/embeddings", json={"input": [f"{key[-4:]} {i}", image_item(seed=i % 5)] * (1 + i % 3)}
+                    )
                 except httpx.HTTPError:
                     return  # the server died under us
                 if r.status_code == 200:

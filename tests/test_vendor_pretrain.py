@@ -31,7 +31,10 @@ def test_pause_resume_matches_straight_run_and_loads_in_open_clip(tmp_path, caps
     assert (tmp_path / "sliced.pt.work" / "state.pt").is_file()
     # a rerun with other settings must not mix into the paused run
     capsys.readouterr()
-    assert main(["pretrain", "--out", str(sliced), "--steps", "5", "--batch-size", "16", "--per-cell", "1", "--no-eval"]) == 2
+    assert (
+        main(["pretrain", "--out", str(sliced), "--steps", "5", "--batch-size", "16", "--per-cell", "1", "--no-eval"])
+        == 2
+    )
     assert "different settings" in capsys.readouterr().err
     messages: list[str] = []
     done = pretrain(sliced, TINY, log=messages.append)
@@ -48,4 +51,3 @@ def test_pause_resume_matches_straight_run_and_loads_in_open_clip(tmp_path, caps
     assert torch.allclose(model.state_dict()["text_projection"], a["text_projection"].float())
     tokens = open_clip.get_tokenizer(MODEL_NAME)(["a photo of a fish"])
     assert model.encode_text(tokens).shape == (1, model.text_projection.shape[1])
-

@@ -46,7 +46,10 @@ def test_every_class_renders_with_intra_class_variation():
         assert img.size == (32, 32)
         one, two = draw(name, np.random.default_rng(1)), draw(name, np.random.default_rng(2))
         # a family, not a glyph: two members differ in their geometry
-        shapes_differ = len(one) != len(two) or any(p.points.shape != q.points.shape or not np.allclose(p.points, q.points) for p, q in zip(one, two))
+        shapes_differ = len(one) != len(two) or any(
+            p.points.shape != q.points.shape or not np.allclose(p.points, q.points)
+            for p, q in zip(one, two, strict=True)
+        )
         assert shapes_differ, name
 
 

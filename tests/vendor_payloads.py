@@ -34,6 +34,7 @@ def image_item(fmt: str = "PNG", seed: int = 0, data_uri: bool = False, **kwargs
 def png_header_bomb(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width x height`` pixels but whose data is garbage: a service that
     decoded it fully would fail with 'corrupt' (400); one that checks the header first says 413."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

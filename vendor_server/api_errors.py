@@ -104,8 +104,9 @@ _LEDGER_ERRORS: dict[type[ledger_errors.LedgerError], type[ApiError]] = {
 def from_ledger_error(exc: ledger_errors.LedgerError) -> ApiError:
     """The HTTP answer to a refusal of the ledger, with the ledger's message."""
     if isinstance(exc, ledger_errors.BudgetExceeded):
-        return BudgetExhausted(exc.message, used=exc.used, budget=exc.budget, remaining=exc.remaining,
-                               requested=exc.requested)
+        return BudgetExhausted(
+            exc.message, used=exc.used, budget=exc.budget, remaining=exc.remaining, requested=exc.requested
+        )
     if isinstance(exc, ledger_errors.IdempotencyInProgress):
         return IdempotencyInFlight(exc.message, headers={"Retry-After": "1"})
     if isinstance(exc, ledger_errors.KeyNotFound):
@@ -135,7 +136,9 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # unknown route (404) or wrong method (405): keep Starlette's status, our body shape
-        error = NotFound(str(exc.detail)) if exc.status_code == 404 else InvalidInput(str(exc.detail), code="http_error")
+        error = (
+            NotFound(str(exc.detail)) if exc.status_code == 404 else InvalidInput(str(exc.detail), code="http_error")
+        )
         error.status = exc.status_code
         return error.response()
 

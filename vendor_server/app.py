@@ -48,18 +48,30 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None
         ledger=ledger or open_ledger(settings),
         limiter=RateLimiter(),
         metrics=metrics,
-        batcher=MicroBatcher({"image": encoder.encode_images, "text": encoder.encode_texts},
-                             settings.max_batch_size, settings.max_wait_ms, settings.queue_limit, metrics),
+        batcher=MicroBatcher(
+            {"image": encoder.encode_images, "text": encoder.encode_texts},
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.queue_limit,
+            metrics,
+        ),
         image_limits=ImageLimits(settings.max_image_bytes, settings.max_pixels),
-        card=ModelCard(id=settings.model, embedding_dim=encoder.embed_dim, image_size=encoder.image_size,
-                       price_per_query=settings.price_per_query, revision=weights_revision(encoder.model),
-                       logit_scale=encoder.logit_scale, image_params=encoder.image_params),
+        card=ModelCard(
+            id=settings.model,
+            embedding_dim=encoder.embed_dim,
+            image_size=encoder.image_size,
+            price_per_query=settings.price_per_query,
+            revision=weights_revision(encoder.model),
+            logit_scale=encoder.logit_scale,
+            image_params=encoder.image_params,
+        ),
     )
     app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=_lifespan)
     app.state.service = service
     install_handlers(app)
-    app.add_middleware(ServiceMiddleware, metrics=metrics, limiter=service.limiter,
-                       default_qps=settings.default_rate_limit)
+    app.add_middleware(
+        ServiceMiddleware, metrics=metrics, limiter=service.limiter, default_qps=settings.default_rate_limit
+    )
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -28,8 +28,9 @@ def client_bucket(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-async def authenticated_key(request: Request, ledger: LedgerDep, limiter: LimiterDep,
-                            settings: SettingsDep) -> KeyRecord:
+async def authenticated_key(
+    request: Request, ledger: LedgerDep, limiter: LimiterDep, settings: SettingsDep
+) -> KeyRecord:
     """The caller's key record, rate limit already spent; the limit's status is left in
     ``request.state.rate`` for the response headers."""
     default_qps = settings.default_rate_limit

@@ -38,8 +38,9 @@ class _Item:
 class MicroBatcher:
     """One queue and one collector task per modality, sharing a single model thread."""
 
-    def __init__(self, encoders: dict[str, EncodeFn], max_batch_size: int, max_wait_ms: float,
-                 queue_limit: int, metrics: Metrics):
+    def __init__(
+        self, encoders: dict[str, EncodeFn], max_batch_size: int, max_wait_ms: float, queue_limit: int, metrics: Metrics
+    ):
         self._encoders = encoders
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000.0
@@ -70,8 +71,9 @@ class MicroBatcher:
         requests on the event loop cannot both squeeze through the last free slots."""
         if self._admitted and self._admitted + n_items > self._queue_limit:
             wait = self._admitted * self._seconds_per_item
-            raise Overloaded(f"the vendor is busy ({self._admitted} items in flight); retry later",
-                             headers=retry_after(wait))
+            raise Overloaded(
+                f"the vendor is busy ({self._admitted} items in flight); retry later", headers=retry_after(wait)
+            )
         self._admitted += n_items
         self._metrics.queue_depth.set(self._admitted)
         try:
@@ -129,11 +131,12 @@ class MicroBatcher:
             return
         start = time.perf_counter()
         rows = await asyncio.get_running_loop().run_in_executor(
-            self._worker, self._encoders[modality], [item.payload for item in batch])
+            self._worker, self._encoders[modality], [item.payload for item in batch]
+        )
         elapsed = time.perf_counter() - start
         self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * elapsed / len(batch)
         self._metrics.observe_batch(modality, len(batch), elapsed)
-        for item, row in zip(batch, rows):
+        for item, row in zip(batch, rows, strict=True):
             if not item.future.done():
                 item.future.set_result(row)
 

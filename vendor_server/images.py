@@ -36,15 +36,17 @@ def decode_image(item: str, limits: ImageLimits, index: int) -> Image.Image:
     """The RGB image in one input item; ``index`` only makes error messages point at the item."""
     payload = _strip_data_uri(item, index)
     if len(payload) * 3 // 4 > limits.max_bytes + 3:
-        raise PayloadTooLarge(f"input[{index}]: image exceeds {limits.max_bytes} bytes", code="image_too_large",
-                              limit=limits.max_bytes)
+        raise PayloadTooLarge(
+            f"input[{index}]: image exceeds {limits.max_bytes} bytes", code="image_too_large", limit=limits.max_bytes
+        )
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"input[{index}]: image is not valid base64 ({exc})", code="invalid_base64") from exc
     if len(data) > limits.max_bytes:
-        raise PayloadTooLarge(f"input[{index}]: image exceeds {limits.max_bytes} bytes", code="image_too_large",
-                              limit=limits.max_bytes)
+        raise PayloadTooLarge(
+            f"input[{index}]: image exceeds {limits.max_bytes} bytes", code="image_too_large", limit=limits.max_bytes
+        )
     return _open_checked(data, limits.max_pixels, index)
 
 
@@ -54,9 +56,11 @@ def _strip_data_uri(item: str, index: int) -> str:
         return item.strip()
     mime = (match.group("mime") or "").lower()
     if mime not in _MIME_TYPES:
-        raise InvalidInput(f"input[{index}]: unsupported media type {mime or '(none)'}; send PNG, JPEG or WebP",
-                           code="unsupported_image_format")
-    return item[match.end():].strip()
+        raise InvalidInput(
+            f"input[{index}]: unsupported media type {mime or '(none)'}; send PNG, JPEG or WebP",
+            code="unsupported_image_format",
+        )
+    return item[match.end() :].strip()
 
 
 def _open_checked(data: bytes, max_pixels: int, index: int) -> Image.Image:
@@ -74,11 +78,11 @@ def _open_checked(data: bytes, max_pixels: int, index: int) -> Image.Image:
     try:
         img.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidInput(f"input[{index}]: image data is truncated or corrupt ({exc})",
-                           code="invalid_image") from exc
+        raise InvalidInput(f"input[{index}]: image data is truncated or corrupt ({exc})", code="invalid_image") from exc
     return img.convert("RGB")
 
 
 def _too_many_pixels(index: int, max_pixels: int, size: str = "the image") -> PayloadTooLarge:
-    return PayloadTooLarge(f"input[{index}]: {size} has more than {max_pixels} pixels", code="too_many_pixels",
-                           limit=max_pixels)
+    return PayloadTooLarge(
+        f"input[{index}]: {size} has more than {max_pixels} pixels", code="too_many_pixels", limit=max_pixels
+    )

@@ -111,9 +111,10 @@ class Ledger:
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
         with self._tx() as db:
-            db.execute("INSERT INTO keys (id, name, secret_sha256, budget, rate_limit_qps, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (key_id, name, hash_secret(secret), budget, rate_limit_qps,
-                                                     time.time()))
+            db.execute(
+                "INSERT INTO keys (id, name, secret_sha256, budget, rate_limit_qps, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, name, hash_secret(secret), budget, rate_limit_qps, time.time()),
+            )
         return self.key(key_id), secret
 
     def keys(self) -> list[KeyRecord]:
@@ -159,15 +160,33 @@ class Ledger:
         with self._lock:
             row = self._db.execute(
                 "SELECT COALESCE(SUM(images), 0) AS images, COALESCE(SUM(texts), 0) AS texts, COUNT(*) AS requests "
-                "FROM usage_events WHERE key_id = ? AND status != 'refunded'", (key_id,)).fetchone()
-        return KeyUsage(key_id=record.id, name=record.name, budget=record.budget, used=record.used,
-                        remaining=record.remaining, images=row["images"], texts=row["texts"],
-                        requests=row["requests"], revoked=record.revoked, rate_limit_qps=record.rate_limit_qps)
+                "FROM usage_events WHERE key_id = ? AND status != 'refunded'",
+                (key_id,),
+            ).fetchone()
+        return KeyUsage(
+            key_id=record.id,
+            name=record.name,
+            budget=record.budget,
+            used=record.used,
+            remaining=record.remaining,
+            images=row["images"],
+            texts=row["texts"],
+            requests=row["requests"],
+            revoked=record.revoked,
+            rate_limit_qps=record.rate_limit_qps,
+        )
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def charge(self, key_id: str, request_id: str, images: int, texts: int, body_sha256: str,
-               idempotency_key: str | None = None) -> Charge:
+    def charge(
+        self,
+        key_id: str,
+        request_id: str,
+        images: int,
+        texts: int,
+        body_sha256: str,
+        idempotency_key: str | None = None,
+    ) -> Charge:
         """Reserve ``images + texts`` queries all-or-nothing, or say why not (:class:`BudgetExceeded`,
         :class:`KeyRevoked`, an :class:`~vendor_server.ledger_errors.IdempotencyConflict`), or hand back
         the stored response of an identical earlier request with the same idempotency key."""
@@ -182,29 +201,37 @@ class Ledger:
                 raise KeyRevoked(f"API key {key_id} has been revoked")
             used, budget = row["used"], row["budget"]
             if idempotency_key is not None:
-                previous = db.execute("SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ?",
-                                      (key_id, idempotency_key)).fetchone()
+                previous = db.execute(
+                    "SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ?", (key_id, idempotency_key)
+                ).fetchone()
                 if previous is not None:
                     return Charge(remaining=budget - used, replay=_replay(previous, body_sha256))
             if used + queries > budget:
                 raise BudgetExceeded(used=used, budget=budget, requested=queries)
-            db.execute("INSERT INTO usage_events (request_id, key_id, images, texts, queries, idempotency_key, "
-                       "body_sha256, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?)",
-                       (request_id, key_id, images, texts, queries, idempotency_key, body_sha256, now))
+            db.execute(
+                "INSERT INTO usage_events (request_id, key_id, images, texts, queries, idempotency_key, "
+                "body_sha256, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?)",
+                (request_id, key_id, images, texts, queries, idempotency_key, body_sha256, now),
+            )
             db.execute("UPDATE keys SET used = used + ? WHERE id = ?", (queries, key_id))
             if idempotency_key is not None:
-                db.execute("INSERT INTO idempotency (key_id, idempotency_key, body_sha256, request_id, status, "
-                           "expires) VALUES (?, ?, ?, ?, 'in_flight', ?)",
-                           (key_id, idempotency_key, body_sha256, request_id, now + self._ttl))
+                db.execute(
+                    "INSERT INTO idempotency (key_id, idempotency_key, body_sha256, request_id, status, "
+                    "expires) VALUES (?, ?, ?, ?, 'in_flight', ?)",
+                    (key_id, idempotency_key, body_sha256, request_id, now + self._ttl),
+                )
         return Charge(remaining=budget - used - queries)
 
     def complete(self, request_id: str, response: str) -> None:
         """Make a reservation final and keep the response for idempotent replays."""
         with self._tx() as db:
-            db.execute("UPDATE usage_events SET status = 'charged', finished = ? "
-                       "WHERE request_id = ? AND status = 'reserved'", (time.time(), request_id))
-            db.execute("UPDATE idempotency SET status = 'done', response = ? WHERE request_id = ?",
-                       (response, request_id))
+            db.execute(
+                "UPDATE usage_events SET status = 'charged', finished = ? WHERE request_id = ? AND status = 'reserved'",
+                (time.time(), request_id),
+            )
+            db.execute(
+                "UPDATE idempotency SET status = 'done', response = ? WHERE request_id = ?", (response, request_id)
+            )
 
     def refund(self, request_id: str) -> None:
         """Give a reservation back (inference failed): the client was not served, so it doesn't pay,
@@ -215,8 +242,10 @@ class Ledger:
     def recover(self) -> int:
         """Refund what a crash left reserved; returns how many requests that was."""
         with self._tx() as db:
-            stale = [row["request_id"] for row in
-                     db.execute("SELECT request_id FROM usage_events WHERE status = 'reserved'").fetchall()]
+            stale = [
+                row["request_id"]
+                for row in db.execute("SELECT request_id FROM usage_events WHERE status = 'reserved'").fetchall()
+            ]
             for request_id in stale:
                 _refund(db, request_id)
             db.execute("DELETE FROM idempotency WHERE status = 'in_flight'")
@@ -253,12 +282,14 @@ def new_request_id() -> str:
 
 
 def _refund(db: sqlite3.Connection, request_id: str) -> None:
-    row = db.execute("SELECT key_id, queries FROM usage_events WHERE request_id = ? AND status = 'reserved'",
-                     (request_id,)).fetchone()
+    row = db.execute(
+        "SELECT key_id, queries FROM usage_events WHERE request_id = ? AND status = 'reserved'", (request_id,)
+    ).fetchone()
     if row is None:
         return
-    db.execute("UPDATE usage_events SET status = 'refunded', finished = ? WHERE request_id = ?",
-               (time.time(), request_id))
+    db.execute(
+        "UPDATE usage_events SET status = 'refunded', finished = ? WHERE request_id = ?", (time.time(), request_id)
+    )
     db.execute("UPDATE keys SET used = used - ? WHERE id = ?", (row["queries"], row["key_id"]))
     db.execute("DELETE FROM idempotency WHERE request_id = ? AND status = 'in_flight'", (request_id,))
 
@@ -272,5 +303,12 @@ def _replay(previous: sqlite3.Row, body_sha256: str) -> str:
 
 
 def _key(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(id=row["id"], name=row["name"], budget=row["budget"], used=row["used"],
-                     rate_limit_qps=row["rate_limit_qps"], revoked=bool(row["revoked"]), created=row["created"])
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        budget=row["budget"],
+        used=row["used"],
+        rate_limit_qps=row["rate_limit_qps"],
+        revoked=bool(row["revoked"]),
+        created=row["created"],
+    )

@@ -83,7 +83,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
         if found > SCHEMA_VERSION:
             raise UnsupportedSchema(
                 f"the ledger {path} has schema version {found}, written by a newer vl2v-vendor; this one "
-                f"knows versions up to {SCHEMA_VERSION}: upgrade vl2v-vendor (the file was left as it is)")
+                f"knows versions up to {SCHEMA_VERSION}: upgrade vl2v-vendor (the file was left as it is)"
+            )
         for statements in MIGRATIONS[found:]:
             for statement in statements:
                 db.execute(statement)

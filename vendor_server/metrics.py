@@ -22,16 +22,21 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("vl2v_vendor_requests", "HTTP requests by route and status",
-                                ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("vl2v_vendor_request_seconds", "HTTP request latency", ["route"],
-                                         buckets=SECONDS_BUCKETS, registry=r)
-        self.queries_charged = Counter("vl2v_vendor_queries_charged", "paid input items by modality",
-                                       ["modality"], registry=r)
-        self.batch_size = Histogram("vl2v_vendor_batch_size", "items per model forward pass", ["modality"],
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.encode_seconds = Histogram("vl2v_vendor_encode_seconds", "model time per batch", ["modality"],
-                                        buckets=SECONDS_BUCKETS, registry=r)
+        self.requests = Counter(
+            "vl2v_vendor_requests", "HTTP requests by route and status", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "vl2v_vendor_request_seconds", "HTTP request latency", ["route"], buckets=SECONDS_BUCKETS, registry=r
+        )
+        self.queries_charged = Counter(
+            "vl2v_vendor_queries_charged", "paid input items by modality", ["modality"], registry=r
+        )
+        self.batch_size = Histogram(
+            "vl2v_vendor_batch_size", "items per model forward pass", ["modality"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.encode_seconds = Histogram(
+            "vl2v_vendor_encode_seconds", "model time per batch", ["modality"], buckets=SECONDS_BUCKETS, registry=r
+        )
         self.queue_depth = Gauge("vl2v_vendor_queue_depth", "admitted items not yet answered", registry=r)
 
     def observe_batch(self, modality: str, size: int, seconds: float) -> None:

@@ -31,8 +31,10 @@ def create(name: str, pretrained: str):
     source = None if pretrained.lower() == "none" else pretrained
     tags = open_clip.list_pretrained_tags_by_model(name)
     if source is not None and source not in tags and not Path(source).is_file():
-        raise VendorCliError(f"--pretrained {pretrained!r} is neither a checkpoint file nor an open_clip tag of "
-                             f"{name} (tags: {', '.join(tags) or 'none'}; 'none' = random init)")
+        raise VendorCliError(
+            f"--pretrained {pretrained!r} is neither a checkpoint file nor an open_clip tag of "
+            f"{name} (tags: {', '.join(tags) or 'none'}; 'none' = random init)"
+        )
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=source)
     except (RuntimeError, ValueError, OSError) as exc:

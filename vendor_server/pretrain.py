@@ -39,6 +39,7 @@ from shared.world.writer import render_cell
 from vendor_server.model_configs import register_model_configs
 from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_MODEL as MODEL_NAME
+
 #: the prompt the zero-shot target is measured with
 ZERO_SHOT_TEMPLATE = "a photo of a {}"
 #: temperature of the temporary class prototypes (a fixed cosine-classifier scale)
@@ -55,14 +56,24 @@ def render_pool(cfg: PretrainConfig) -> dict:
     """Every class × every style, ``per_cell`` images each, as uint8 ``[N, H, W, 3]`` plus labels."""
     jobs = [(cfg.seed, s, c, cfg.per_cell, cfg.size) for s in STYLE_NAMES for c in CLASS_NAMES]
     images, attrs, labels, styles = [], [], [], []
-    with ProcessPoolExecutor(cfg.workers) as pool, tqdm(total=len(jobs) * cfg.per_cell, desc="rendering corpus", unit="img") as bar:
-        for (_, s, c, _, _), (imgs, a) in zip(jobs, pool.map(render_cell, *zip(*jobs), chunksize=4)):
+    with (
+        ProcessPoolExecutor(cfg.workers) as pool,
+        tqdm(total=len(jobs) * cfg.per_cell, desc="rendering corpus", unit="img") as bar,
+    ):
+        for (_, s, c, _, _), (imgs, a) in zip(
+            jobs, pool.map(render_cell, *zip(*jobs, strict=True), chunksize=4), strict=True
+        ):
             images.append(imgs)
             attrs += a
             labels += [CLASS_NAMES.index(c)] * len(a)
             styles += [s] * len(a)
             bar.update(len(a))
-    return {"images": torch.from_numpy(np.concatenate(images)), "attrs": attrs, "labels": torch.tensor(labels), "styles": styles}
+    return {
+        "images": torch.from_numpy(np.concatenate(images)),
+        "attrs": attrs,
+        "labels": torch.tensor(labels),
+        "styles": styles,
+    }
 
 
 class _Normalise:
@@ -101,7 +112,16 @@ def _lr(step: int, cfg: PretrainConfig) -> float:
 
 def _save_state(work: Path, model, prototypes, opt, step: int, cfg: PretrainConfig) -> None:
     tmp = work / "state.pt.tmp"
-    torch.save({"model": model.state_dict(), "prototypes": prototypes.detach(), "opt": opt.state_dict(), "step": step, "config": asdict(cfg)}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "prototypes": prototypes.detach(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "config": asdict(cfg),
+        },
+        tmp,
+    )
     tmp.replace(work / "state.pt")
 
 
@@ -120,7 +140,9 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
     if cfg.init:
         # continued pretraining: the prototypes start at the class prompts' text embeddings, so the
         # temporary loss agrees with what the model already knows instead of pulling images apart
-        model.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu", weights_only=True).items()})
+        model.load_state_dict(
+            {k: v.float() for k, v in torch.load(cfg.init, map_location="cpu", weights_only=True).items()}
+        )
         with torch.no_grad():
             prototypes.copy_(model.encode_text(tokenizer([ZERO_SHOT_TEMPLATE.format(c) for c in CLASS_NAMES])))
     opt = torch.optim.AdamW([*model.parameters(), prototypes], lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -152,7 +174,9 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             idx = torch.from_numpy(rng.choice(n, cfg.batch_size, replace=False))
             images = _augment(normalise(pool["images"][idx]), gen, max(1, cfg.size // 16))
-            captions = [caption(CLASS_NAMES[pool["labels"][i]], pool["styles"][i], pool["attrs"][i], rng) for i in idx.tolist()]
+            captions = [
+                caption(CLASS_NAMES[pool["labels"][i]], pool["styles"][i], pool["attrs"][i], rng) for i in idx.tolist()
+            ]
             texts = tokenizer(captions + _class_prompts(rng))
             for g in opt.param_groups:
                 g["lr"] = _lr(step, cfg)
@@ -174,7 +198,12 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 _save_state(work, model, prototypes, opt, step + 1, cfg)
     seconds = time.time() - t0
-    summary = {"steps": end - start, "train_seconds": round(seconds, 1), "steps_per_s": round((end - start) / max(seconds, 1e-9), 3), "paused": end < cfg.steps}
+    summary = {
+        "steps": end - start,
+        "train_seconds": round(seconds, 1),
+        "steps_per_s": round((end - start) / max(seconds, 1e-9), 3),
+        "paused": end < cfg.steps,
+    }
     if summary["paused"]:
         _save_state(work, model, prototypes, opt, end, cfg)
         return summary
@@ -184,7 +213,13 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
     return summary
 
 
-def zero_shot(checkpoint: Path, task: str = "synth-pacs", per_class: int = 50, seed: int = 10_000, template: str = ZERO_SHOT_TEMPLATE) -> dict[str, float]:
+def zero_shot(
+    checkpoint: Path,
+    task: str = "synth-pacs",
+    per_class: int = 50,
+    seed: int = 10_000,
+    template: str = ZERO_SHOT_TEMPLATE,
+) -> dict[str, float]:
     """Per-domain zero-shot accuracy of a checkpoint on held-out images of ``task`` (rendered with a
     seed the corpus never uses), through open_clip's own preprocessing as the server applies it."""
     register_model_configs()
@@ -203,4 +238,3 @@ def zero_shot(checkpoint: Path, task: str = "synth-pacs", per_class: int = 50, s
             img = F.normalize(model.encode_image(torch.stack(xs)), dim=-1)
             result[domain] = float(((img @ text.T).argmax(1) == torch.tensor(ys)).float().mean())
     return result
-

@@ -63,9 +63,11 @@ class RateLimiter:
             tokens, burst = self._refill(bucket, qps)
             if tokens < 1:
                 status = _status(tokens, burst, qps)
-                raise RateLimited(f"rate limit of {qps:g} requests/s exceeded",
-                                  headers={**status.headers(), **retry_after((1 - tokens) / qps)},
-                                  limit_qps=qps)
+                raise RateLimited(
+                    f"rate limit of {qps:g} requests/s exceeded",
+                    headers={**status.headers(), **retry_after((1 - tokens) / qps)},
+                    limit_qps=qps,
+                )
             tokens -= 1
             self._buckets[bucket] = _Bucket(tokens, time.monotonic(), qps)
             return _status(tokens, burst, qps)
@@ -90,5 +92,9 @@ def _burst(qps: float) -> int:
 
 
 def _status(tokens: float, burst: int, qps: float) -> RateStatus:
-    return RateStatus(limit=burst, remaining=max(0, math.floor(tokens)),
-                      reset_s=math.ceil((burst - tokens) / qps), window_s=max(1, math.ceil(burst / qps)))
+    return RateStatus(
+        limit=burst,
+        remaining=max(0, math.floor(tokens)),
+        reset_s=math.ceil((burst - tokens) / qps),
+        window_s=max(1, math.ceil(burst / qps)),
+    )

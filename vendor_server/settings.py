@@ -65,10 +65,16 @@ def load_settings(**overrides: object) -> VendorSettings:
     try:
         return VendorSettings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"{_setting_name(err['loc'], overrides)}={err['input']!r}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(
+            f"{_setting_name(err['loc'], overrides)}={err['input']!r}: {err['msg']}" for err in exc.errors()
+        )
         raise VendorCliError(f"invalid setting {problems}") from None
 
 
 def _setting_name(loc: tuple, overrides: dict) -> str:
     field = str(loc[0])
-    return "--" + field.replace("_", "-") if field in overrides else VendorSettings.model_config["env_prefix"] + field.upper()
+    return (
+        "--" + field.replace("_", "-")
+        if field in overrides
+        else VendorSettings.model_config["env_prefix"] + field.upper()
+    )

@@ -32,8 +32,6 @@ import numpy as np
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
-from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
-
 from client_distill.adapters.errors import (
     AdapterError,
     AuthError,
@@ -42,6 +40,7 @@ from client_distill.adapters.errors import (
     TransientError,
     VendorError,
 )
+from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
 
 Modality = Literal["text", "image"]
 Payload = str | bytes
@@ -260,7 +259,7 @@ class Adapter(ABC):
 
     # -- shared machinery ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> "Adapter":
+    async def __aenter__(self) -> Adapter:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
@@ -325,12 +324,16 @@ class Adapter(ABC):
         """Vectors (in input order) and usage from an OpenAI-shaped answer (``data[].index``)."""
         data = payload.get("data")
         if not isinstance(data, list) or len(data) != n:
-            raise VendorError(f"{self.name} vendor returned {len(data) if isinstance(data, list) else 'no'} embeddings for {n} inputs")
+            raise VendorError(
+                f"{self.name} vendor returned {len(data) if isinstance(data, list) else 'no'} embeddings for {n} inputs"
+            )
         rows = sorted(data, key=lambda d: d.get("index", 0))
         vectors = np.stack([decode_vector(d["embedding"]) for d in rows])
         return l2_normalise(vectors), dict(payload.get("usage") or {})
 
-    async def embed_batch(self, modality: Modality, payloads: Sequence[Payload], spend: Spend | None = None, salt: str = "") -> BatchResult:
+    async def embed_batch(
+        self, modality: Modality, payloads: Sequence[Payload], spend: Spend | None = None, salt: str = ""
+    ) -> BatchResult:
         """Embed at most ``batch_limit`` inputs in one request, retrying transient failures."""
         n = len(payloads)
         body = self.body(modality, payloads)
@@ -360,7 +363,9 @@ class Adapter(ABC):
         try:
             payload = response.json()
         except ValueError as exc:
-            raise VendorError(f"{self.name} vendor answered {response.status_code} with a body that is not JSON") from exc
+            raise VendorError(
+                f"{self.name} vendor answered {response.status_code} with a body that is not JSON"
+            ) from exc
         vectors, usage = self.parse(payload, n)
         return BatchResult(vectors, self.charged(usage, n), key, response.headers.get(REQUEST_ID_HEADER), usage)
 

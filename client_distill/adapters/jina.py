@@ -40,5 +40,7 @@ class JinaAdapter(Adapter):
         code, message = error_info(response)
         balance = "BALANCE" in f"{code} {message}".upper()
         if response.status_code == 402 or (response.status_code == 403 and balance):
-            return BudgetExhausted(f"jina vendor answered {response.status_code}: {message}", response.status_code, code)
+            return BudgetExhausted(
+                f"jina vendor answered {response.status_code}: {message}", response.status_code, code
+            )
         return super().classify(response)

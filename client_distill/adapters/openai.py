@@ -27,10 +27,17 @@ class OpenAIAdapter(Adapter):
     def body(self, modality: Modality, payloads: Sequence[Payload]) -> dict[str, Any]:
         if modality == "text":
             return {"model": self.model, "input": list(payloads), "encoding_format": "float"}
-        return {"model": self.model, "input": [data_uri(p) for p in payloads], "modality": "image", "encoding_format": "float"}  # type: ignore[arg-type]
+        return {
+            "model": self.model,
+            "input": [data_uri(p) for p in payloads],
+            "modality": "image",
+            "encoding_format": "float",
+        }  # type: ignore[arg-type]
 
     def classify(self, response: httpx.Response) -> Exception:
         code, message = error_info(response)
         if response.status_code in (400, 429) and code in QUOTA_CODES:
-            return BudgetExhausted(f"openai vendor answered {response.status_code} {code}: {message}", response.status_code, code)
+            return BudgetExhausted(
+                f"openai vendor answered {response.status_code} {code}: {message}", response.status_code, code
+            )
         return super().classify(response)

@@ -44,6 +44,11 @@ def add_vendor_arguments(parser: argparse.ArgumentParser, settings: ClientSettin
 
 def adapter_from_args(args: argparse.Namespace) -> Adapter:
     return create_adapter(
-        args.vendor, args.vendor_url, args.api_key, model=args.model, concurrency=args.concurrency,
-        batch_limit=args.batch_size, retry_deadline_s=args.retry_deadline,
+        args.vendor,
+        args.vendor_url,
+        args.api_key,
+        model=args.model,
+        concurrency=args.concurrency,
+        batch_limit=args.batch_size,
+        retry_deadline_s=args.retry_deadline,
     )

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.protocol import EMBEDDINGS_PATH, MODELS_PATH, USAGE_PATH, EmbeddingUsage, KeyUsage, ModelList
-
 from client_distill.adapters.base import Adapter, Modality, Payload, data_uri
 from client_distill.adapters.errors import InvalidInput, ModelChanged, VendorError
+from shared.protocol import EMBEDDINGS_PATH, MODELS_PATH, USAGE_PATH, EmbeddingUsage, KeyUsage, ModelList
 
 
 class Vl2vAdapter(Adapter):
@@ -45,13 +44,16 @@ class Vl2vAdapter(Adapter):
             if card.id == self.model:
                 return card.model_dump()
         served = ", ".join(repr(card.id) for card in cards) or "nothing"
-        raise InvalidInput(f"model {self.model!r} is not served at {self.base_url}; it serves {served}", code="model_not_found")
+        raise InvalidInput(
+            f"model {self.model!r} is not served at {self.base_url}; it serves {served}", code="model_not_found"
+        )
 
     def parse(self, payload: dict[str, Any], n: int) -> tuple[np.ndarray, dict[str, Any]]:
         reported = payload.get("model_revision")
         if self.revision is not None and reported != self.revision:
             raise ModelChanged(
-                f"{self.base_url} now serves {self.model} revision {reported!r}, not {self.revision!r} as when this run "
+                f"{self.base_url} now serves {self.model} revision {reported!r}, not {self.revision!r} as when this "
+                "run "
                 f"started (the vendor swapped its weights); stopped so one run never mixes two models. Rerun to buy "
                 f"from the new revision (cached answers of the old one are kept apart)",
                 code="model_revision_changed",

@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     synth.add_argument("--task", required=True, choices=sorted(TASKS), help="which task to render")
     synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (must be empty)")
     synth.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64; 224 for GPU runs)")
-    synth.add_argument("--per-class", type=int, default=DEFAULT_PER_CLASS, help=f"images per class and domain (default: {DEFAULT_PER_CLASS})")
+    synth.add_argument(
+        "--per-class",
+        type=int,
+        default=DEFAULT_PER_CLASS,
+        help=f"images per class and domain (default: {DEFAULT_PER_CLASS})",
+    )
     synth.add_argument("--seed", type=int, default=0, help="world seed; the same seed gives identical files")
     synth.add_argument("--overwrite", action="store_true", help="replace the task's domain folders in a non-empty DIR")
     synth.add_argument("--workers", type=int, default=2, help="rendering processes (default: 2)")

@@ -13,7 +13,9 @@ from client_distill.settings import ClientSettings
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
-    p = subparsers.add_parser("demo", help="run the whole simulation and report accuracy vs query budget", description=__doc__)
+    p = subparsers.add_parser(
+        "demo", help="run the whole simulation and report accuracy vs query budget", description=__doc__
+    )
     p.add_argument("--out", default="results", help="folder for report.md, the plot, runs and the cache")
     p.add_argument("--data", default="data/synth-pacs", help="where the synthetic dataset is (or will be) rendered")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="sweep YAML (with an optional `demo:` section)")

@@ -28,15 +28,37 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--test-domain", required=True, help="the held-out target domain")
     p.add_argument("--seed", type=int, default=0, help="trial seed (data split and sampling)")
     p.add_argument("--teacher", default=None, help="teacher-set folder written by `vl2v embed`")
-    p.add_argument("--student", default=RunSpec.student, help="student name or checkpoint (see create_student), or openclip:CONFIG.json:CKPT for sd")
+    p.add_argument(
+        "--student",
+        default=RunSpec.student,
+        help="student name or checkpoint (see create_student), or openclip:CONFIG.json:CKPT for sd",
+    )
     p.add_argument("--random-init", action="store_true", help="the student's architecture at random init")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="hparams profile (paper: the paper's defaults; synth: the CPU world)")
+    p.add_argument(
+        "--profile",
+        default="paper",
+        choices=sorted(PROFILES),
+        help="hparams profile (paper: the paper's defaults; synth: the CPU world)",
+    )
     p.add_argument("--hparams", default="{}", help='JSON overrides, e.g. \'{"lr": 1e-4, "swad": true}\'')
     p.add_argument("--steps", type=int, default=None, help="steps per stage (shortcut for --hparams '{\"steps\": N}')")
-    p.add_argument("--budget", type=float, default=None, help="use a seeded random fraction of the source images' bought embeddings")
-    p.add_argument("--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step")
-    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably at the first checkpoint at or after STEP")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="use a seeded random fraction of the source images' bought embeddings",
+    )
+    p.add_argument(
+        "--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step"
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop resumably at the first checkpoint at or after STEP",
+    )
     p.add_argument(
         "--cache", default=settings.cache, help="online mode: the client cache folder holding the query ledger"
     )
@@ -99,6 +121,17 @@ def _distill(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.hparams)
     if args.steps is not None:
         overrides["steps"] = args.steps
-    same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "budget", "teacher_mode")
+    same = (
+        "method",
+        "data",
+        "dataset",
+        "test_domain",
+        "seed",
+        "teacher",
+        "student",
+        "profile",
+        "budget",
+        "teacher_mode",
+    )
     spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.random_init, hparams=overrides)
     return execute(spec, args.out, args, args.stop_after)

@@ -20,7 +20,9 @@ from client_distill.teacher_set import TeacherSet
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
-    p = subparsers.add_parser("embed", help="buy teacher embeddings of a dataset within a query budget", description=__doc__)
+    p = subparsers.add_parser(
+        "embed", help="buy teacher embeddings of a dataset within a query budget", description=__doc__
+    )
     add_vendor_arguments(p, settings)
     p.add_argument("--data", required=True, help="dataset folder (DomainBed layout) or data dir with --dataset")
     p.add_argument("--dataset", default=None, help="dataset name (pacs, vlcs, synth-pacs, ...)")
@@ -71,22 +73,35 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         meta = {
-            "vendor": args.vendor, "vendor_url": args.vendor_url, "model": teacher.model, "dataset": dataset.name,
-            "domains": domains, "split": args.split, "strategy": args.strategy, "views": args.views,
-            "seed": args.seed, "budget": args.max_queries,
+            "vendor": args.vendor,
+            "vendor_url": args.vendor_url,
+            "model": teacher.model,
+            "dataset": dataset.name,
+            "domains": domains,
+            "split": args.split,
+            "strategy": args.strategy,
+            "views": args.views,
+            "seed": args.seed,
+            "budget": args.max_queries,
         }
         result = buy(teacher, Path(dataset.root), plan, args.seed, meta, save)
     except BudgetExhausted as exc:
-        raise BudgetExhausted(f"{exc}. Everything bought is cached and a partial teacher set is in {args.out}; top up the key and rerun to continue") from exc
+        raise BudgetExhausted(
+            f"{exc}. Everything bought is cached and a partial teacher set is in {args.out}; "
+            "top up the key and rerun to continue"
+        ) from exc
     except TransientError as exc:
-        raise VendorError(f"vendor unavailable, gave up after retries: {exc}. Everything bought is cached; rerun to continue") from exc
+        raise VendorError(
+            f"vendor unavailable, gave up after retries: {exc}. Everything bought is cached; rerun to continue"
+        ) from exc
     finally:
         bar.close()
         teacher.close()
         cache.close()
     q = result.meta["queries"]
     print(
-        f"bought {len(result.image_embeddings)} images ({q['image_queries_bought']} image queries) and {q['texts']} prompts: "
+        f"bought {len(result.image_embeddings)} images ({q['image_queries_bought']} image queries) "
+        f"and {q['texts']} prompts: "
         f"paid {q['paid_this_run']} queries this run, {q['cache_hits_this_run']} cache hits; "
         f"ledger {result.meta['ledger']}; vendor usage {result.meta.get('vendor_usage')}; wrote {args.out}"
     )

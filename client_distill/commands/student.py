@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument(
         "--styles",
         default=",".join(BROAD_STYLES),
-        help=f"comma-separated corpus styles (default {','.join(BROAD_STYLES)}: no client domain but photo; 'photo' alone "
+        help=f"comma-separated corpus styles (default {','.join(BROAD_STYLES)}: no client domain but photo; "
+        "'photo' alone "
         "gives the photo-only student)",
     )
     p.add_argument("--lr", type=float, default=defaults.lr, help=f"AdamW peak learning rate (default {defaults.lr})")
@@ -29,16 +30,30 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--size", type=int, default=defaults.size, help="image size in pixels")
-    p.add_argument("--pool-per-class", type=int, default=defaults.pool_per_class, help="images rendered per class and style")
-    p.add_argument("--eval-per-class", type=int, default=defaults.eval_per_class, help="test images per class and style")
-    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop resumably once STEP steps are done")
+    p.add_argument(
+        "--pool-per-class", type=int, default=defaults.pool_per_class, help="images rendered per class and style"
+    )
+    p.add_argument(
+        "--eval-per-class", type=int, default=defaults.eval_per_class, help="test images per class and style"
+    )
+    p.add_argument(
+        "--stop-after", type=int, default=None, metavar="STEP", help="stop resumably once STEP steps are done"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.set_defaults(func=_pretrain)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.batch_size < 1 or args.size < 16 or min(args.pool_per_class, args.eval_per_class) < 1 or args.lr <= 0:
-        raise UsageError("--steps, --batch-size, --pool-per-class, --eval-per-class and --lr must be positive and --size at least 16")
+    if (
+        args.steps < 1
+        or args.batch_size < 1
+        or args.size < 16
+        or min(args.pool_per_class, args.eval_per_class) < 1
+        or args.lr <= 0
+    ):
+        raise UsageError(
+            "--steps, --batch-size, --pool-per-class, --eval-per-class and --lr must be positive and --size at least 16"
+        )
     import torch  # torch and timm only once a command needs them: `vl2v --help` stays instant
 
     from client_distill.pretrain_student import pretrain_student
@@ -61,5 +76,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"stopped at step {args.stop_after}; rerun the same command to continue")
         return 0
     print(f"wrote {args.out}")
-    print("pretraining classifier accuracy per style: " + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items()))
+    print(
+        "pretraining classifier accuracy per style: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in meta["style_accuracy"].items())
+    )
     return 0

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the cores split between the workers)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads per run (default: the cores split between the workers)"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
     p.set_defaults(func=_sweep)
 
@@ -32,7 +34,9 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
         return 0
-    print(f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed")
+    print(
+        f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed"
+    )
     for path in outcome["failed"]:
         print(f"failed: {path} (see {path}/log.txt)")
     return 1 if outcome["failed"] else 0

@@ -136,7 +136,7 @@ class Method(nn.Module):
                 part.requires_grad_(part_name in stage.trains)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "Method":
+    def train(self, mode: bool = True) -> Method:
         super().train(mode)
         if mode and self.stage is not None and self.student is not None:
             if BACKBONE not in self.stage.trains:

@@ -63,7 +63,14 @@ class KD(Classifier):
         student_logits = self.head(self.features(x))
         teacher_logits = self.text_head(targets.image)
         hp = self.hparams
-        return kd_loss(student_logits, teacher_logits, targets.labels, targets.has_image, float(hp["kd_tau"]), float(hp["kd_alpha"]))
+        return kd_loss(
+            student_logits,
+            teacher_logits,
+            targets.labels,
+            targets.has_image,
+            float(hp["kd_tau"]),
+            float(hp["kd_alpha"]),
+        )
 
 
 @register_method("zero_shot")

@@ -23,7 +23,9 @@ def register_method(name: str) -> Callable[[M], M]:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
         if name not in METHOD_NAMES:
-            raise ValueError(f"method {name!r} is missing from client_distill.runspec.METHOD_NAMES (the CLI's torch-free list)")
+            raise ValueError(
+                f"method {name!r} is missing from client_distill.runspec.METHOD_NAMES (the CLI's torch-free list)"
+            )
         cls.name = name
         METHODS[name] = cls
         return cls
@@ -55,4 +57,10 @@ def create_method(
     cls = method_class(name, has_text=text_embeddings is not None)
     if cls.needs_student and student is None:
         raise UsageError(f"method {name!r} needs a student")
-    return cls(student=student, text_embeddings=text_embeddings, num_classes=num_classes, hparams=hparams, logit_scale=logit_scale)
+    return cls(
+        student=student,
+        text_embeddings=text_embeddings,
+        num_classes=num_classes,
+        hparams=hparams,
+        logit_scale=logit_scale,
+    )

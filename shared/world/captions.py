@@ -10,8 +10,20 @@ from shared.world.styles import STYLES
 #: how a caption may call each style (the first is the canonical phrase)
 STYLE_PHRASES: dict[str, tuple[str, ...]] = {
     "photo": ("a photo of", "a photograph of", "a picture of", "a snapshot of", "a real photo of"),
-    "art_painting": ("a painting of", "an oil painting of", "an artwork of", "a painted picture of", "a canvas showing"),
-    "cartoon": ("a cartoon of", "a cartoon drawing of", "a clipart of", "a cartoon illustration of", "a comic drawing of"),
+    "art_painting": (
+        "a painting of",
+        "an oil painting of",
+        "an artwork of",
+        "a painted picture of",
+        "a canvas showing",
+    ),
+    "cartoon": (
+        "a cartoon of",
+        "a cartoon drawing of",
+        "a clipart of",
+        "a cartoon illustration of",
+        "a comic drawing of",
+    ),
     "sketch": ("a sketch of", "a pencil sketch of", "a pencil drawing of", "a line drawing of", "a doodle of"),
     "product": ("a product photo of", "a studio photo of", "a catalogue image of", "a product shot of"),
     "pixel_art": ("pixel art of", "a pixelated image of", "an 8-bit sprite of", "a retro game sprite of"),
@@ -22,8 +34,14 @@ STYLE_PHRASES: dict[str, tuple[str, ...]] = {
 
 #: the style said after the noun ("a red fish, painted in oil")
 STYLE_POSTFIX: dict[str, str] = {
-    "photo": "in a photo", "art_painting": "painted in oil", "cartoon": "drawn as a cartoon", "sketch": "sketched in pencil",
-    "product": "in a product shot", "pixel_art": "in pixel art", "neon": "in neon lights", "blueprint": "drawn as a blueprint",
+    "photo": "in a photo",
+    "art_painting": "painted in oil",
+    "cartoon": "drawn as a cartoon",
+    "sketch": "sketched in pencil",
+    "product": "in a product shot",
+    "pixel_art": "in pixel art",
+    "neon": "in neon lights",
+    "blueprint": "drawn as a blueprint",
     "mosaic": "made of mosaic tiles",
 }
 

@@ -142,7 +142,9 @@ def _tree(r):
             parts.append(polygon([(-w, y + 0.45), (0, y - 0.3), (w, y + 0.45)]))
     else:  # clustered crown
         for _ in range(int(r.integers(3, 6))):
-            parts.append(ellipse(r.uniform(-0.45, 0.45), r.uniform(-0.6, 0.0), r.uniform(0.3, 0.45), r.uniform(0.3, 0.4)))
+            parts.append(
+                ellipse(r.uniform(-0.45, 0.45), r.uniform(-0.6, 0.0), r.uniform(0.3, 0.45), r.uniform(0.3, 0.4))
+            )
     return parts
 
 
@@ -151,7 +153,9 @@ def _fish(r):
     bl, bh = r.uniform(0.7, 1.0), r.uniform(0.3, 0.55)
     tail = r.uniform(0.3, 0.5)
     return [
-        polygon([(bl * 0.8, 0), (bl + tail, -tail * r.uniform(0.7, 1.1)), (bl + tail * 0.8, 0), (bl + tail, tail)], "accent"),
+        polygon(
+            [(bl * 0.8, 0), (bl + tail, -tail * r.uniform(0.7, 1.1)), (bl + tail * 0.8, 0), (bl + tail, tail)], "accent"
+        ),
         polygon([(0, -bh), (0.35, -bh - r.uniform(0.15, 0.35)), (0.6, -bh * 0.6)], "accent"),
         ellipse(0, 0, bl, bh),
         ellipse(-bl * 0.6, -bh * 0.2, 0.08, 0.08, "dark"),
@@ -232,7 +236,10 @@ def _flower(r):
 def _boat(r):
     L, hd, mh = 1.0, r.uniform(0.25, 0.4), r.uniform(0.9, 1.4)
     mx = r.uniform(-0.15, 0.15)
-    parts = [line([(mx, 0), (mx, -mh)], 0.05, "dark"), polygon([(mx + 0.05, -mh), (mx + 0.05, -0.1), (mx + r.uniform(0.5, 0.9), -0.1)], "light")]
+    parts = [
+        line([(mx, 0), (mx, -mh)], 0.05, "dark"),
+        polygon([(mx + 0.05, -mh), (mx + 0.05, -0.1), (mx + r.uniform(0.5, 0.9), -0.1)], "light"),
+    ]
     if r.random() < 0.6:
         parts.append(polygon([(mx - 0.05, -mh * 0.85), (mx - 0.05, -0.1), (mx - r.uniform(0.4, 0.7), -0.1)], "light"))
     parts.append(polygon([(-L, 0), (L, 0), (L * r.uniform(0.55, 0.75), hd), (-L * r.uniform(0.55, 0.75), hd)]))
@@ -245,11 +252,19 @@ def _bird(r):
     wing_up = r.random() < 0.5
     wing = [(-0.2, -0.05), (0.35, -0.05), (0.1, -0.75 if wing_up else 0.2)]
     return [
-        line([(-0.05, bh * 0.8), (-0.1, bh + 0.35)], 0.04), line([(0.15, bh * 0.8), (0.15, bh + 0.35)], 0.04),
+        line([(-0.05, bh * 0.8), (-0.1, bh + 0.35)], 0.04),
+        line([(0.15, bh * 0.8), (0.15, bh + 0.35)], 0.04),
         polygon([(bl * 0.8, -0.05), (bl + 0.45, -0.2 - r.uniform(0, 0.2)), (bl + 0.45, 0.15)], "dark"),
         ellipse(0, 0, bl, bh),
         ellipse(-bl - hr * 0.3, -bh - hr * 0.2, hr, hr),
-        polygon([(-bl - hr * 1.1, -bh - hr * 0.35), (-bl - hr * 1.1 - r.uniform(0.2, 0.35), -bh - hr * 0.1), (-bl - hr * 1.1, -bh + hr * 0.1)], "accent"),
+        polygon(
+            [
+                (-bl - hr * 1.1, -bh - hr * 0.35),
+                (-bl - hr * 1.1 - r.uniform(0.2, 0.35), -bh - hr * 0.1),
+                (-bl - hr * 1.1, -bh + hr * 0.1),
+            ],
+            "accent",
+        ),
         ellipse(-bl - hr * 0.55, -bh - hr * 0.35, 0.05, 0.05, "dark"),
         polygon(wing, "dark"),
     ]
@@ -293,7 +308,10 @@ def _quadruped(r, body, leg_len, leg_w, neck, head, tail, extra=()):
     each species passing the proportions that make it recognisable."""
     bx, bh = body
     spread = r.uniform(0.0, 0.15)
-    legs = [limb((x, 0.0), (x + spread * s, bh + leg_len), leg_w, role="dark" if i % 2 else "main") for i, (x, s) in enumerate([(-bx * 0.7, -1), (-bx * 0.55, 1), (bx * 0.55, -1), (bx * 0.7, 1)])]
+    legs = [
+        limb((x, 0.0), (x + spread * s, bh + leg_len), leg_w, role="dark" if i % 2 else "main")
+        for i, (x, s) in enumerate([(-bx * 0.7, -1), (-bx * 0.55, 1), (bx * 0.55, -1), (bx * 0.7, 1)])
+    ]
     return [*legs, tail, ellipse(0, 0, bx, bh), *neck, *head, *extra]
 
 
@@ -302,9 +320,17 @@ def _dog(r):
     bx, bh = r.uniform(0.55, 0.7), r.uniform(0.22, 0.3)
     hx, hy, hr = -bx - 0.1, -bh - r.uniform(0.1, 0.25), r.uniform(0.2, 0.26)
     return _quadruped(
-        r, (bx, bh), r.uniform(0.3, 0.45), 0.12,
+        r,
+        (bx, bh),
+        r.uniform(0.3, 0.45),
+        0.12,
         neck=[limb((-bx * 0.7, -0.05), (hx, hy), 0.2)],
-        head=[ellipse(hx, hy, hr, hr * 0.9), ellipse(hx - hr * 0.9, hy + hr * 0.3, hr * 0.6, hr * 0.4), ellipse(hx + hr * 0.3, hy + hr * 0.3, hr * 0.35, hr * 0.75, "dark", rot=0.3), ellipse(hx - hr * 1.45, hy + hr * 0.15, 0.06, 0.06, "dark")],
+        head=[
+            ellipse(hx, hy, hr, hr * 0.9),
+            ellipse(hx - hr * 0.9, hy + hr * 0.3, hr * 0.6, hr * 0.4),
+            ellipse(hx + hr * 0.3, hy + hr * 0.3, hr * 0.35, hr * 0.75, "dark", rot=0.3),
+            ellipse(hx - hr * 1.45, hy + hr * 0.15, 0.06, 0.06, "dark"),
+        ],
         tail=limb((bx * 0.9, -bh * 0.3), (bx + 0.3, -bh - r.uniform(0.2, 0.45)), 0.07),
     )
 
@@ -314,9 +340,18 @@ def _horse(r):
     bx, bh = r.uniform(0.6, 0.72), r.uniform(0.22, 0.28)
     nx, ny = -bx - r.uniform(0.05, 0.2), -bh - r.uniform(0.45, 0.6)
     return _quadruped(
-        r, (bx, bh), r.uniform(0.6, 0.8), 0.1,
-        neck=[limb((-bx * 0.6, -0.05), (nx, ny), 0.3, 0.18), limb((-bx * 0.45, -bh * 0.6), (nx + 0.08, ny - 0.02), 0.07, role="dark")],
-        head=[limb((nx, ny), (nx - r.uniform(0.35, 0.45), ny + r.uniform(0.2, 0.3)), 0.2, 0.13), polygon([(nx + 0.02, ny - 0.05), (nx + 0.08, ny - 0.22), (nx + 0.1, ny)], "dark")],
+        r,
+        (bx, bh),
+        r.uniform(0.6, 0.8),
+        0.1,
+        neck=[
+            limb((-bx * 0.6, -0.05), (nx, ny), 0.3, 0.18),
+            limb((-bx * 0.45, -bh * 0.6), (nx + 0.08, ny - 0.02), 0.07, role="dark"),
+        ],
+        head=[
+            limb((nx, ny), (nx - r.uniform(0.35, 0.45), ny + r.uniform(0.2, 0.3)), 0.2, 0.13),
+            polygon([(nx + 0.02, ny - 0.05), (nx + 0.08, ny - 0.22), (nx + 0.1, ny)], "dark"),
+        ],
         tail=limb((bx * 0.95, -bh * 0.4), (bx + 0.15, bh + r.uniform(0.3, 0.5)), 0.1, 0.05, role="dark"),
     )
 
@@ -326,10 +361,27 @@ def _elephant(r):
     bx, bh = r.uniform(0.6, 0.7), r.uniform(0.38, 0.45)
     hx, hy, hr = -bx - 0.05, -bh * 0.4, r.uniform(0.3, 0.36)
     tc = r.uniform(0.1, 0.4)
-    trunk = line([(hx - hr * 0.7, hy + 0.05), (hx - hr * 1.1, hy + 0.4), (hx - hr * 1.1 - tc * 0.5, hy + 0.75), (hx - hr * 1.1 - tc, hy + 0.8)], 0.14, "main")
+    trunk = line(
+        [
+            (hx - hr * 0.7, hy + 0.05),
+            (hx - hr * 1.1, hy + 0.4),
+            (hx - hr * 1.1 - tc * 0.5, hy + 0.75),
+            (hx - hr * 1.1 - tc, hy + 0.8),
+        ],
+        0.14,
+        "main",
+    )
     return _quadruped(
-        r, (bx, bh), r.uniform(0.3, 0.4), 0.24,
-        neck=[], head=[ellipse(hx, hy, hr, hr), trunk, ellipse(hx + hr * 0.5, hy + 0.05, hr * 0.75, hr * r.uniform(0.9, 1.2), "dark")],
+        r,
+        (bx, bh),
+        r.uniform(0.3, 0.4),
+        0.24,
+        neck=[],
+        head=[
+            ellipse(hx, hy, hr, hr),
+            trunk,
+            ellipse(hx + hr * 0.5, hy + 0.05, hr * 0.75, hr * r.uniform(0.9, 1.2), "dark"),
+        ],
         tail=line([(bx * 0.95, -bh * 0.3), (bx + 0.15, bh * 0.6)], 0.04),
         extra=[ellipse(hx - hr * 0.3, hy - hr * 0.3, 0.05, 0.05, "light")],
     )
@@ -339,12 +391,21 @@ def _elephant(r):
 def _giraffe(r):
     bx, bh = r.uniform(0.4, 0.5), r.uniform(0.18, 0.24)
     nx, ny = -bx - r.uniform(0.05, 0.25), -bh - r.uniform(0.9, 1.2)
-    spots = [ellipse(r.uniform(-bx * 0.7, bx * 0.7), r.uniform(-bh * 0.6, bh * 0.6), 0.07, 0.06, "dark") for _ in range(int(r.integers(3, 7)))]
+    spots = [
+        ellipse(r.uniform(-bx * 0.7, bx * 0.7), r.uniform(-bh * 0.6, bh * 0.6), 0.07, 0.06, "dark")
+        for _ in range(int(r.integers(3, 7)))
+    ]
     spots += [ellipse(-bx * 0.6 + t * (nx + bx * 0.6), -bh + t * (ny + bh), 0.05, 0.05, "dark") for t in (0.3, 0.6)]
     return _quadruped(
-        r, (bx, bh), r.uniform(0.7, 0.9), 0.08,
+        r,
+        (bx, bh),
+        r.uniform(0.7, 0.9),
+        0.08,
         neck=[limb((-bx * 0.6, -0.05), (nx, ny), 0.2, 0.12)],
-        head=[limb((nx, ny), (nx - 0.3, ny + 0.12), 0.16, 0.1), line([(nx + 0.02, ny - 0.05), (nx + 0.04, ny - 0.2)], 0.04)],
+        head=[
+            limb((nx, ny), (nx - 0.3, ny + 0.12), 0.16, 0.1),
+            line([(nx + 0.02, ny - 0.05), (nx + 0.04, ny - 0.2)], 0.04),
+        ],
         tail=line([(bx * 0.95, -bh * 0.3), (bx + 0.1, bh + 0.3)], 0.03),
         extra=spots,
     )
@@ -354,7 +415,15 @@ def _giraffe(r):
 def _sun(r):
     n, cr, rl = int(r.integers(7, 13)), r.uniform(0.45, 0.6), r.uniform(0.2, 0.4)
     rot, w = r.uniform(0, np.pi), r.uniform(0.06, 0.12)
-    rays = [limb((np.cos(a) * (cr + 0.08), np.sin(a) * (cr + 0.08)), (np.cos(a) * (cr + 0.08 + rl), np.sin(a) * (cr + 0.08 + rl)), w, role="accent") for a in rot + 2 * np.pi * np.arange(n) / n]
+    rays = [
+        limb(
+            (np.cos(a) * (cr + 0.08), np.sin(a) * (cr + 0.08)),
+            (np.cos(a) * (cr + 0.08 + rl), np.sin(a) * (cr + 0.08 + rl)),
+            w,
+            role="accent",
+        )
+        for a in rot + 2 * np.pi * np.arange(n) / n
+    ]
     return [*rays, ellipse(0, 0, cr, cr)]
 
 
@@ -363,7 +432,9 @@ def _apple(r):
     w = r.uniform(0.4, 0.55)
     return [
         limb((0, -0.5), (r.uniform(0.0, 0.15), -0.95), 0.07, role="dark"),
-        ellipse(0.22, -0.75, 0.22, 0.09, "accent", rot=-0.4) if r.random() < 0.7 else ellipse(0, -0.5, 0.03, 0.03, "dark"),
+        ellipse(0.22, -0.75, 0.22, 0.09, "accent", rot=-0.4)
+        if r.random() < 0.7
+        else ellipse(0, -0.5, 0.03, 0.03, "dark"),
         ellipse(-w * 0.55, 0, w, 0.6),
         ellipse(w * 0.55, 0, w, 0.6),
         ellipse(0, -0.52, 0.12, 0.05, "dark"),
@@ -375,7 +446,10 @@ def _mushroom(r):
     cw, ch, sw = r.uniform(0.8, 1.0), r.uniform(0.45, 0.7), r.uniform(0.18, 0.3)
     t = np.linspace(np.pi, 2 * np.pi, 30)
     cap = polygon(np.stack([cw * np.cos(t), ch * np.sin(t)], 1))
-    spots = [ellipse(r.uniform(-cw * 0.5, cw * 0.5), -r.uniform(0.15, ch * 0.7), 0.09, 0.07, "light") for _ in range(int(r.integers(0, 5)))]
+    spots = [
+        ellipse(r.uniform(-cw * 0.5, cw * 0.5), -r.uniform(0.15, ch * 0.7), 0.09, 0.07, "light")
+        for _ in range(int(r.integers(0, 5)))
+    ]
     return [polygon([(-sw, 0), (sw, 0), (sw * 1.2, 0.8), (-sw * 1.2, 0.8)], "light"), cap, *spots]
 
 
@@ -417,8 +491,14 @@ def _clock(r):
     a1, a2 = r.uniform(0, 2 * np.pi, 2)
     rim = r.uniform(0.1, 0.2)
     parts = [ellipse(0, 0, 1, 1), ellipse(0, 0, 1 - rim, 1 - rim, "light")]
-    parts += [line([(0.78 * np.cos(a), 0.78 * np.sin(a)), (0.68 * np.cos(a), 0.68 * np.sin(a))], 0.05) for a in np.arange(12) * np.pi / 6]
-    parts += [line([(0, 0), (0.45 * np.cos(a1), 0.45 * np.sin(a1))], 0.1), line([(0, 0), (0.7 * np.cos(a2), 0.7 * np.sin(a2))], 0.06)]
+    parts += [
+        line([(0.78 * np.cos(a), 0.78 * np.sin(a)), (0.68 * np.cos(a), 0.68 * np.sin(a))], 0.05)
+        for a in np.arange(12) * np.pi / 6
+    ]
+    parts += [
+        line([(0, 0), (0.45 * np.cos(a1), 0.45 * np.sin(a1))], 0.1),
+        line([(0, 0), (0.7 * np.cos(a2), 0.7 * np.sin(a2))], 0.06),
+    ]
     return parts
 
 
@@ -428,7 +508,12 @@ def _bell(r):
     w0, flare = r.uniform(0.25, 0.35), r.uniform(0.6, 0.9)
     x = w0 + (flare - w0) * ((y + 0.7) / 1.3) ** 2.5
     pts = np.concatenate([np.stack([x, y], 1), np.stack([-x[::-1], y[::-1]], 1)])
-    return [arc(0, -0.78, 0.14, 0.14, np.pi, 2 * np.pi, 0.06), ellipse(0, 0.72, 0.14, 0.14, "dark"), polygon(pts), rect(-flare, 0.5, flare, 0.62, "accent")]
+    return [
+        arc(0, -0.78, 0.14, 0.14, np.pi, 2 * np.pi, 0.06),
+        ellipse(0, 0.72, 0.14, 0.14, "dark"),
+        polygon(pts),
+        rect(-flare, 0.5, flare, 0.62, "accent"),
+    ]
 
 
 @family("candle")
@@ -447,9 +532,16 @@ def _candle(r):
 def _rocket(r):
     w, L = r.uniform(0.22, 0.32), r.uniform(1.0, 1.3)
     nose = np.linspace(0, np.pi, 12)
-    body = np.concatenate([[(w, 0.6)], np.stack([w * np.cos(nose), -L + 0.6 - 0.45 * np.sin(nose) - 0.0], 1) * (1, 1), [(-w, 0.6)]])
+    body = np.concatenate(
+        [[(w, 0.6)], np.stack([w * np.cos(nose), -L + 0.6 - 0.45 * np.sin(nose) - 0.0], 1) * (1, 1), [(-w, 0.6)]]
+    )
     fin = r.uniform(0.25, 0.4)
-    parts = [polygon([(-w, 0.2), (-w - fin, 0.75), (-w, 0.6)], "accent"), polygon([(w, 0.2), (w + fin, 0.75), (w, 0.6)], "accent"), polygon(body), ellipse(0, -0.2, w * 0.5, w * 0.5, "light")]
+    parts = [
+        polygon([(-w, 0.2), (-w - fin, 0.75), (-w, 0.6)], "accent"),
+        polygon([(w, 0.2), (w + fin, 0.75), (w, 0.6)], "accent"),
+        polygon(body),
+        ellipse(0, -0.2, w * 0.5, w * 0.5, "light"),
+    ]
     if r.random() < 0.6:
         parts.insert(0, polygon([(-w * 0.7, 0.6), (0, 0.6 + r.uniform(0.3, 0.5)), (w * 0.7, 0.6)], "accent"))
     return parts
@@ -474,7 +566,10 @@ def _bulb(r):
     br, nw = r.uniform(0.45, 0.6), r.uniform(0.18, 0.25)
     cy = -1 + br
     neck_y = cy + br * 0.75
-    parts = [polygon([(-br * 0.66, cy + br * 0.75), (br * 0.66, cy + br * 0.75), (nw, neck_y + 0.3), (-nw, neck_y + 0.3)]), ellipse(0, cy, br, br)]
+    parts = [
+        polygon([(-br * 0.66, cy + br * 0.75), (br * 0.66, cy + br * 0.75), (nw, neck_y + 0.3), (-nw, neck_y + 0.3)]),
+        ellipse(0, cy, br, br),
+    ]
     parts.append(rect(-nw, neck_y + 0.3, nw, neck_y + 0.6, "dark"))
     parts += [line([(-nw, neck_y + y), (nw, neck_y + y + 0.05)], 0.04, "light") for y in (0.38, 0.48)]
     parts.append(line([(-0.1, cy + 0.2), (-0.05, cy - 0.05), (0.05, cy + 0.2), (0.1, cy - 0.05)], 0.04, "dark"))
@@ -497,11 +592,15 @@ def _butterfly(r):
     uw, lw = r.uniform(0.45, 0.6), r.uniform(0.3, 0.42)
     a = r.uniform(0.3, 0.7)
     return [
-        ellipse(-uw * 0.9, -0.3, uw, uw * 0.7, rot=a), ellipse(uw * 0.9, -0.3, uw, uw * 0.7, rot=-a),
-        ellipse(-lw * 0.9, 0.35, lw, lw * 0.8, "accent", rot=-a), ellipse(lw * 0.9, 0.35, lw, lw * 0.8, "accent", rot=a),
-        ellipse(-uw * 0.9, -0.3, 0.1, 0.1, "light"), ellipse(uw * 0.9, -0.3, 0.1, 0.1, "light"),
+        ellipse(-uw * 0.9, -0.3, uw, uw * 0.7, rot=a),
+        ellipse(uw * 0.9, -0.3, uw, uw * 0.7, rot=-a),
+        ellipse(-lw * 0.9, 0.35, lw, lw * 0.8, "accent", rot=-a),
+        ellipse(lw * 0.9, 0.35, lw, lw * 0.8, "accent", rot=a),
+        ellipse(-uw * 0.9, -0.3, 0.1, 0.1, "light"),
+        ellipse(uw * 0.9, -0.3, 0.1, 0.1, "light"),
         ellipse(0, 0, 0.08, 0.6, "dark"),
-        line([(0, -0.55), (-0.25, -0.95)], 0.03), line([(0, -0.55), (0.25, -0.95)], 0.03),
+        line([(0, -0.55), (-0.25, -0.95)], 0.03),
+        line([(0, -0.55), (0.25, -0.95)], 0.03),
     ]
 
 
@@ -516,9 +615,19 @@ def _snowman(r):
         parts.append(ellipse(0, y3, r3, r3, "light"))
     else:
         y3, r3 = y2, r2
-    parts += [rect(-r3 * 0.8, y3 - r3 - 0.35, r3 * 0.8, y3 - r3 * 0.7), rect(-r3 * 1.2, y3 - r3 * 0.8, r3 * 1.2, y3 - r3 * 0.65)]
-    parts += [ellipse(-r3 * 0.35, y3 - 0.05, 0.04, 0.04, "dark"), ellipse(r3 * 0.35, y3 - 0.05, 0.04, 0.04, "dark"), polygon([(0, y3 + 0.02), (r.uniform(0.25, 0.4), y3 + 0.08), (0, y3 + 0.12)], "accent")]
-    parts += [line([(-r2, y2), (-r2 - 0.35, y2 - r.uniform(0.0, 0.35))], 0.04), line([(r2, y2), (r2 + 0.35, y2 - r.uniform(0.0, 0.35))], 0.04)]
+    parts += [
+        rect(-r3 * 0.8, y3 - r3 - 0.35, r3 * 0.8, y3 - r3 * 0.7),
+        rect(-r3 * 1.2, y3 - r3 * 0.8, r3 * 1.2, y3 - r3 * 0.65),
+    ]
+    parts += [
+        ellipse(-r3 * 0.35, y3 - 0.05, 0.04, 0.04, "dark"),
+        ellipse(r3 * 0.35, y3 - 0.05, 0.04, 0.04, "dark"),
+        polygon([(0, y3 + 0.02), (r.uniform(0.25, 0.4), y3 + 0.08), (0, y3 + 0.12)], "accent"),
+    ]
+    parts += [
+        line([(-r2, y2), (-r2 - 0.35, y2 - r.uniform(0.0, 0.35))], 0.04),
+        line([(r2, y2), (r2 + 0.35, y2 - r.uniform(0.0, 0.35))], 0.04),
+    ]
     return parts
 
 
@@ -531,7 +640,11 @@ def _leaf(r):
     lo = np.stack([t[::-1] * tip, w * (1 - t[::-1] ** 2) + bend * t[::-1] ** 2], 1)
     parts = [line([(-tip, bend), (-tip - 0.3, bend + 0.1)], 0.06), polygon(np.concatenate([up, lo]))]
     parts.append(line(np.stack([t * tip, bend * t**2], 1), 0.04, "dark"))
-    parts += [line([(x, bend * x * x), (x + 0.2, s * w * 0.6)], 0.03, "dark") for x in np.linspace(-0.5, 0.4, 3) for s in (-1, 1)]
+    parts += [
+        line([(x, bend * x * x), (x + 0.2, s * w * 0.6)], 0.03, "dark")
+        for x in np.linspace(-0.5, 0.4, 3)
+        for s in (-1, 1)
+    ]
     return parts
 
 
@@ -542,7 +655,11 @@ def _cactus(r):
     for s in (-1, 1)[: int(r.integers(1, 3))] if r.random() < 0.8 else ():
         x_out = s * r.uniform(0.45, 0.6)
         top = ah - r.uniform(0.2, 0.45)
-        parts += [rect(min(s * w, x_out), ah - 0.08, max(s * w, x_out), ah + 0.08), rect(x_out - 0.09, top, x_out + 0.09, ah + 0.08), ellipse(x_out, top, 0.09, 0.07)]
+        parts += [
+            rect(min(s * w, x_out), ah - 0.08, max(s * w, x_out), ah + 0.08),
+            rect(x_out - 0.09, top, x_out + 0.09, ah + 0.08),
+            ellipse(x_out, top, 0.09, 0.07),
+        ]
     parts.append(polygon([(-0.45, 0.55), (0.45, 0.55), (0.35, 1), (-0.35, 1)], "accent"))
     return parts
 
@@ -565,10 +682,19 @@ def _anchor(r):
 def _tent(r):
     w, h, apex = r.uniform(0.8, 1.0), r.uniform(0.7, 1.0), r.uniform(-0.15, 0.15)
     dw = r.uniform(0.15, 0.3)
-    parts = [polygon([(-w, 0.6), (apex, 0.6 - h), (w, 0.6)]), polygon([(apex - dw, 0.6), (apex, 0.6 - h * 0.55), (apex + dw, 0.6)], "dark")]
-    parts += [line([(apex, 0.6 - h), (apex + 0.1, 0.6 - h - 0.25)], 0.04), line([(-w, 0.6), (-w - 0.15, 0.75)], 0.03), line([(w, 0.6), (w + 0.15, 0.75)], 0.03)]
+    parts = [
+        polygon([(-w, 0.6), (apex, 0.6 - h), (w, 0.6)]),
+        polygon([(apex - dw, 0.6), (apex, 0.6 - h * 0.55), (apex + dw, 0.6)], "dark"),
+    ]
+    parts += [
+        line([(apex, 0.6 - h), (apex + 0.1, 0.6 - h - 0.25)], 0.04),
+        line([(-w, 0.6), (-w - 0.15, 0.75)], 0.03),
+        line([(w, 0.6), (w + 0.15, 0.75)], 0.03),
+    ]
     if r.random() < 0.5:
-        parts.append(polygon([(apex + 0.1, 0.6 - h - 0.25), (apex + 0.4, 0.6 - h - 0.18), (apex + 0.1, 0.6 - h - 0.1)], "accent"))  # flag
+        parts.append(
+            polygon([(apex + 0.1, 0.6 - h - 0.25), (apex + 0.4, 0.6 - h - 0.18), (apex + 0.1, 0.6 - h - 0.1)], "accent")
+        )  # flag
     return parts
 
 

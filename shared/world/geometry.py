@@ -55,7 +55,9 @@ def star(cx: float, cy: float, r_out: float, r_in: float, n: int, rot: float = 0
     return polygon(np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1), role)
 
 
-def arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, width: float, role: str = "dark", n: int = 16) -> Part:
+def arc(
+    cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, width: float, role: str = "dark", n: int = 16
+) -> Part:
     t = np.linspace(a0, a1, n)
     return line(np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1), width, role)
 
@@ -84,7 +86,9 @@ def fit(parts: list[Part]) -> list[Part]:
     return [replace(p, points=(p.points - centre) / half, width=p.width / half) for p in parts]
 
 
-def place(parts: list[Part], angle: float, scale: float, centre: tuple[float, float], flip: bool, canvas: int) -> list[Part]:
+def place(
+    parts: list[Part], angle: float, scale: float, centre: tuple[float, float], flip: bool, canvas: int
+) -> list[Part]:
     """Map object units to canvas pixels: optional mirror, rotation (radians), then ``scale`` (the
     object's full extent as a fraction of the canvas side) and ``centre`` (canvas fractions)."""
     out = []

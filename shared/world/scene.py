@@ -13,9 +13,18 @@ from shared.world.geometry import Part, ellipse, line, place, polygon, rect
 
 #: named colours an object can take; the name goes into captions
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (205, 40, 40), "orange": (235, 130, 30), "yellow": (230, 200, 40), "green": (50, 150, 60),
-    "blue": (40, 90, 205), "purple": (130, 60, 175), "pink": (235, 120, 175), "brown": (125, 78, 40),
-    "grey": (128, 128, 128), "black": (40, 40, 40), "white": (238, 238, 238), "teal": (30, 150, 150),
+    "red": (205, 40, 40),
+    "orange": (235, 130, 30),
+    "yellow": (230, 200, 40),
+    "green": (50, 150, 60),
+    "blue": (40, 90, 205),
+    "purple": (130, 60, 175),
+    "pink": (235, 120, 175),
+    "brown": (125, 78, 40),
+    "grey": (128, 128, 128),
+    "black": (40, 40, 40),
+    "white": (238, 238, 238),
+    "teal": (30, 150, 150),
 }
 
 
@@ -47,7 +56,12 @@ def role_colours(main: tuple[int, int, int], accent: tuple[int, int, int]) -> di
     """Derived roles keep an object's parts apart (a darker door, a lighter window) whatever its colour."""
     m = np.asarray(main, float)
     dark = m * 0.45 if m.mean() > 60 else m + 70
-    return {"main": main, "accent": accent, "dark": tuple(int(v) for v in dark), "light": tuple(int(v) for v in m + (255 - m) * 0.6)}
+    return {
+        "main": main,
+        "accent": accent,
+        "dark": tuple(int(v) for v in dark),
+        "light": tuple(int(v) for v in m + (255 - m) * 0.6),
+    }
 
 
 def _clutter(rng: np.random.Generator, canvas: int) -> Element:
@@ -60,7 +74,9 @@ def _clutter(rng: np.random.Generator, canvas: int) -> Element:
         parts = [line(rng.uniform(-1, 1, (int(rng.integers(2, 4)), 2)), 0.15, "main")]
     else:
         parts = [ellipse(0, 0, 1, rng.uniform(0.5, 1.0))]
-    placed = place(parts, rng.uniform(0, 2 * np.pi), rng.uniform(0.06, 0.16), tuple(rng.uniform(0.05, 0.95, 2)), False, canvas)
+    placed = place(
+        parts, rng.uniform(0, 2 * np.pi), rng.uniform(0.06, 0.16), tuple(rng.uniform(0.05, 0.95, 2)), False, canvas
+    )
     colour = _jitter(list(COLOURS.values())[rng.integers(len(COLOURS))], rng, 25)
     return Element(placed, role_colours(colour, colour), "clutter")
 
@@ -76,7 +92,9 @@ def _occluder(rng: np.random.Generator, centre, scale: float, canvas: int) -> El
     return Element(placed, role_colours(colour, colour), "occluder")
 
 
-def compose(class_name: str, rng: np.random.Generator, canvas: int, clutter: bool = True, centred: bool = False) -> Scene:
+def compose(
+    class_name: str, rng: np.random.Generator, canvas: int, clutter: bool = True, centred: bool = False
+) -> Scene:
     """Draw a member of ``class_name`` and place it with random colour, pose, position and scale;
     add clutter and, sometimes, an occluder. ``attrs`` records what a caption may mention."""
     parts = draw(class_name, rng)
@@ -87,14 +105,24 @@ def compose(class_name: str, rng: np.random.Generator, canvas: int, clutter: boo
     room = (1 - scale) / 2 if not centred else 0.03
     centre = (0.5 + rng.uniform(-room, room), 0.5 + rng.uniform(-room, room))
     angle, flip = rng.uniform(-0.35, 0.35), bool(rng.random() < 0.5)
-    obj = Element(place(parts, angle, scale, centre, flip, canvas), role_colours(_jitter(COLOURS[colour], rng), _jitter(COLOURS[accent], rng)), "object")
+    obj = Element(
+        place(parts, angle, scale, centre, flip, canvas),
+        role_colours(_jitter(COLOURS[colour], rng), _jitter(COLOURS[accent], rng)),
+        "object",
+    )
     n_clutter = int(rng.integers(0, 4)) if clutter else 0
     elements = [_clutter(rng, canvas) for _ in range(n_clutter)] + [obj]
     occluded = clutter and rng.random() < 0.25
     if occluded:
         elements.append(_occluder(rng, centre, scale, canvas))
     attrs = {
-        "colour": colour, "scale": round(float(scale), 3), "x": round(float(centre[0]), 3), "y": round(float(centre[1]), 3),
-        "angle": round(float(np.degrees(angle)), 1), "flip": flip, "clutter": n_clutter, "occluded": bool(occluded),
+        "colour": colour,
+        "scale": round(float(scale), 3),
+        "x": round(float(centre[0]), 3),
+        "y": round(float(centre[1]), 3),
+        "angle": round(float(np.degrees(angle)), 1),
+        "flip": flip,
+        "clutter": n_clutter,
+        "occluded": bool(occluded),
     }
     return Scene(canvas, elements, attrs)

@@ -31,7 +31,9 @@ def _unit(scene: Scene) -> float:
     return scene.canvas / 64
 
 
-def _shaded_objects(scene: Scene, canvas: np.ndarray, rng: np.random.Generator, texture: float, shadow: float) -> np.ndarray:
+def _shaded_objects(
+    scene: Scene, canvas: np.ndarray, rng: np.random.Generator, texture: float, shadow: float
+) -> np.ndarray:
     """Composite elements with directional lighting, a soft cast shadow and surface texture: the
     ingredients that make a flat drawing read as a lit 3-D thing."""
     S = scene.canvas
@@ -102,7 +104,9 @@ def _art_painting(scene: Scene, rng: np.random.Generator) -> Image.Image:
     return to_image(canvas + 8 * (noise(rng, S, 32, 1) - 0.5))
 
 
-def _brush(img: Image.Image, rng: np.random.Generator, S: int, u: float, colour, n: int, source: np.ndarray | None = None) -> None:
+def _brush(
+    img: Image.Image, rng: np.random.Generator, S: int, u: float, colour, n: int, source: np.ndarray | None = None
+) -> None:
     """Short curved strokes; with ``source`` each stroke takes (and varies) the colour under it."""
     d = ImageDraw.Draw(img)
     for _ in range(int(n * (S / 128) ** 2) + n // 2):
@@ -113,12 +117,18 @@ def _brush(img: Image.Image, rng: np.random.Generator, S: int, u: float, colour,
             c = colour()
         a = rng.uniform(0, np.pi)
         L = rng.uniform(2, 6) * u
-        d.line([(x, y), (x + L * np.cos(a), y + L * np.sin(a))], fill=tuple(int(v) for v in np.clip(c, 0, 255)), width=max(1, int(rng.uniform(1, 2.5) * u)))
+        d.line(
+            [(x, y), (x + L * np.cos(a), y + L * np.sin(a))],
+            fill=tuple(int(v) for v in np.clip(c, 0, 255)),
+            width=max(1, int(rng.uniform(1, 2.5) * u)),
+        )
 
 
 def _cartoon(scene: Scene, rng: np.random.Generator) -> Image.Image:
     S, u = scene.canvas, _unit(scene)
-    img = Image.new("RGB", (S, S), tuple(int(v) for v in hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.3), rng.uniform(0.9, 1.0))))
+    img = Image.new(
+        "RGB", (S, S), tuple(int(v) for v in hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.3), rng.uniform(0.9, 1.0)))
+    )
     if rng.random() < 0.5:  # a flat ground band
         band = tuple(int(v) for v in hsv(rng.uniform(0.2, 0.35), 0.35, 0.85))
         img.paste(band, (0, int(S * rng.uniform(0.7, 0.85)), S, S))
@@ -135,7 +145,9 @@ def _sketch(scene: Scene, rng: np.random.Generator) -> Image.Image:
     img = Image.new("RGB", (S, S), (int(paper),) * 3)
     lead = int(rng.uniform(40, 110))
     for el in scene.elements:
-        paint(img, el, fill=(int(paper),) * 3, outline=None, width=0, line_colour=(int(paper),) * 3)  # hide what is behind
+        paint(
+            img, el, fill=(int(paper),) * 3, outline=None, width=0, line_colour=(int(paper),) * 3
+        )  # hide what is behind
         for _ in range(2):
             paint(img, el, fill=False, outline=(lead,) * 3, width=rng.uniform(0.6, 1.2) * u, jitter=0.5 * u, rng=rng)
     arr = np.asarray(img, np.float32) + 6 * (noise(rng, S, 40, 1) - 0.5)
@@ -205,14 +217,17 @@ def _blueprint(scene: Scene, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-STYLES: dict[str, Style] = {s.name: s for s in [
-    Style("photo", _photo),
-    Style("art_painting", _art_painting),
-    Style("cartoon", _cartoon),
-    Style("sketch", _sketch, shows_colour=False),
-    Style("product", _product, clutter=False, centred=True),
-    Style("pixel_art", _pixel_art),
-    Style("neon", _neon),
-    Style("blueprint", _blueprint, shows_colour=False),
-    Style("mosaic", _mosaic),
-]}
+STYLES: dict[str, Style] = {
+    s.name: s
+    for s in [
+        Style("photo", _photo),
+        Style("art_painting", _art_painting),
+        Style("cartoon", _cartoon),
+        Style("sketch", _sketch, shows_colour=False),
+        Style("product", _product, clutter=False, centred=True),
+        Style("pixel_art", _pixel_art),
+        Style("neon", _neon),
+        Style("blueprint", _blueprint, shows_colour=False),
+        Style("mosaic", _mosaic),
+    ]
+}

@@ -12,16 +12,50 @@ class Task:
     classes: tuple[str, ...]
 
 
-TASKS: dict[str, Task] = {t.name: t for t in [
-    # PACS's domains and (drawn) classes: quadrupeds that share a skeleton make it non-trivial
-    Task("synth-pacs", ("art_painting", "cartoon", "photo", "sketch"), ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")),
-    # Office-Home's shape: more classes, and a product-shot domain that is not in synth-pacs
-    Task("synth-officehome", ("art_painting", "cartoon", "product", "photo"), (
-        "apple", "bell", "bottle", "boat", "candle", "car", "chair", "clock", "cup", "fish", "flower", "hat",
-        "key", "light bulb", "leaf", "mushroom", "rocket", "airplane", "snowman", "sun", "table", "tent", "tree", "umbrella",
-        "anchor", "butterfly",
-    )),
-]}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        # PACS's domains and (drawn) classes: quadrupeds that share a skeleton make it non-trivial
+        Task(
+            "synth-pacs",
+            ("art_painting", "cartoon", "photo", "sketch"),
+            ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person"),
+        ),
+        # Office-Home's shape: more classes, and a product-shot domain that is not in synth-pacs
+        Task(
+            "synth-officehome",
+            ("art_painting", "cartoon", "product", "photo"),
+            (
+                "apple",
+                "bell",
+                "bottle",
+                "boat",
+                "candle",
+                "car",
+                "chair",
+                "clock",
+                "cup",
+                "fish",
+                "flower",
+                "hat",
+                "key",
+                "light bulb",
+                "leaf",
+                "mushroom",
+                "rocket",
+                "airplane",
+                "snowman",
+                "sun",
+                "table",
+                "tent",
+                "tree",
+                "umbrella",
+                "anchor",
+                "butterfly",
+            ),
+        ),
+    ]
+}
 
 #: every style some client task uses; the others exist only in the vendor's corpus
 CLIENT_STYLES: tuple[str, ...] = tuple(dict.fromkeys(d for t in TASKS.values() for d in t.domains))

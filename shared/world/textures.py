@@ -32,7 +32,16 @@ def _xy(points: np.ndarray) -> list[tuple[float, float]]:
     return [tuple(p) for p in points]
 
 
-def paint(img: Image.Image, element: Element, fill=None, outline=None, width: float = 0.0, line_colour=None, jitter: float = 0.0, rng: np.random.Generator | None = None) -> None:
+def paint(
+    img: Image.Image,
+    element: Element,
+    fill=None,
+    outline=None,
+    width: float = 0.0,
+    line_colour=None,
+    jitter: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> None:
     """Draw an element's parts back to front onto ``img``.
 
     ``fill``: ``None`` to use the role colours, a colour to fill every part with it (e.g. the paper's

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from shared.world import STYLE_NAMES, CLASS_NAMES, render
+from shared.world import CLASS_NAMES, STYLE_NAMES, render
 from shared.world.tasks import Task
 
 
@@ -49,7 +49,15 @@ def _write_cell(job: tuple[str, str, str, int, int, int]) -> int:
     return per_class
 
 
-def write_task(task: Task, out: Path, size: int = 64, per_class: int = 150, seed: int = 0, overwrite: bool = False, workers: int = 2) -> int:
+def write_task(
+    task: Task,
+    out: Path,
+    size: int = 64,
+    per_class: int = 150,
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int = 2,
+) -> int:
     """Render ``per_class`` images per class and domain of ``task`` under ``out``; returns the count.
 
     Raises :class:`FileExistsError` when ``out`` is non-empty and ``overwrite`` is false; with

@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--budget", type=int, required=True, help="queries (input items) the key may buy")
     q.add_argument("--rate-limit", type=float, help="requests per second (default: the server's)")
     action("list", "list keys with budget and usage", _list)
-    for name, help_, func in (("revoke", "revoke a key (it stops working at once)", _revoke),
-                              ("usage", "one key's usage as JSON", _usage)):
+    for name, help_, func in (
+        ("revoke", "revoke a key (it stops working at once)", _revoke),
+        ("usage", "one key's usage as JSON", _usage),
+    ):
         action(name, help_, func).add_argument("key_id")
     q = action("topup", "add queries to a key's budget", _topup)
     q.add_argument("key_id")
@@ -65,15 +67,19 @@ def _list(args: argparse.Namespace) -> None:
     print(f"{'id':<22} {'name':<20} {'budget':>10} {'used':>10} {'remaining':>10} {'qps':>8}  revoked")
     for k in keys:
         qps = f"{k.rate_limit_qps:g}" if k.rate_limit_qps else "default"
-        print(f"{k.id:<22} {k.name[:20]:<20} {k.budget:>10} {k.used:>10} {k.remaining:>10} {qps:>8}  "
-              f"{'yes' if k.revoked else 'no'}")
+        print(
+            f"{k.id:<22} {k.name[:20]:<20} {k.budget:>10} {k.used:>10} {k.remaining:>10} {qps:>8}  "
+            f"{'yes' if k.revoked else 'no'}"
+        )
 
 
 def _print_usage(args: argparse.Namespace, op) -> None:
     """Apply ``op`` to the ledger, then print the key's usage as it now stands."""
+
     def then_usage(ledger):
         op(ledger)
         return ledger.usage(args.key_id)
+
     print(json.dumps(_call(args, then_usage).model_dump(), indent=2))
 
 

@@ -17,19 +17,42 @@ from vendor_server.settings import DEFAULT_WEIGHTS
 def register(subparsers: argparse._SubParsersAction) -> None:
     d = PretrainConfig()
     p = subparsers.add_parser("pretrain", help="pretrain vl2v-tiny on the synthetic world (resumable)")
-    p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="checkpoint path (default: the served default, vendor_server/weights/vl2v-tiny-synth.pt)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="checkpoint path (default: the served default, vendor_server/weights/vl2v-tiny-synth.pt)",
+    )
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimisation steps (default: {d.steps})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the corpus and of training")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--per-cell", type=int, default=d.per_cell, help=f"corpus images per class and style (default: {d.per_cell})")
+    p.add_argument(
+        "--per-cell", type=int, default=d.per_cell, help=f"corpus images per class and style (default: {d.per_cell})"
+    )
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between resumable states")
     p.add_argument("--workers", type=int, default=d.workers, help="rendering processes")
-    p.add_argument("--init", type=str, default=None, metavar="CHECKPOINT", help="continue pretraining from this vl2v-tiny checkpoint")
+    p.add_argument(
+        "--init",
+        type=str,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue pretraining from this vl2v-tiny checkpoint",
+    )
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default: {d.warmup})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)")
-    p.add_argument("--stop-after", type=int, default=None, metavar="STEP", help="stop at STEP keeping the resumable state (train in slices)")
-    p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the per-domain zero-shot check at the end")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop at STEP keeping the resumable state (train in slices)",
+    )
+    p.add_argument(
+        "--no-eval", dest="eval", action="store_false", help="skip the per-domain zero-shot check at the end"
+    )
     p.set_defaults(func=_pretrain)
 
 
@@ -55,12 +78,19 @@ def _pretrain(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise VendorCliError(str(exc)) from None
     if summary["paused"]:
-        print(f"paused at step {args.stop_after} after {time.time() - t0:.0f} s; rerun without --stop-after to continue")
+        print(
+            f"paused at step {args.stop_after} after {time.time() - t0:.0f} s; rerun without --stop-after to continue"
+        )
         return 0
-    print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) after {time.time() - t0:.0f} s "
-          f"({summary['steps']} steps this run, {summary['steps_per_s']} steps/s)")
+    print(
+        f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) after {time.time() - t0:.0f} s "
+        f"({summary['steps']} steps this run, {summary['steps_per_s']} steps/s)"
+    )
     if args.eval:
         for task in TASKS:
             acc = zero_shot(args.out, task=task)
-            print(f"zero-shot 'a photo of a {{class}}' on held-out {task}: " + ", ".join(f"{d} {a:.3f}" for d, a in acc.items()))
+            print(
+                f"zero-shot 'a photo of a {{class}}' on held-out {task}: "
+                + ", ".join(f"{d} {a:.3f}" for d, a in acc.items())
+            )
     return 0

@@ -7,12 +7,18 @@ import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("serve", help="run the metered embedding service",
-                              description="Serve CLIP embeddings over HTTP, metered per query. Every option "
-                                          "can also come from the environment (VL2V_VENDOR_MODEL, ..._PORT, ...).")
+    p = subparsers.add_parser(
+        "serve",
+        help="run the metered embedding service",
+        description="Serve CLIP embeddings over HTTP, metered per query. Every option "
+        "can also come from the environment (VL2V_VENDOR_MODEL, ..._PORT, ...).",
+    )
     p.add_argument("--model", help="open_clip model name, or vl2v-tiny (default: vl2v-tiny)")
-    p.add_argument("--pretrained", help="open_clip tag, checkpoint path, or 'none' for random init "
-                                        "(default: the vendor's vl2v-tiny checkpoint when present)")
+    p.add_argument(
+        "--pretrained",
+        help="open_clip tag, checkpoint path, or 'none' for random init "
+        "(default: the vendor's vl2v-tiny checkpoint when present)",
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8000)")
     p.add_argument("--db", help="SQLite ledger of keys and usage (default ./vl2v-vendor.sqlite3)")
@@ -37,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     ledger = open_ledger(settings)  # a bad --db is reported at once, not after a model load
     encoder = Encoder(settings.model, settings.pretrained_source())
-    uvicorn.run(create_app(settings, encoder, ledger), host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=args.log_level == "debug")
+    uvicorn.run(
+        create_app(settings, encoder, ledger),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.log_level == "debug",
+    )
     return 0

@@ -59,6 +59,7 @@ async def create_key(body: CreateKey, ledger: LedgerDep) -> CreatedKey:
 async def list_keys(ledger: LedgerDep) -> KeyList:
     def all_usage() -> list[KeyUsage]:
         return [ledger.usage(record.id) for record in ledger.keys()]
+
     return KeyList(data=await asyncio.to_thread(all_usage))
 
 

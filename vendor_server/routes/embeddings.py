@@ -55,11 +55,13 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
     body = await _read_body(request, settings.max_body_bytes)
     # parsing, validating and hashing a body of many base64 images takes long enough to stall every
     # other request if done on the event loop; a small one is cheaper here than a thread hop
-    req, body_sha256 = (_parse_request(body) if len(body) <= INLINE_PARSE_BYTES
-                        else await asyncio.to_thread(_parse_request, body))
+    req, body_sha256 = (
+        _parse_request(body) if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(_parse_request, body)
+    )
     if req.model is not None and req.model != card.id:
-        raise NotFound(f"model {req.model!r} is not served here; this vendor serves {card.id!r}",
-                       code="model_not_found")
+        raise NotFound(
+            f"model {req.model!r} is not served here; this vendor serves {card.id!r}", code="model_not_found"
+        )
     texts, images = _split_items(req, settings)
     idempotency_key = _idempotency_key(request)
     request_id = request.state.request_id  # the middleware's, so the ledger and the response header agree
@@ -74,22 +76,32 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
     with batcher.admit(n_items):
         decoded = await asyncio.to_thread(_decode_all, images, service.image_limits)
         charge = await asyncio.to_thread(
-            ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key)
+            ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key
+        )
         if charge.replay is not None:
             return Response(charge.replay, media_type="application/json", headers={"Idempotent-Replayed": "true"})
         # from the reservation until the charge is final, any failure or cancellation refunds it:
         # the client gets no embeddings, so it pays nothing
         try:
             text_rows, image_rows = await asyncio.gather(
-                batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded))
+                batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded)
+            )
             rows = _in_input_order(texts, text_rows, images, image_rows)
             response = EmbeddingResponse(
                 model=card.id,
                 model_revision=card.revision,
-                data=[EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
-                      for i, row in enumerate(rows)],
-                usage=EmbeddingUsage(images=len(images), texts=len(texts), queries=len(rows),
-                                     prompt_tokens=len(rows), total_tokens=len(rows), remaining=charge.remaining),
+                data=[
+                    EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
+                    for i, row in enumerate(rows)
+                ],
+                usage=EmbeddingUsage(
+                    images=len(images),
+                    texts=len(texts),
+                    queries=len(rows),
+                    prompt_tokens=len(rows),
+                    total_tokens=len(rows),
+                    remaining=charge.remaining,
+                ),
             ).model_dump_json()
             await asyncio.to_thread(ledger.complete, request_id, response)
         except BaseException as exc:
@@ -132,15 +144,19 @@ def _input_code(exc: ValidationError) -> str:
     return "invalid_json" if any(err["type"] == "json_invalid" for err in exc.errors()) else "invalid_input"
 
 
-def _split_items(req: EmbeddingRequest,
-                 settings: VendorSettings) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+def _split_items(
+    req: EmbeddingRequest, settings: VendorSettings
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """``(texts, images)`` as ``(input index, payload)`` lists, after the per-request limits."""
     items = req.items()
     if not items:
         raise InvalidInput("input is empty; send at least one text or image", code="empty_input")
     if len(items) > settings.max_items:
-        raise PayloadTooLarge(f"{len(items)} items in one request; the limit is {settings.max_items}",
-                              code="too_many_items", limit=settings.max_items)
+        raise PayloadTooLarge(
+            f"{len(items)} items in one request; the limit is {settings.max_items}",
+            code="too_many_items",
+            limit=settings.max_items,
+        )
     texts, images = [], []
     for i, item in enumerate(items):
         if isinstance(item, ImageItem):
@@ -148,8 +164,11 @@ def _split_items(req: EmbeddingRequest,
             continue
         text = item if isinstance(item, str) else item.text
         if len(text) > settings.max_text_length:
-            raise PayloadTooLarge(f"input[{i}]: text longer than {settings.max_text_length} characters",
-                                  code="text_too_long", limit=settings.max_text_length)
+            raise PayloadTooLarge(
+                f"input[{i}]: text longer than {settings.max_text_length} characters",
+                code="text_too_long",
+                limit=settings.max_text_length,
+            )
         texts.append((i, text))
     return texts, images
 
@@ -157,8 +176,9 @@ def _split_items(req: EmbeddingRequest,
 def _idempotency_key(request: Request) -> str | None:
     value = request.headers.get(IDEMPOTENCY_HEADER)
     if value is not None and not 0 < len(value) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidInput(f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} characters",
-                           code="invalid_idempotency_key")
+        raise InvalidInput(
+            f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} characters", code="invalid_idempotency_key"
+        )
     return value
 
 
@@ -166,9 +186,13 @@ def _decode_all(images: Sequence[tuple[int, str]], limits: ImageLimits) -> list:
     return [decode_image(payload, limits, index) for index, payload in images]
 
 
-def _in_input_order(texts: Sequence[tuple[int, str]], text_rows: Sequence[np.ndarray],
-                    images: Sequence[tuple[int, str]], image_rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _in_input_order(
+    texts: Sequence[tuple[int, str]],
+    text_rows: Sequence[np.ndarray],
+    images: Sequence[tuple[int, str]],
+    image_rows: Sequence[np.ndarray],
+) -> list[np.ndarray]:
     rows: dict[int, np.ndarray] = {}
-    for (index, _), row in zip([*texts, *images], [*text_rows, *image_rows]):
+    for (index, _), row in zip([*texts, *images], [*text_rows, *image_rows], strict=True):
         rows[index] = row
     return [rows[i] for i in range(len(rows))]
