@@ -24,12 +24,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+#: the exit status of a job stopped by Ctrl-C (``shared.cli.call``'s, the shell's 128 + SIGINT)
+INTERRUPTED = 130
 #: what every ``vl2v distill`` run imports; the server imports it once
 PRELOAD = ["torch", "timm", "client_distill.train", "client_distill.methods", "client_distill.commands.distill"]
 
@@ -41,6 +45,7 @@ class RunPool(contextlib.AbstractContextManager):
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._pool = ThreadPoolExecutor(max(1, workers))
+        self._stopping = threading.Event()
 
     def submit(self, job: Callable[..., int], args: tuple, out: Path, threads: int) -> Future:
         """Queue ``job(*args)``, a module-level function returning an exit status (output to
@@ -48,13 +53,21 @@ class RunPool(contextlib.AbstractContextManager):
         return self._pool.submit(self._run, job, args, str(out), threads, dict(os.environ), os.getcwd())
 
     def _run(self, *args) -> int:
+        # A Ctrl-C reaches the runs in flight (one process group) before the sweep's main thread gets to
+        # cancel the queue; a worker thread whose run was interrupted would otherwise start the next
+        # queued run at once, which the Ctrl-C never reaches. So an interrupted run stops the pool.
+        if self._stopping.is_set():
+            return INTERRUPTED
         process = self._ctx.Process(target=_main, args=args)
         process.start()
         process.join()
+        if process.exitcode in (INTERRUPTED, -signal.SIGINT):
+            self._stopping.set()
         return process.exitcode
 
     def cancel(self) -> None:
         """Start no queued run; runs in flight go on until they end (a Ctrl-C reaches them too)."""
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __exit__(self, *exc) -> None:
@@ -85,6 +98,8 @@ def run_job(job: Callable[..., int], args: tuple, out: str, threads: int, env: d
         return job(*args)
     except SystemExit as exc:  # argparse and friends
         return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        return INTERRUPTED
     except BaseException:  # the traceback belongs in the run's log, not pickled back to the sweep
         traceback.print_exc()
         return 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from client_distill.cli import main as vl2v
-from client_distill.launcher import RunPool
+from client_distill.launcher import INTERRUPTED, RunPool
 
 
 def _logged_json(log) -> dict:
@@ -47,3 +47,23 @@ def test_a_failing_run_reports_its_status_and_its_error_in_its_log(tmp_path):
     for i in range(2):
         log = (tmp_path / f"run{i}" / "log.txt").read_text()
         assert "vl2v: error:" in log and "missing" in log and "Traceback" not in log
+
+
+def _interrupted() -> int:
+    raise KeyboardInterrupt
+
+
+def _ok() -> int:
+    return 0
+
+
+def test_an_interrupted_run_starts_no_queued_run(tmp_path):
+    """A Ctrl-C reaches the runs in flight before the sweep cancels its queue: the worker whose run was
+    interrupted must not start the next queued run (which the Ctrl-C would never reach)."""
+    with RunPool(1) as pool:
+        futures = [pool.submit(_interrupted, (), tmp_path / "a", 0)] + [
+            pool.submit(_ok, (), tmp_path / f"b{i}", 0) for i in range(2)
+        ]
+        statuses = [f.result() for f in futures]
+    assert statuses == [INTERRUPTED, INTERRUPTED, INTERRUPTED]
+    assert not (tmp_path / "b0").exists() and not (tmp_path / "b1").exists()  # never started

@@ -1,0 +1,44 @@
+"""Premise diagnostics on known inputs: the variance decomposition, the teacher's zero-shot per domain,
+and the whole set on the tiny world (a frozen-feature probe per target, parameter counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from distill_world import make_images, make_student, make_teacher_set
+
+from client_distill.datasets import open_dataset
+from client_distill.diagnostics import diagnose, teacher_zero_shot, variance_shares
+
+torch.set_num_threads(1)
+
+
+def test_variance_shares_on_a_known_design():
+    # 2 classes x 2 styles, 25 rows each: class moves x by ±2, style moves y by ±1, no noise
+    classes = np.repeat([0, 1, 0, 1], 25)
+    styles = np.repeat([0, 0, 1, 1], 25)
+    x = np.stack([np.where(classes == 1, 2.0, -2.0), np.where(styles == 1, 1.0, -1.0)], axis=1)
+    shares = variance_shares(x, classes, styles)
+    assert shares == pytest.approx({"class": 0.8, "style": 0.2, "residual": 0.0}, abs=1e-9)
+    noisy = x + np.random.default_rng(0).normal(size=x.shape)  # noise lands in the residual
+    assert variance_shares(noisy, classes, styles)["residual"] > 0.1
+
+
+def test_teacher_zero_shot_and_the_whole_diagnosis(tmp_path):
+    data = make_images(tmp_path / "data")
+    teacher = make_teacher_set(
+        data,
+        tmp_path / "teacher",
+        meta={"model": "t", "model_revision": "r", "logit_scale": 30.0, "model_card": {"image_params": 123}},
+    )
+    ds = open_dataset(data)
+    zs = teacher_zero_shot(teacher, ds)
+    assert set(zs) == set(ds.domains) and all(v >= 0.8 for v in zs.values())  # image vectors sit near their class text
+    make_student(tmp_path / "student.pt")
+    d = diagnose(str(data), None, str(tmp_path / "student.pt"), str(tmp_path / "teacher"), ["sketch"])
+    assert set(d["frozen_probe_ood"]) == {"sketch"} and 0 <= d["frozen_probe_ood"]["sketch"] <= 1
+    assert d["student_params"] > 0 and d["teacher_image_params"] == 123 and d["teacher_logit_scale"] == 30.0
+    assert sum(d["teacher_embedding_variance"].values()) == pytest.approx(1.0) and d["teacher_images"] == sum(
+        len(ds.samples(x)) for x in ds.domains
+    )
