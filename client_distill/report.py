@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from client_distill.errors import UsageError
+from client_distill.errors import UsageError, Vl2vError
 from client_distill.model_selection import load_records, select
 
 DIAGNOSTICS_FILE = "diagnostics.json"
@@ -45,6 +45,7 @@ class Result:
     queries_images: int  # paid by the whole run for training
     queries_eval_images: int
     args: dict[str, Any]
+    hparams: dict[str, Any]  # as the run resolved them
 
     @property
     def row(self) -> tuple[str, str, float]:
@@ -85,6 +86,7 @@ def collect(runs: str | Path) -> list[Result]:
             queries_images=paid["queries_images"],
             queries_eval_images=paid["queries_eval_images"],
             args=args,
+            hparams=r["hparams"],
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -125,19 +127,33 @@ def per_seed_average(results: list[Result], domains: list[str], attr: str = "ood
     return [float(np.mean([d[x] for x in domains])) for d in by_seed.values() if all(x in d for x in domains)]
 
 
+#: what the runs output, by the set of their ``swad`` values
+OUTPUT_MODEL = {
+    frozenset({True}): "model SWAD's loss-valley average (n_converge/n_tolerance/ratio {window})",
+    frozenset({False}): "model the best checkpoint by source validation",
+    frozenset(): "model SWAD's average where SWAD is on, else the best checkpoint",
+}
+
+
 def _protocol_lines(results: list[Result]) -> list[str]:
-    """What every run shares (or the values it takes), so a reader knows what was run."""
-    hp = {json.dumps(r.args["hparams"], sort_keys=True) for r in results}
-    students = sorted({r.args["student"] for r in results if r.method != "zero_shot"})
-    profiles = sorted({r.args["profile"] for r in results})
-    models = sorted({r.model for r in results})
+    """What every trained run shares (or the values it takes), so a reader knows what was run."""
+    trained = [r for r in results if r.method != "zero_shot"]
+    if not trained:
+        return []
+
+    def values(key: str) -> str:
+        return ", ".join(str(v) for v in sorted({r.hparams[key] for r in trained}, key=str))
+
+    swad = {r.hparams["swad"] for r in trained}
+    window = f"{values('swad_n_converge')}/{values('swad_n_tolerance')}/{values('swad_tolerance_ratio')}"
+    lrs = ", ".join(f"{m} {v}" for m, v in sorted({(r.method, r.hparams["lr"]) for r in trained}))
     return [
-        f"Student: {', '.join(students) or '–'}; hparams profile: {', '.join(profiles)}; "
-        f"output model: {', '.join(models)} (swad = SWAD's loss-valley average of the final stage; "
-        "best = its best checkpoint by source validation).",
-        f"Per-method hparam overrides (after the search): {'; '.join(sorted(hp))}."
-        if len(hp) > 1
-        else f"Hparam overrides: {hp.pop()}.",
+        f"Student {', '.join(sorted({r.args['student'] for r in trained}))} (hparams profile "
+        f"{', '.join(sorted({r.args['profile'] for r in trained}))}): {values('steps')} steps per stage (two-stage "
+        f"methods train each stage as long), {values('batch_per_domain')} images per source domain per step, Adam "
+        f"(weight decay {values('weight_decay')}), source validation every {values('checkpoint_freq')} steps; output "
+        + OUTPUT_MODEL.get(frozenset(swad), OUTPUT_MODEL[frozenset()]).format(window=window)
+        + f". Learning rates: {lrs}.",
     ]
 
 
@@ -263,13 +279,9 @@ def _point(hparams: dict[str, Any]) -> str:
 
 def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -> list[str]:
     """The premises the method relies on, measured (see :mod:`client_distill.diagnostics`)."""
-    if not diag:
-        return [
-            "",
-            "### Premise diagnostics",
-            "",
-            "Not computed (no zero-shot run with a full teacher set, or `--no-diagnostics`).",
-        ]
+    if not diag or "error" in diag:
+        why = f"could not be computed: {diag['error']}" if diag else "not computed (`vl2v report --no-diagnostics`)"
+        return ["", "### Premise diagnostics", "", why[0].upper() + why[1:] + "."]
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
     shares = lambda s: " / ".join(f"{100 * s[k]:.0f} %" for k in ("class", "style", "residual")) if s else "–"  # noqa: E731
     params = lambda n: "not stated by the vendor" if n is None else f"{n / 1e6:.2f} M"  # noqa: E731
@@ -304,7 +316,7 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
         ),
         (
             "teacher logit scale (KD and the text head use it)",
-            diag.get("teacher_logit_scale") or "not stated: 100 (CLIP) assumed",
+            scale_text(diag.get("teacher_logit_scale")),
         ),
         ("ID (source validation) of every method", "see the ID vs OOD table: an under-trained run shows there"),
     ]
@@ -316,6 +328,10 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
         "|---|---|",
         *(md_row(*row) for row in rows),
     ]
+
+
+def scale_text(scale: float | None) -> str:
+    return "not stated: 100 (CLIP's) assumed" if scale is None else f"{scale:.1f}"
 
 
 def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
@@ -339,10 +355,13 @@ def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
             continue
         from client_distill.diagnostics import diagnose  # torch: only when there is something to compute
 
-        found[ds] = {
-            **diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]),
-            "inputs": inputs,
-        }
+        try:
+            found[ds] = {
+                **diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]),
+                "inputs": inputs,
+            }
+        except Vl2vError as exc:  # e.g. the data moved, or a relative path read from another directory
+            found[ds] = {"error": str(exc), "inputs": inputs}
     cache_file.write_text(json.dumps(found, indent=2) + "\n")
     return found
 

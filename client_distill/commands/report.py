@@ -11,11 +11,17 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p = subparsers.add_parser("report", help="tables (mean ± SE) and accuracy_vs_budget.png from finished runs")
     p.add_argument("runs", help="folder holding run folders")
     p.add_argument("--out", required=True, help="folder for report.md and accuracy_vs_budget.png")
+    p.add_argument(
+        "--no-diagnostics",
+        dest="diagnostics",
+        action="store_false",
+        help="skip the premise diagnostics (they read the runs' data, student and teacher set; cached in OUT)",
+    )
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from client_distill.report import write_report  # not at `vl2v --help` time
 
-    print(write_report(args.runs, args.out))
+    print(write_report(args.runs, args.out, diagnostics=args.diagnostics))
     return 0
