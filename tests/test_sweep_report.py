@@ -19,6 +19,7 @@ from processes import default_sigint
 from client_distill.cli import main
 from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError
+from client_distill.hparams import resolve_hparams
 from client_distill.model_selection import load_records, select
 from client_distill.report import collect, write_report
 from client_distill.search import choose, grid_points
@@ -235,6 +236,7 @@ def fake_run(
         "dataset": "toy",
         "queries_eval_images": 0,
         "args": args,
+        "hparams": resolve_hparams(method, "smoke"),
     }
     scores = {f"env{test}_in_acc": target, **{f"env{i}_out_acc": val for i in range(3) if i != test}}
     records = [
