@@ -131,10 +131,19 @@ class Batch:
 
 
 class SourceBatches:
-    """Each step's minibatch over the source domains (see the module docstring)."""
+    """Each step's minibatch over the source domains (see the module docstring). The pictures are
+    augmented on ``device``: on a GPU the uint8 batch crosses once and every operation runs there
+    (the random draws stay on the CPU generator, so a batch is the same picture wherever it is made)."""
 
-    def __init__(self, domains: Sequence[SourceDomain], augment: BatchAugment, batch_per_domain: int):
+    def __init__(
+        self,
+        domains: Sequence[SourceDomain],
+        augment: BatchAugment,
+        batch_per_domain: int,
+        device: str | torch.device = "cpu",
+    ):
         self.domains, self.augment, self.per_domain = list(domains), augment, batch_per_domain
+        self.device = torch.device(device)
 
     def batch(self, seed: int) -> Batch:
         """The minibatch of the step whose seed is ``seed``: a function of the seed alone."""
@@ -145,11 +154,12 @@ class SourceBatches:
             bought = d.table.views[index]
             view = (torch.rand(self.per_domain, generator=g) * bought).long() * (bought > 1)  # one of the bought views
             picks.append((d, index, view))
-        pixels = self.augment.pixels(torch.cat([d.images[index] for d, index, _ in picks]), g)
+        pictures = torch.cat([d.images[index] for d, index, _ in picks]).to(self.device, non_blocking=True)
+        pixels = self.augment.pixels(pictures, g)
         row = 0
         for d, index, view in picks:
             for j in (view > 0).nonzero().squeeze(1).tolist():  # inputs paired with a bought view ≥ 1: that picture
-                pixels[row + j] = resize(d.views[index[j], view[j] - 1][None], self.augment.size)[0]
+                pixels[row + j] = resize(d.views[index[j], view[j] - 1][None].to(self.device), self.augment.size)[0]
             row += len(index)
         targets = [d.table.lookup(index, view) for d, index, view in picks]
         return Batch(

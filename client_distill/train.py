@@ -151,7 +151,7 @@ class Evaluator:
         out = []
         for start in range(0, len(self.labels[name]), batch):
             index = torch.arange(start, min(start + batch, len(self.labels[name])))
-            x = normalise(resize(self.pictures[name][index], run.input_size), run.mean, run.std)
+            x = normalise(resize(self.pictures[name][index].to(run.device), run.input_size), run.mean, run.std)
             with run.autocast():
                 out.append(method.logits(run.to_device(x)).float().cpu())
         return torch.cat(out)
@@ -275,7 +275,7 @@ class Run:
                 )
             )
         augment = BatchAugment(self.input_size, self.mean, self.std)
-        return SourceBatches(domains, augment, int(self.hp["batch_per_domain"]))
+        return SourceBatches(domains, augment, int(self.hp["batch_per_domain"]), self.device)
 
     # -------------------------------------------------------------------------------------- helpers
 
