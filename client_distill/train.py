@@ -76,6 +76,21 @@ class Position:
     pending: list[str] = field(default_factory=list)
 
 
+@dataclass
+class StageLoop:
+    """What one stage's training loop holds: the model stepped (the method, or its DDP wrapper), its
+    optimizer, SWAD's window search and current segment (final stage, rank 0), and the stage's best
+    checkpoint record so far."""
+
+    index: int
+    stage: Stage
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    swad: LossValley | None
+    segment: SegmentAverage | None
+    best: dict | None
+
+
 # ----------------------------------------------------------------------------------------- helpers
 
 
@@ -413,78 +428,92 @@ class Run:
             )
 
     def _train_stage(self, index: int, stage: Stage, pos: Position, state: dict | None) -> bool:
-        """Train one stage to its end (True) or until ``stop_after`` (False)."""
-        method, hp, folder = self.method, self.hp, self.folder
+        """Train one stage to its end (True) or until ``stop_after`` (False), a segment of
+        ``checkpoint_freq`` steps at a time, each ended by a checkpoint."""
+        loop = self._start_stage(index, stage, state)
+        n, freq = int(self.hp["steps"]), int(self.hp["checkpoint_freq"])
+        step = pos.stage_step
+        while step < n:
+            end = min((step // freq + 1) * freq, n)
+            t0, losses, paid = time.perf_counter(), [], 0
+            for i in range(step, end):
+                x, targets, cost = self._step_inputs(index, i)
+                losses.append(train_step(loop.model, loop.optimizer, x, targets, bool(self.hp["amp"])))
+                paid += cost
+                if loop.segment is not None:
+                    loop.segment.update(i + 1)
+            step = end
+            pos.queries_images += self._all_ranks(paid)
+            if self.rank == 0:
+                speed = len(losses) * len(x) / max(time.perf_counter() - t0, 1e-9)
+                self._checkpoint(loop, step, pos.queries_images, float(torch.stack(losses).float().mean()), speed)
+            _barrier()
+            if self.stop_after is not None and index * n + step >= self.stop_after:
+                return False
+        return True
+
+    def _start_stage(self, index: int, stage: Stage, state: dict | None) -> StageLoop:
+        """Freeze what the stage does not train, load its starting weights (the checkpoint being
+        resumed, else the previous stage's best where the stage starts from it), and build a fresh
+        optimizer (and SWAD's window search in the final stage), restored from the checkpoint if any."""
+        method, hp = self.method, self.hp
         method.set_stage(stage)
         if state is not None:
             method.load_state_dict(state["model"])
         elif stage.init_from_best:
-            method.load_state_dict(folder.load(f"best_{self.method.stages[index - 1].name}.pt", self.device))
+            method.load_state_dict(self.folder.load(f"best_{method.stages[index - 1].name}.pt", self.device))
         method.train()
         optimizer = torch.optim.Adam(
             method.trainable_parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"])
-        )  # fresh per stage
+        )
         model: torch.nn.Module = method
         if dist.is_initialized():
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
-        final = index == len(self.method.stages) - 1
-        swad = (
-            LossValley(int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"]))
-            if hp["swad"] and final
-            else None
-        )
-        segment = SegmentAverage(method) if swad is not None and self.rank == 0 else None
+            model = torch.nn.parallel.DistributedDataParallel(
+                method, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        swad = None
+        if hp["swad"] and index == len(method.stages) - 1:
+            swad = LossValley(
+                int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"])
+            )
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             if swad is not None and state.get("swad") is not None:
                 swad.load_state_dict(state["swad"])
         self.swad = swad
-        n, freq = int(hp["steps"]), int(hp["checkpoint_freq"])
-        step, queries = pos.stage_step, pos.queries_images
-        best = best_checkpoint(folder.records(), index) if self.rank == 0 else None
-        while step < n:
-            end = min((step // freq + 1) * freq, n)
-            losses, t0, seen, paid = [], time.perf_counter(), 0, 0
-            while step < end:
-                x, targets, cost = self._step_inputs(index, step)
-                losses.append(train_step(model, optimizer, x, targets, bool(hp["amp"])))
-                paid, seen, step = paid + cost, seen + len(x), step + 1
-                if segment is not None:
-                    segment.update(step)
-            queries += self._all_ranks(paid)
-            speed = seen / max(time.perf_counter() - t0, 1e-9)
-            if self.rank == 0:
-                extra = {
-                    "loss": float(torch.stack(losses).float().mean()),
-                    "queries_images": queries
-                    + sum(t.paid for t in self.tables.values()),  # online: per view; cached: the set
-                    **self._paid_cached(),
-                    "images_per_s": speed,
-                }
-                record = self._record(
-                    "checkpoint", stage.name, index, step, self.evaluator.score(method, self.source_val_splits), extra
-                )
-                folder.append(record)
-                pending = []
-                if is_better(record, best):
-                    best = record
-                    pending.append(f"best_{stage.name}.pt")
-                    folder.save(method.state_dict(), pending[-1] + ".new")
-                if swad is not None:
-                    swad.add(segment.close(step, record["source_val_loss"]))
-                position = Position(index, step, queries, pending)
-                checkpoint = {
-                    "position": asdict(position),
-                    "model": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                }
-                folder.save_checkpoint({**checkpoint, "swad": swad.state_dict() if swad else None}, pending)
-            _barrier()
-            if self.stop_after is not None and index * n + step >= self.stop_after:
-                return False
-        pos.queries_images = queries
-        return True
+        segment = SegmentAverage(method) if swad is not None and self.rank == 0 else None
+        best = best_checkpoint(self.folder.records(), index) if self.rank == 0 else None
+        return StageLoop(index, stage, model, optimizer, swad, segment, best)
+
+    def _checkpoint(self, loop: StageLoop, step: int, online_queries: int, loss: float, speed: float) -> None:
+        """Score source validation, record it, keep the stage's best weights by the one rule of
+        :mod:`~client_distill.model_selection`, close SWAD's segment and save the resumable state."""
+        method, stage = self.method, loop.stage
+        extra = {
+            "loss": loss,
+            "queries_images": online_queries
+            + sum(t.paid for t in self.tables.values()),  # online: per view; cached: the set
+            **self._paid_cached(),
+            "images_per_s": speed,
+        }
+        record = self._record(
+            "checkpoint", stage.name, loop.index, step, self.evaluator.score(method, self.source_val_splits), extra
+        )
+        self.folder.append(record)
+        pending = []
+        if is_better(record, loop.best):
+            loop.best = record
+            pending.append(f"best_{stage.name}.pt")
+            self.folder.save(method.state_dict(), pending[-1] + ".new")
+        if loop.swad is not None:
+            loop.swad.add(loop.segment.close(step, record["source_val_loss"]))
+        state = {
+            "position": asdict(Position(loop.index, step, online_queries, pending)),
+            "model": method.state_dict(),
+            "optimizer": loop.optimizer.state_dict(),
+            "swad": loop.swad.state_dict() if loop.swad else None,
+        }
+        self.folder.save_checkpoint(state, pending)
 
 
 def run_distill(
