@@ -226,6 +226,11 @@ def plan_sweep(
     planner = Planner(cfg)
     if chosen is None:
         chosen = load_search(cfg.searched) if cfg.searched else {}
+    unsearched = [m for m in planner.searched_methods() if chosen and m not in chosen]
+    if unsearched:  # the same search for every method, or none: never some searched and some not
+        raise UsageError(
+            f"no search result for {', '.join(unsearched)} in {cfg.searched or 'the search'}; search them too"
+        )
     specs = planner.protocol(chosen)
     return specs, planner.purchases.argv if planner.purchases else {}
 

@@ -331,3 +331,10 @@ def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_p
     assert len(collect(tmp_path / "runs")) == 2 + 2 + 2
     report = write_report(tmp_path / "runs", tmp_path / "report").read_text()
     assert "Hparam search" in report and "lr=0.001" in report and "| teacher" in report
+    # an earlier search serves a later sweep (`searched:`), which refuses a method it did not search
+    reuse = cfg.model_copy(
+        update={"search": None, "searched": str(tmp_path / "runs" / SEARCH_FILE), "out": str(tmp_path / "again")}
+    )
+    assert {s.hparams["lr"] for s in plan_sweep(reuse)[0] if s.method == "erm"} == {search["erm"]["chosen"]["lr"]}
+    with pytest.raises(UsageError, match="no search result for kd"):
+        plan_sweep(reuse.model_copy(update={"methods": ["erm", "kd"]}))
