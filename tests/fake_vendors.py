@@ -33,6 +33,18 @@ from shared.protocol import encode_vector
 DIM = 8
 #: what an error entry of a script answers: (status, JSON body, headers)
 ErrorAnswer = tuple[int, Any, dict[str, str]]
+#: OpenAI's answer when an account is out of credit (a 429 that must not be retried)
+QUOTA: ErrorAnswer = (
+    429,
+    {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    },
+    {},
+)
 
 
 def fake_vector(content: str) -> list[float]:

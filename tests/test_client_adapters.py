@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from fake_vendors import DIM, Script, fake_vector, mock_transport, png_bytes, serve
+from fake_vendors import DIM, QUOTA, Script, fake_vector, mock_transport, png_bytes, serve
 
 from client_distill.adapters.base import MAX_RETRY_AFTER_S
 from client_distill.adapters.errors import (
@@ -30,17 +30,6 @@ from client_distill.errors import UsageError
 from client_distill.teacher import Teacher
 
 URL = "http://vendor.test"
-QUOTA = (
-    429,
-    {
-        "error": {
-            "message": "You exceeded your current quota",
-            "type": "insufficient_quota",
-            "code": "insufficient_quota",
-        }
-    },
-    {},
-)
 
 
 class Sleeps(list):

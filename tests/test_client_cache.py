@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_vendors import Script, png_bytes, serve
+from fake_vendors import QUOTA, Script, png_bytes, serve
 
 from client_distill.adapters.errors import BudgetExhausted
 from client_distill.adapters.registry import create_adapter
@@ -17,18 +17,6 @@ from client_distill.ledger import Ledger, ledger_totals
 from client_distill.settings import load_settings
 from client_distill.teacher import Teacher
 from shared.cli import build_parser, run
-
-QUOTA = (
-    429,
-    {
-        "error": {
-            "message": "You exceeded your current quota",
-            "type": "insufficient_quota",
-            "code": "insufficient_quota",
-        }
-    },
-    {},
-)
 
 
 def items_sent(script: Script) -> int:
