@@ -52,10 +52,9 @@ class Vl2vAdapter(Adapter):
         reported = payload.get("model_revision")
         if self.revision is not None and reported != self.revision:
             raise ModelChanged(
-                f"{self.base_url} now serves {self.model} revision {reported!r}, not {self.revision!r} as when this "
-                "run "
-                f"started (the vendor swapped its weights); stopped so one run never mixes two models. Rerun to buy "
-                f"from the new revision (cached answers of the old one are kept apart)",
+                f"{self.base_url} now serves {self.model} revision {reported!r}, not {self.revision!r} as when "
+                "this run started (the vendor swapped its weights); stopped so one run never mixes two models. "
+                "Rerun to buy from the new revision (cached answers of the old one are kept apart)",
                 code="model_revision_changed",
             )
         return super().parse(payload, n)
