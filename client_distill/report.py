@@ -436,9 +436,8 @@ def plot(results: list[Result], path: Path) -> Path:
             xs = [x for (_, mode), pts in points.items() if mode == "online" for x, _, _ in pts]
             if xs:
                 right.set_xlim(min(xs) * 0.8, max(xs) * 1.2)
-                right.set_xticks(
-                    sorted({round(x) for x in xs}), [f"{round(x):,}" for x in sorted({round(x) for x in xs})]
-                )
+                ticks = sorted({round(x) for x in xs})
+                right.set_xticks(ticks, [f"{x:,}" for x in ticks])
             for a, side in ((ax, 1), (right, 0)):  # the break marks between the two axes
                 a.plot(
                     [side, side],
