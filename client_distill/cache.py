@@ -11,13 +11,17 @@ Vectors are stored as float16 bytes (half of float32; the cosine to the float32 
 above 0.9999 for unit vectors of CLIP's sizes) and come back as unit-norm float32.
 
 The ledger (:mod:`client_distill.ledger`) lives in the same directory and database, so a paid
-batch's vectors and its ledger record are written in one transaction.
+batch's vectors and its ledger record are written in one transaction. So do the item limits the
+adapters learned from vendors' size refusals (``limit|<vendor>|<endpoint>|<model>|<modality>``), so
+the next run against the same endpoint starts at a size that passes.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from client_distill.adapters.base import Adapter, Modality, l2_normalise
 from client_distill.errors import UsageError
 
 ENTRY_PREFIX = "emb|"
+LIMIT_PREFIX = "limit|"
 STATS_KEYS = ("stat|hits", "stat|misses")
 
 
@@ -68,6 +73,14 @@ class EmbeddingCache:
         for k, vec in entries.items():
             self.store.set(k, np.asarray(vec, dtype="<f2").tobytes())
 
+    def learned_limit(self, key: str) -> int | None:
+        """The items per request that last passed at ``key`` (an :class:`Adapter`'s ``limit_key``)."""
+        value = self.store.get(LIMIT_PREFIX + key)
+        return int(value) if value is not None else None
+
+    def remember_limit(self, key: str, limit: int) -> None:
+        self.store.set(LIMIT_PREFIX + key, int(limit))
+
     @staticmethod
     def _decode(raw: bytes | None) -> np.ndarray | None:
         return None if raw is None else l2_normalise(np.frombuffer(raw, dtype="<f2"))
@@ -82,3 +95,28 @@ class EmbeddingCache:
             "hits": int(self.store.get(STATS_KEYS[0], 0)),
             "misses": int(self.store.get(STATS_KEYS[1], 0)),
         }
+
+
+class CacheDirLimits:
+    """The learned item limits of the cache in ``directory``, as an adapter's ``limits``
+    (:class:`~client_distill.adapters.base.LimitMemory`). The cache is opened only for each read (once
+    per run and modality) and write (once per lesson), so an adapter can carry this for its whole life
+    without holding the database; and a lesson that cannot be kept never fails a purchase (the next
+    run relearns it, which costs refused requests, never queries)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = directory
+
+    def learned_limit(self, key: str) -> int | None:
+        try:
+            with closing(EmbeddingCache(self.directory)) as cache:
+                return cache.learned_limit(key)
+        except (UsageError, OSError, sqlite3.Error):
+            return None
+
+    def remember_limit(self, key: str, limit: int) -> None:
+        try:
+            with closing(EmbeddingCache(self.directory)) as cache:
+                cache.remember_limit(key, limit)
+        except (UsageError, OSError, sqlite3.Error):
+            pass

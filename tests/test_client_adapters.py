@@ -32,6 +32,12 @@ from client_distill.teacher import Teacher
 URL = "http://vendor.test"
 
 
+def base_url(flavour: str, root: str = URL) -> str:
+    """The URL to give an adapter of ``flavour`` for a fake serving ``/v1/...``: the ``openai`` adapter
+    takes it as the OpenAI SDK does (with the ``/v1``), the others take the server root."""
+    return root + "/v1" if flavour == "openai" else root
+
+
 class Sleeps(list):
     """An adapter's ``sleep``: records each wait it asks for and returns at once."""
 
@@ -58,7 +64,7 @@ def fake(flavour: str, script: Script, sleeps: Sleeps | None = None, **kwargs):
     """An adapter of ``flavour`` wired to a fake vendor that follows ``script``."""
     return create_adapter(
         flavour,
-        URL,
+        base_url(flavour),
         "k",
         transport=mock_transport(flavour, script),
         sleep=sleeps if sleeps is not None else Sleeps(),
@@ -222,7 +228,8 @@ def test_retries_run_out_after_max_attempts():
     with pytest.raises(TransientError, match="503 overloaded"):
         embed(adapter, "text", ["a", "b"], spend)
     assert len(script.requests) == 4 and len(sleeps) == 3 and adapter.retries == 3
-    assert spend.reserved == 2 and [c[0] for c in spend.calls] == ["reserve"]
+    # every send was refused before acceptance: nothing was billed, so nothing stays reserved
+    assert spend.reserved == 0 and [c[0] for c in spend.calls] == ["reserve", "release"]
 
 
 def test_ambiguous_failures_stay_booked_when_retries_run_out():
@@ -341,7 +348,9 @@ def test_sibling_batches_finish_after_a_budget_error():
         return await inner.handle_async_request(request)
 
     delivered = []
-    adapter = create_adapter("openai", URL, "k", transport=httpx.MockTransport(handle), batch_limit=1, concurrency=2)
+    adapter = create_adapter(
+        "openai", URL + "/v1", "k", transport=httpx.MockTransport(handle), batch_limit=1, concurrency=2
+    )
 
     async def go():
         async with adapter:
@@ -366,7 +375,7 @@ def test_registry_rejects_unknown_vendor_and_missing_url():
 def test_against_a_real_server_speaking_the_wire_format(flavour):
     script = Script(errors=[(503, {"error": {"message": "warming up"}}, {"Retry-After": "0"})])
     with serve(flavour, script) as url:
-        vecs = embed(create_adapter(flavour, url, "k"), "image", [png_bytes(1), png_bytes(2)])
+        vecs = embed(create_adapter(flavour, base_url(flavour, url), "k"), "image", [png_bytes(1), png_bytes(2)])
     assert vecs.shape == (2, DIM) and len(script.requests) == 2
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
 

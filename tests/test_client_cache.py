@@ -27,7 +27,7 @@ def items_sent(script: Script) -> int:
 def vendor():
     script = Script()
     with serve("openai", script) as url:
-        yield script, url
+        yield script, url + "/v1"  # the openai adapter takes the URL as the OpenAI SDK does
 
 
 def test_identical_bytes_are_paid_once_and_float16_is_faithful(vendor, tmp_path):
@@ -86,7 +86,8 @@ def test_vendor_budget_error_keeps_the_paid_batches_and_rerun_pays_the_rest(tmp_
     script = Script(errors=[QUOTA], succeed_first=1)
     texts = [f"prompt {i}" for i in range(6)]
     cache = EmbeddingCache(tmp_path)
-    with serve("openai", script) as url:
+    with serve("openai", script) as root:
+        url = root + "/v1"
         with Teacher(create_adapter("openai", url, "k", batch_limit=2, concurrency=1), cache) as teacher:
             with pytest.raises(BudgetExhausted):
                 teacher.embed_texts(texts)

@@ -37,6 +37,18 @@ class InvalidInput(VendorError):
     """The vendor rejected the input itself (400/413/422): resending the same bytes cannot help."""
 
 
+class RequestTooLarge(InvalidInput):
+    """The vendor refused a request for its size (413, or a 400/422 saying the list or batch is too
+    long): it was not charged, and the same items in smaller requests may pass. ``limit`` is the most
+    items per request the vendor named, where its message names one."""
+
+    def __init__(
+        self, message: str, status: int | None = None, code: str | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message, status, code)
+        self.limit = limit
+
+
 class ModelChanged(VendorError):
     """The vendor answered with other weights than the ones it served when the run started (it was
     restarted with a retrained checkpoint under the same model name). Never retried and never cached:

@@ -11,6 +11,7 @@ from client_distill.adapters.base import Adapter
 from client_distill.adapters.jina import JinaAdapter
 from client_distill.adapters.openai import OpenAIAdapter
 from client_distill.adapters.vl2v import Vl2vAdapter
+from client_distill.cache import CacheDirLimits
 from client_distill.errors import UsageError
 
 if TYPE_CHECKING:  # settings validates vendor names against ADAPTERS: it imports this module
@@ -43,6 +44,9 @@ def add_vendor_arguments(parser: argparse.ArgumentParser, settings: ClientSettin
 
 
 def adapter_from_args(args: argparse.Namespace) -> Adapter:
+    """The adapter the flags describe; where the command has a ``--cache``, the item limits it
+    learns from the vendor's size refusals are kept there for the next run."""
+    cache = getattr(args, "cache", None)
     return create_adapter(
         args.vendor,
         args.vendor_url,
@@ -51,4 +55,5 @@ def adapter_from_args(args: argparse.Namespace) -> Adapter:
         concurrency=args.concurrency,
         batch_limit=args.batch_size,
         retry_deadline_s=args.retry_deadline,
+        limits=CacheDirLimits(cache) if cache else None,
     )

@@ -26,6 +26,7 @@ class Vl2vAdapter(Adapter):
     default_batch_limit = 256  # the vendor's default max items per request
     idempotent = True
     embeddings_path = EMBEDDINGS_PATH
+    models_path = MODELS_PATH
 
     def body(self, modality: Modality, payloads: Sequence[Payload]) -> dict[str, Any]:
         items = [{"text": p} if modality == "text" else {"image": data_uri(p)} for p in payloads]  # type: ignore[arg-type]
