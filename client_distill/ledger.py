@@ -8,7 +8,8 @@ content-derived idempotency key:
   moment the queries count as possibly spent, even if the process dies while waiting;
 * ``settle`` (after the vendor answered) writes the batch's vectors into the cache *and* marks it
   paid in one SQLite transaction, so a received paid answer is never lost and never paid again;
-* ``release`` gives back a send the vendor provably refused (a 4xx/429/503 answer).
+* ``release`` gives back a send the vendor provably did not charge (a 4xx/429/503 answer, a connection
+  that never opened), also when the retries run out on such failures.
 
 A send still outstanding after a crash is *in doubt*. For a vendor that honours idempotency keys,
 the resend of the same batch on the next run resolves it (the vendor replays, charging nothing);
