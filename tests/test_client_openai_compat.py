@@ -220,6 +220,8 @@ def test_other_400s_are_not_taken_for_a_size_limit():
     ours = {"error": {"code": "too_many_items", "message": "300 items in one request; the limit is 256"}}
     refused = too_large(httpx.Response(413, json=ours, request=response.request))
     assert refused is not None and refused.limit == 256
+    one_item = {"error": {"code": "text_too_long", "message": "input[3]: text longer than 500 characters"}}
+    assert too_large(httpx.Response(413, json=one_item, request=response.request)) is None  # no batch size helps
 
 
 def test_the_learned_limit_is_kept_in_the_cache_for_the_next_run(tmp_path):

@@ -185,15 +185,22 @@ def error_text(response: httpx.Response) -> str:
         return response.text[:4000]
 
 
+#: a refusal about one item (ours: "input[3]: text longer than 500 characters"), which no smaller request helps
+_ONE_ITEM = re.compile(r"\binput\[\d+\]")
+
+
 def too_large(response: httpx.Response) -> RequestTooLarge | None:
-    """The size refusal ``response`` is, or None: a 413 always (bytes or items), a 400/422 when it
-    says the list, batch or input is too long or has too many items; with the item limit it names."""
+    """The size refusal ``response`` is, or None: a 413 (bytes or items) or a 400/422 that says the
+    list, batch or input is too long or has too many items, with the item limit it names; None too
+    when it names the one item that is too large (that item fails in a request of any size)."""
     status = response.status_code
     text = error_text(response)
     if status != 413 and not (status in (400, 422) and _TOO_LARGE.search(text)):
         return None
-    limit = next((int(m.group(1)) for rx in _ITEM_LIMIT if (m := rx.search(text))), None)
     code, message = error_info(response)
+    if _ONE_ITEM.search(message):
+        return None
+    limit = next((int(m.group(1)) for rx in _ITEM_LIMIT if (m := rx.search(text))), None)
     return RequestTooLarge(
         f"vendor refused the request as too large ({status}{f' {code}' if code else ''}: {message})",
         status,
