@@ -13,7 +13,7 @@ client that caches embeddings keys them by both. Clients that do not know the fi
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,16 +44,39 @@ InputItem = str | TextItem | ImageItem
 
 
 class EmbeddingRequest(BaseModel):
-    """Body of ``POST /v1/embeddings``. Plain strings are texts; one item is one paid query."""
+    """Body of ``POST /v1/embeddings``. Plain strings are texts (images when ``modality`` is
+    ``"image"``, infinity's convention); one item is one paid query at the flat price.
 
-    model_config = ConfigDict(extra="ignore")
+    Unknown fields are refused rather than ignored: a client that asks for something the vendor
+    does not do (a different ``dimensions``, say) must not be charged for an answer it did not ask for."""
+
+    model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    input: str | list[InputItem]
+    input: str | Annotated[list[InputItem], Field(min_length=1, fail_fast=True)]
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(
+        None, ge=1, description="must equal the model's embedding_dim (CLIP embeddings cannot be shortened)"
+    )
+    modality: Literal["text", "image"] | None = Field(
+        None, description='infinity\'s extension: "image" makes plain-string items base64 images or data URIs'
+    )
+    user: str | None = Field(None, max_length=256, description="OpenAI's end-user id; accepted, not stored")
+    embedding_type: Literal["float", "base64"] | None = Field(None, description="Jina's name for encoding_format")
+    normalized: Literal[True] | None = Field(
+        None, description="Jina's option; embeddings here are always L2-normalised"
+    )
+
+    def vector_format(self) -> Literal["float", "base64"]:
+        """How to encode the vectors: Jina's ``embedding_type`` when given, else ``encoding_format``."""
+        return self.embedding_type or self.encoding_format
 
     def items(self) -> list[InputItem]:
-        """The input as a list (a bare string is a one-item list)."""
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+        """The input as a list (a bare string is a one-item list), plain strings read as images when
+        ``modality`` says so."""
+        items = [self.input] if isinstance(self.input, str) else list(self.input)
+        if self.modality == "image":
+            return [ImageItem(image=item) if isinstance(item, str) else item for item in items]
+        return items
 
 
 class EmbeddingData(BaseModel):
@@ -98,6 +121,11 @@ class ModelCard(BaseModel):
     )
     image_params: int | None = Field(
         None, description="parameters of the image tower, as a hosted model card states its size"
+    )
+    pixels_per_query: int = Field(
+        0,
+        description="0: an image costs one query whatever its size; N > 0: an image of w×h pixels costs "
+        "ceil(w·h / N) queries (at least one)",
     )
 
 

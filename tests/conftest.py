@@ -8,8 +8,8 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_
   :data:`ADMIN_TOKEN`, small body/image limits from :data:`SHARED_LIMITS`). Create a key per test
   (``server.create_key(budget=...)``) so tests never see each other's usage.
 - ``vl2v_checkpoint(seed)`` → a ``vl2v-tiny`` checkpoint file of seeded random weights, for a vendor
-  whose weights must be the same after a restart (random init differs at every start) or must differ
-  from another vendor's on purpose (``vendor_server_factory(pretrained=str(path))``).
+  whose weights must differ from another vendor's on purpose, or be swapped under a running client
+  (``vendor_server_factory(pretrained=str(path))``); ``--pretrained none`` alone is seed 0 every time.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from vendor_payloads import b64, image_file, image_item, png_header_bomb, vector
 from shared.protocol import ErrorResponse, ModelList
 from vendor_server.routes.embeddings import INLINE_PARSE_BYTES
 
+JSON = {"Content-Type": "application/json"}
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy")
 
 
@@ -81,7 +82,7 @@ def test_400_invalid_input_is_not_charged(vendor_server, body, code):
     key = vendor_server.create_key(budget=10)
     with vendor_server.client(key) as client:
         error_of(client.post("/v1/embeddings", json=body), 400, code)
-        error_of(client.post("/v1/embeddings", content=b'{"input": ["unterminated'), 400, "invalid_json")
+        error_of(client.post("/v1/embeddings", content=b'{"input": ["unterminated', headers=JSON), 400, "invalid_json")
         assert client.get("/v1/usage").json()["used"] == 0
 
 
@@ -96,7 +97,7 @@ def test_400_for_large_bodies_parsed_off_the_event_loop(vendor_server, content, 
     assert len(content) > INLINE_PARSE_BYTES  # so the server parses it on a worker thread: same answers
     key = vendor_server.create_key(budget=10)
     with vendor_server.client(key) as client:
-        error_of(client.post("/v1/embeddings", content=content), 400, code)
+        error_of(client.post("/v1/embeddings", content=content, headers=JSON), 400, code)
         assert client.get("/v1/usage").json()["used"] == 0
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.protocol import ErrorDetail, ErrorResponse
 from vendor_server import ledger_errors
@@ -69,6 +70,10 @@ class IdempotencyInFlight(ApiError):
 
 class PayloadTooLarge(ApiError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
 
 
 class IdempotencyKeyReused(ApiError):
@@ -134,13 +139,30 @@ def install_handlers(app: FastAPI) -> None:
         return InvalidInput(validation_message(exc.errors())).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # unknown route (404) or wrong method (405): keep Starlette's status, our body shape
         error = (
             NotFound(str(exc.detail)) if exc.status_code == 404 else InvalidInput(str(exc.detail), code="http_error")
         )
         error.status = exc.status_code
+        error.headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            error.code = "method_not_allowed"
+            error.headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return error.response()
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's own ``Allow`` names only
+    the first route that matched the path, and ``/admin/keys`` is two routes, GET and POST)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in app.router.routes)
+    ]
 
 
 INPUT_SHAPE = 'input must be a string, or a list of strings, {"text": ...} and {"image": ...} items'

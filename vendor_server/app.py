@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from shared.protocol import ModelCard
+from shared.protocol import EmbeddingRequest, ModelCard
 from vendor_server.api_errors import install_handlers
 from vendor_server.batcher import MicroBatcher
+from vendor_server.decoding import DecodePool
 from vendor_server.deps import ServiceState
 from vendor_server.encoder import Encoder
 from vendor_server.images import ImageLimits
@@ -28,6 +29,7 @@ from vendor_server.ledger import Ledger
 from vendor_server.metrics import Metrics
 from vendor_server.middleware import ServiceMiddleware
 from vendor_server.models import weights_revision
+from vendor_server.openapi import install_openapi
 from vendor_server.ratelimit import RateLimiter
 from vendor_server.routes import ROUTERS
 from vendor_server.settings import VendorSettings
@@ -56,6 +58,7 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None
             metrics,
         ),
         image_limits=ImageLimits(settings.max_image_bytes, settings.max_pixels),
+        decoder=DecodePool(settings.decode_workers, settings.decode_pixel_budget, settings.decode_wait_s),
         card=ModelCard(
             id=settings.model,
             embedding_dim=encoder.embed_dim,
@@ -64,11 +67,13 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: Ledger | None
             revision=weights_revision(encoder.model),
             logit_scale=encoder.logit_scale,
             image_params=encoder.image_params,
+            pixels_per_query=settings.pixels_per_query,
         ),
     )
     app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=_lifespan)
     app.state.service = service
     install_handlers(app)
+    install_openapi(app, body_models=(EmbeddingRequest,))
     app.add_middleware(
         ServiceMiddleware, metrics=metrics, limiter=service.limiter, default_qps=settings.default_rate_limit
     )
@@ -84,9 +89,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     refunded = await asyncio.to_thread(service.ledger.recover)
     if refunded:
         log.warning("refunded %d request(s) left unfinished by a previous crash", refunded)
+    service.decoder.start()
     await service.batcher.start()
     service.ready = True
     yield
     service.ready = False
     await service.batcher.stop()
+    service.decoder.stop()
     service.ledger.close()

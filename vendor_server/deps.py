@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from shared.protocol import ModelCard
 from vendor_server.batcher import MicroBatcher
+from vendor_server.decoding import DecodePool
 from vendor_server.images import ImageLimits
 from vendor_server.ledger import Ledger
 from vendor_server.metrics import Metrics
@@ -32,6 +33,8 @@ class ServiceState:
     metrics: Metrics
     batcher: MicroBatcher
     image_limits: ImageLimits
+    #: the server-wide bound on image decoding (threads and pixels)
+    decoder: DecodePool
     #: what ``/v1/models`` says about the served model, revision included (fixed at start-up)
     card: ModelCard
     #: True from the end of start-up (crash recovery done, batcher running) until shutdown begins

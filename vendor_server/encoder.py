@@ -18,9 +18,9 @@ from vendor_server import models
 class Encoder:
     """One loaded CLIP. Not thread-safe by design: the batcher calls it from a single worker thread."""
 
-    def __init__(self, name: str, pretrained: str):
+    def __init__(self, name: str, pretrained: str, seed: int = 0):
         self.name = name
-        self.model, self.preprocess, self.tokenizer = models.create(name, pretrained)
+        self.model, self.preprocess, self.tokenizer = models.create(name, pretrained, seed)
         size = self.model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.embed_dim = int(self.encode_texts(["warm-up"]).shape[1])

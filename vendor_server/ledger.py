@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import secrets
 import sqlite3
 import threading
@@ -42,6 +43,10 @@ from vendor_server.ledger_errors import (
 from vendor_server.ledger_schema import migrate
 
 SECRET_PREFIX = "vl2v-sk-"
+
+
+#: the largest budget a key may hold: far beyond any real account, and far inside SQLite's 64-bit integers
+MAX_BUDGET = 10**15
 
 
 def hash_secret(secret: str) -> str:
@@ -104,8 +109,8 @@ class Ledger:
 
     def create_key(self, name: str, budget: int, rate_limit_qps: float | None = None) -> tuple[KeyRecord, str]:
         """A new key and its secret. The secret is returned once and never stored."""
-        if budget < 0:
-            raise InvalidAmount("budget must be >= 0")
+        if not 0 <= budget <= MAX_BUDGET:
+            raise InvalidAmount(f"budget must be between 0 and {MAX_BUDGET}")
         if rate_limit_qps is not None and rate_limit_qps <= 0:
             raise InvalidAmount("rate limit must be > 0 requests/s")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -144,9 +149,15 @@ class Ledger:
         return self.key(key_id)
 
     def topup(self, key_id: str, queries: int) -> KeyRecord:
-        if queries <= 0:
-            raise InvalidAmount("top-up must add at least one query")
-        self._update_key(key_id, "UPDATE keys SET budget = budget + ? WHERE id = ?", (queries, key_id))
+        if not 0 < queries <= MAX_BUDGET:
+            raise InvalidAmount(f"top-up must add between 1 and {MAX_BUDGET} queries")
+        with self._tx() as db:
+            row = db.execute("SELECT budget FROM keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise KeyNotFound(f"no key {key_id!r}")
+            if row["budget"] + queries > MAX_BUDGET:
+                raise InvalidAmount(f"a budget cannot exceed {MAX_BUDGET} queries")
+            db.execute("UPDATE keys SET budget = budget + ? WHERE id = ?", (queries, key_id))
         return self.key(key_id)
 
     def _update_key(self, key_id: str, sql: str, params: tuple) -> None:
@@ -186,11 +197,13 @@ class Ledger:
         texts: int,
         body_sha256: str,
         idempotency_key: str | None = None,
+        queries: int | None = None,
     ) -> Charge:
-        """Reserve ``images + texts`` queries all-or-nothing, or say why not (:class:`BudgetExceeded`,
-        :class:`KeyRevoked`, an :class:`~vendor_server.ledger_errors.IdempotencyConflict`), or hand back
-        the stored response of an identical earlier request with the same idempotency key."""
-        queries = images + texts
+        """Reserve ``queries`` (by default ``images + texts``; more when images are priced by size)
+        all-or-nothing, or say why not (:class:`BudgetExceeded`, :class:`KeyRevoked`, an
+        :class:`~vendor_server.ledger_errors.IdempotencyConflict`), or hand back the stored response
+        of an identical earlier request with the same idempotency key."""
+        queries = images + texts if queries is None else queries
         now = time.time()
         with self._tx() as db:
             db.execute("DELETE FROM idempotency WHERE expires <= ? AND status = 'done'", (now,))
@@ -201,11 +214,9 @@ class Ledger:
                 raise KeyRevoked(f"API key {key_id} has been revoked")
             used, budget = row["used"], row["budget"]
             if idempotency_key is not None:
-                previous = db.execute(
-                    "SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ?", (key_id, idempotency_key)
-                ).fetchone()
-                if previous is not None:
-                    return Charge(remaining=budget - used, replay=_replay(previous, body_sha256))
+                replay = _stored_response(db, key_id, idempotency_key, body_sha256)
+                if replay is not None:
+                    return Charge(remaining=budget - used, replay=replay)
             if used + queries > budget:
                 raise BudgetExceeded(used=used, budget=budget, requested=queries)
             db.execute(
@@ -221,6 +232,13 @@ class Ledger:
                     (key_id, idempotency_key, body_sha256, request_id, now + self._ttl),
                 )
         return Charge(remaining=budget - used - queries)
+
+    def replay(self, key_id: str, idempotency_key: str, body_sha256: str) -> str | None:
+        """The stored response of an earlier identical request with this idempotency key, if any
+        (raising like :meth:`charge` on a conflict): looked up before a request is decoded, so a
+        replay costs neither decoding nor budget. :meth:`charge` looks again, atomically."""
+        with self._lock:
+            return _stored_response(self._db, key_id, idempotency_key, body_sha256)
 
     def complete(self, request_id: str, response: str) -> None:
         """Make a reservation final and keep the response for idempotent replays."""
@@ -262,6 +280,12 @@ def _open(path: Path, synchronous: str) -> sqlite3.Connection:
     db = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # keys are stored hashed, but usage is still the vendor's business: owner-only, and SQLite
+        # gives its -wal and -shm files the database file's mode
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077:  # a ledger an older version created readable by all
+            with contextlib.suppress(PermissionError):
+                path.chmod(0o600)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
@@ -294,7 +318,13 @@ def _refund(db: sqlite3.Connection, request_id: str) -> None:
     db.execute("DELETE FROM idempotency WHERE request_id = ? AND status = 'in_flight'", (request_id,))
 
 
-def _replay(previous: sqlite3.Row, body_sha256: str) -> str:
+def _stored_response(db: sqlite3.Connection, key_id: str, idempotency_key: str, body_sha256: str) -> str | None:
+    previous = db.execute(
+        "SELECT * FROM idempotency WHERE key_id = ? AND idempotency_key = ? AND expires > ?",
+        (key_id, idempotency_key, time.time()),
+    ).fetchone()
+    if previous is None:
+        return None
     if previous["body_sha256"] != body_sha256:
         raise IdempotencyMismatch("this Idempotency-Key was already used with a different request body")
     if previous["status"] == "in_flight":

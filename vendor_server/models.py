@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     import torch
 
 
-def create(name: str, pretrained: str):
+def create(name: str, pretrained: str, seed: int = 0):
     """``(model, preprocess, tokenizer)`` for an open_clip model name, in eval mode on CPU.
 
     ``pretrained`` is an open_clip tag, a checkpoint path, or ``none``; a failure (unknown model,
-    missing file, a tag that needs a download this machine can't do) is a user error."""
+    missing file, a tag that needs a download this machine can't do) is a user error. The weights
+    are initialised from ``seed``, so ``none`` (random init) serves the same model after a restart."""
     import open_clip
+    import torch
 
     from vendor_server.model_configs import register_model_configs
 
@@ -35,6 +37,7 @@ def create(name: str, pretrained: str):
             f"--pretrained {pretrained!r} is neither a checkpoint file nor an open_clip tag of "
             f"{name} (tags: {', '.join(tags) or 'none'}; 'none' = random init)"
         )
+    torch.manual_seed(seed)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=source)
     except (RuntimeError, ValueError, OSError) as exc:
@@ -47,8 +50,8 @@ def weights_revision(model: torch.nn.Module) -> str:
     """The first 12 hex digits of a SHA-256 over the model's parameters and buffers (names, dtypes,
     shapes, bytes), computed once at start-up.
 
-    A digest of what was *loaded*, not of where it came from: ``none`` (random init) is unseeded,
-    so every start serves new weights and must get a new revision; a retrained checkpoint at the
+    A digest of what was *loaded*, not of where it came from: ``none`` (random init) gets a new
+    revision whenever its ``--seed`` changes the weights; a retrained checkpoint at the
     same path, an open_clip tag whose upload changed and an ``hf-hub:`` model are all covered by
     the same rule, while a checkpoint re-saved with other metadata (optimizer state, step) keeps its
     revision. Hashing runs at ~1 GB/s, small next to loading the model."""

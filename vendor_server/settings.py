@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vendor_server.errors import VendorCliError
@@ -24,6 +24,8 @@ class VendorSettings(BaseSettings):
     model: str = DEFAULT_MODEL
     #: open_clip tag, checkpoint path, or ``none``; ``None`` = the default checkpoint if present
     pretrained: str | None = None
+    #: seeds a random-init model (``--pretrained none``), so a restart serves the same weights
+    seed: int = 0
     host: str = "127.0.0.1"
     port: int = 8000
     db: Path = Path("vl2v-vendor.sqlite3")
@@ -35,7 +37,13 @@ class VendorSettings(BaseSettings):
     max_items: int = Field(256, ge=1, description="input items per request")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=64)
-    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_pixels: int = Field(4096 * 4096, ge=1, description="declared pixels of one image")
+    max_request_pixels: int = Field(4 * 4096 * 4096, ge=1, description="declared pixels of all images in a request")
+    # decoding is bounded per server too (vendor_server.decoding): threads, and pixels decoding or
+    # held decoded at once (about 4 bytes each), waited for at most decode_wait_s before a 503
+    decode_workers: int = Field(2, ge=1)
+    decode_pixel_budget: int = Field(8 * 4096 * 4096, ge=1)
+    decode_wait_s: float = Field(10.0, gt=0)
     max_text_length: int = Field(4096, ge=1, description="characters per text item")
 
     # 16 keeps a CPU pipeline full: while one batch runs, the next one's requests are decoded and
@@ -46,7 +54,18 @@ class VendorSettings(BaseSettings):
 
     default_rate_limit: float = Field(50.0, gt=0, description="requests/s per key unless the key sets its own")
     price_per_query: float = Field(0.001, ge=0)
+    #: 0 (the default): an image is one query whatever its size; N: ceil(pixels / N) queries
+    pixels_per_query: int = Field(0, ge=0)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    @model_validator(mode="after")
+    def _budgets_hold_a_request(self) -> VendorSettings:
+        if self.decode_pixel_budget < self.max_request_pixels:
+            raise ValueError(
+                f"decode_pixel_budget ({self.decode_pixel_budget}) must be at least max_request_pixels "
+                f"({self.max_request_pixels}), or a request within the limits could never be decoded"
+            )
+        return self
 
     def pretrained_source(self) -> str:
         """What to load: the explicit choice, else the vendor checkpoint for the default model, else none."""
@@ -66,7 +85,8 @@ def load_settings(**overrides: object) -> VendorSettings:
         return VendorSettings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_setting_name(err['loc'], overrides)}={err['input']!r}: {err['msg']}" for err in exc.errors()
+            f"{_setting_name(err['loc'], overrides)}={err['input']!r}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors()
         )
         raise VendorCliError(f"invalid setting {problems}") from None
 

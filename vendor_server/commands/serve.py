@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open_clip tag, checkpoint path, or 'none' for random init "
         "(default: the vendor's vl2v-tiny checkpoint when present)",
     )
+    p.add_argument(
+        "--seed", type=int, help="seed of a random-init model, so restarts serve the same weights (default 0)"
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8000)")
     p.add_argument("--db", help="SQLite ledger of keys and usage (default ./vl2v-vendor.sqlite3)")
@@ -39,10 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from vendor_server.encoder import Encoder
     from vendor_server.settings import load_settings
 
-    overrides = {k: v for k in ("model", "pretrained", "host", "port", "db") if (v := getattr(args, k)) is not None}
+    overrides = {
+        k: v for k in ("model", "pretrained", "seed", "host", "port", "db") if (v := getattr(args, k)) is not None
+    }
     settings = load_settings(**overrides)
     ledger = open_ledger(settings)  # a bad --db is reported at once, not after a model load
-    encoder = Encoder(settings.model, settings.pretrained_source())
+    encoder = Encoder(settings.model, settings.pretrained_source(), settings.seed)
     uvicorn.run(
         create_app(settings, encoder, ledger),
         host=settings.host,

@@ -8,24 +8,26 @@ import asyncio
 import hmac
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from shared.protocol import KeyUsage
 from vendor_server.api_errors import Forbidden, NotFound
 from vendor_server.auth import bearer_token
 from vendor_server.deps import LedgerDep, SettingsDep
+from vendor_server.ledger import MAX_BUDGET
+from vendor_server.openapi import error_responses
 
 
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    budget: int = Field(ge=0, description="queries the key may spend")
-    rate_limit_qps: float | None = Field(None, gt=0)
+    budget: StrictInt = Field(ge=0, le=MAX_BUDGET, description="queries the key may spend")
+    rate_limit_qps: float | None = Field(None, gt=0, le=1e6)
 
 
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    queries: int = Field(gt=0)
+    queries: StrictInt = Field(gt=0, le=MAX_BUDGET)
 
 
 class CreatedKey(KeyUsage):
@@ -45,7 +47,12 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
         raise Forbidden("a valid admin token is required", code="invalid_admin_token")
 
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+router = APIRouter(
+    prefix="/admin",
+    dependencies=[Depends(require_admin)],
+    tags=["admin"],
+    responses=error_responses(400, 403, 404),
+)
 
 
 @router.post("/keys", status_code=201, response_model=CreatedKey)

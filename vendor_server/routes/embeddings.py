@@ -1,9 +1,14 @@
 """``POST /v1/embeddings``, the one route that sells something.
 
-In order: authenticate + rate-limit → read the body (size-capped) → validate items → admit (503 when
-the batcher is full) → decode images (400/413) → charge the ledger (402/409/422, or an idempotent
-replay) → encode through the micro-batcher → record the response. A request rejected before the
-charge costs nothing; one that fails after it is refunded."""
+In order, every check that costs the vendor little before any that costs it much, whatever the
+headers say: authenticate + rate-limit → content type (415) → read the body (size-capped, 413) →
+validate the request and every item's syntax (400) → an idempotent replay is answered from the
+ledger → budget for the item count (402) → read every image's *header* (format, declared size,
+MIME type; 400/413), the request's total pixels (413) and its price → budget for that price (402) →
+admit (503 when the batcher is full) → reserve pixels on the server's decoding pool (503) and
+decode (400 if truncated) → charge the ledger (402/409/422, or a replay) → encode through the
+micro-batcher → record the response. A request rejected before the charge costs nothing; one that
+fails after it is refunded."""
 
 from __future__ import annotations
 
@@ -33,86 +38,135 @@ from vendor_server.api_errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    UnsupportedMediaType,
     validation_message,
 )
 from vendor_server.auth import Caller
 from vendor_server.deps import ServiceDep
-from vendor_server.images import ImageLimits, decode_image
+from vendor_server.images import ImageLimits, InspectedImage, inspect_image
+from vendor_server.ledger import KeyRecord
 from vendor_server.ledger_errors import BudgetExceeded
+from vendor_server.openapi import API_KEY_SCHEME, error_responses, raw_json_body
+from vendor_server.pricing import request_queries
 from vendor_server.settings import VendorSettings
 
 log = logging.getLogger("vl2v.vendor")
 MAX_IDEMPOTENCY_KEY = 255
-#: request bodies up to this size are parsed on the event loop, larger ones on a worker thread
+#: request bodies up to this size are parsed and inspected on the event loop, larger ones on a thread
 INLINE_PARSE_BYTES = 64 * 1024
 
 router = APIRouter()
 
 
-@router.post(EMBEDDINGS_PATH)
+@router.post(
+    EMBEDDINGS_PATH,
+    response_model=EmbeddingResponse,
+    responses=error_responses(400, 401, 402, 403, 404, 409, 413, 415, 422, 429, 500, 503),
+    openapi_extra={**raw_json_body(EmbeddingRequest, idempotent=True), "security": [{API_KEY_SCHEME: []}]},
+)
 async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Response:
+    """Embeddings of texts and images, one query per item (or per started ``pixels_per_query``
+    pixels of an image, when the vendor prices by size: see ``/v1/models``)."""
     settings, card, ledger = service.settings, service.card, service.ledger
+    _require_json(request)
     body = await _read_body(request, settings.max_body_bytes)
     # parsing, validating and hashing a body of many base64 images takes long enough to stall every
     # other request if done on the event loop; a small one is cheaper here than a thread hop
-    req, body_sha256 = (
-        _parse_request(body) if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(_parse_request, body)
-    )
+    inline = len(body) <= INLINE_PARSE_BYTES
+    req, body_sha256 = _parse_request(body) if inline else await asyncio.to_thread(_parse_request, body)
     if req.model is not None and req.model != card.id:
         raise NotFound(
             f"model {req.model!r} is not served here; this vendor serves {card.id!r}", code="model_not_found"
+        )
+    if req.dimensions is not None and req.dimensions != card.embedding_dim:
+        raise InvalidInput(
+            f"dimensions={req.dimensions} is not available: {card.id} embeddings have {card.embedding_dim} "
+            "dimensions and cannot be shortened",
+            code="unsupported_dimensions",
         )
     texts, images = _split_items(req, settings)
     idempotency_key = _idempotency_key(request)
     request_id = request.state.request_id  # the middleware's, so the ledger and the response header agree
     if not service.ready:
         raise Overloaded("the service is starting", headers={"Retry-After": "1"})
+    if idempotency_key is not None:
+        replay = await asyncio.to_thread(ledger.replay, key.id, idempotency_key, body_sha256)
+        if replay is not None:
+            return _replayed(replay)
     n_items = len(texts) + len(images)
-    if idempotency_key is None and n_items > key.remaining:
-        # refuse before decoding (a key with no budget must not be able to buy free image decoding);
-        # the authoritative, atomic check is still ledger.charge below
-        raise BudgetExceeded(used=key.used, budget=key.budget, requested=n_items)
+    # every item costs at least one query: a key that cannot pay for the count buys no image inspection
+    _check_budget(key, n_items)
+    inspected = (
+        _inspect_all(images, service.image_limits)
+        if inline
+        else await asyncio.to_thread(_inspect_all, images, service.image_limits)
+    )
+    pixels = sum(image.pixels for image in inspected)
+    if pixels > settings.max_request_pixels:
+        raise PayloadTooLarge(
+            f"the images of this request declare {pixels} pixels; the limit is {settings.max_request_pixels}",
+            code="request_too_many_pixels",
+            limit=settings.max_request_pixels,
+        )
+    queries = request_queries(len(texts), (image.pixels for image in inspected), settings.pixels_per_query)
+    _check_budget(key, queries)  # the authoritative, atomic check is ledger.charge below
     batcher = service.batcher
     with batcher.admit(n_items):
-        decoded = await asyncio.to_thread(_decode_all, images, service.image_limits)
-        charge = await asyncio.to_thread(
-            ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key
-        )
-        if charge.replay is not None:
-            return Response(charge.replay, media_type="application/json", headers={"Idempotent-Replayed": "true"})
-        # from the reservation until the charge is final, any failure or cancellation refunds it:
-        # the client gets no embeddings, so it pays nothing
-        try:
-            text_rows, image_rows = await asyncio.gather(
-                batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded)
+        async with service.decoder.reserve(pixels):
+            decoded = await service.decoder.decode(inspected)
+            charge = await asyncio.to_thread(
+                ledger.charge, key.id, request_id, len(images), len(texts), body_sha256, idempotency_key, queries
             )
-            rows = _in_input_order(texts, text_rows, images, image_rows)
-            response = EmbeddingResponse(
-                model=card.id,
-                model_revision=card.revision,
-                data=[
-                    EmbeddingData(index=i, embedding=encode_vector(row, req.encoding_format))
-                    for i, row in enumerate(rows)
-                ],
-                usage=EmbeddingUsage(
-                    images=len(images),
-                    texts=len(texts),
-                    queries=len(rows),
-                    prompt_tokens=len(rows),
-                    total_tokens=len(rows),
-                    remaining=charge.remaining,
-                ),
-            ).model_dump_json()
-            await asyncio.to_thread(ledger.complete, request_id, response)
-        except BaseException as exc:
-            ledger.refund(request_id)
-            if isinstance(exc, Exception):
-                log.exception("inference failed for %s", request_id)
-                raise InferenceFailed("the model failed on this request; it was not charged") from exc
-            raise
+            if charge.replay is not None:
+                return _replayed(charge.replay)
+            # from the reservation until the charge is final, any failure or cancellation refunds it:
+            # the client gets no embeddings, so it pays nothing
+            try:
+                text_rows, image_rows = await asyncio.gather(
+                    batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded)
+                )
+                rows = _in_input_order(texts, text_rows, images, image_rows)
+                response = EmbeddingResponse(
+                    model=card.id,
+                    model_revision=card.revision,
+                    data=[
+                        EmbeddingData(index=i, embedding=encode_vector(row, req.vector_format()))
+                        for i, row in enumerate(rows)
+                    ],
+                    usage=EmbeddingUsage(
+                        images=len(images),
+                        texts=len(texts),
+                        queries=queries,
+                        prompt_tokens=queries,
+                        total_tokens=queries,
+                        remaining=charge.remaining,
+                    ),
+                ).model_dump_json()
+                await asyncio.to_thread(ledger.complete, request_id, response)
+            except BaseException as exc:
+                ledger.refund(request_id)
+                if isinstance(exc, Exception):
+                    log.exception("inference failed for %s", request_id)
+                    raise InferenceFailed("the model failed on this request; it was not charged") from exc
+                raise
     service.metrics.queries_charged.labels("text").inc(len(texts))
-    service.metrics.queries_charged.labels("image").inc(len(images))
+    service.metrics.queries_charged.labels("image").inc(queries - len(texts))
     return Response(response, media_type="application/json")
+
+
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"send the body as Content-Type: application/json, not {content_type or '(none)'!r}")
+
+
+def _replayed(response: str) -> Response:
+    return Response(response, media_type="application/json", headers={"Idempotent-Replayed": "true"})
+
+
+def _check_budget(key: KeyRecord, queries: int) -> None:
+    if queries > key.remaining:
+        raise BudgetExceeded(used=key.used, budget=key.budget, requested=queries)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -136,12 +190,29 @@ def _parse_request(body: bytes) -> tuple[EmbeddingRequest, str]:
     try:
         req = EmbeddingRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidInput(validation_message(exc.errors()), code=_input_code(exc)) from exc
+        raise _invalid(exc.errors()) from exc
     return req, hashlib.sha256(req.model_dump_json().encode()).hexdigest()
 
 
-def _input_code(exc: ValidationError) -> str:
-    return "invalid_json" if any(err["type"] == "json_invalid" for err in exc.errors()) else "invalid_input"
+def _invalid(errors: list) -> InvalidInput:
+    """The 400 for a body that does not validate, with the code a client can act on."""
+    kinds = {err["type"] for err in errors}
+    if "json_invalid" in kinds:
+        return InvalidInput(validation_message(errors), code="invalid_json")
+    unknown = [str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden" and len(err["loc"]) == 1]
+    if unknown:
+        return InvalidInput(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint takes "
+            + ", ".join(EmbeddingRequest.model_fields),
+            code="unknown_field",
+        )
+    if any(err["type"] == "too_short" and err["loc"][:1] == ("input",) for err in errors):
+        return _empty_input()
+    return InvalidInput(validation_message(errors))
+
+
+def _empty_input() -> InvalidInput:
+    return InvalidInput("input is empty; send at least one text or image", code="empty_input")
 
 
 def _split_items(
@@ -150,7 +221,7 @@ def _split_items(
     """``(texts, images)`` as ``(input index, payload)`` lists, after the per-request limits."""
     items = req.items()
     if not items:
-        raise InvalidInput("input is empty; send at least one text or image", code="empty_input")
+        raise _empty_input()
     if len(items) > settings.max_items:
         raise PayloadTooLarge(
             f"{len(items)} items in one request; the limit is {settings.max_items}",
@@ -182,8 +253,8 @@ def _idempotency_key(request: Request) -> str | None:
     return value
 
 
-def _decode_all(images: Sequence[tuple[int, str]], limits: ImageLimits) -> list:
-    return [decode_image(payload, limits, index) for index, payload in images]
+def _inspect_all(images: Sequence[tuple[int, str]], limits: ImageLimits) -> list[InspectedImage]:
+    return [inspect_image(payload, limits, index) for index, payload in images]
 
 
 def _in_input_order(

@@ -1,0 +1,169 @@
+"""What bounds the work a request can cause, and what it costs: image data checked against its
+header (PNG, interlaced or not), the server's decoding pool, prices by size, idempotent replays
+answered before any decoding, the request fields the vendor supports, seeded random weights and an
+owner-only ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+from vendor_payloads import PNG_SIGNATURE, b64, image_file, image_item, png_chunk
+
+from vendor_server import models
+from vendor_server.api_errors import InvalidInput, Overloaded
+from vendor_server.decoding import DecodePool
+from vendor_server.images import ImageLimits, decode_image, inspect_image
+from vendor_server.ledger import Ledger
+
+LIMITS = ImageLimits(max_bytes=10_000_000, max_pixels=2000 * 2000)
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def raw_png(width: int, height: int, rows: int | None = None, interlaced: bool = False) -> bytes:
+    """A grey 8-bit RGB PNG built by hand (Pillow writes no interlaced PNGs); ``rows`` < the needed
+    scanlines makes its compressed data end early, as a cut-off upload's would."""
+    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
+    lines = [
+        b"\x00" + b"\x80" * 3 * -(-(width - x0) // dx)
+        for x0, y0, dx, dy in passes
+        if width > x0 and height > y0
+        for _ in range(-(-(height - y0) // dy))
+    ]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, int(interlaced))
+    idat = zlib.compress(b"".join(lines[:rows]))
+    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_complete_png_decodes_and_a_cut_one_is_refused(interlaced):
+    img = decode_image(b64(raw_png(37, 23, interlaced=interlaced)), LIMITS, 0)
+    assert img.size == (37, 23) and img.getpixel((36, 22)) == (128, 128, 128)
+    for rows in (1, 22):  # Pillow alone would pad the missing rows with black and say nothing
+        with pytest.raises(InvalidInput, match="ends early") as exc:
+            decode_image(b64(raw_png(37, 23, rows=rows, interlaced=interlaced)), LIMITS, 0)
+        assert exc.value.code == "invalid_image"
+
+
+def test_pngs_of_every_mode_pass_the_data_check():
+    for mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+        buf = io.BytesIO()
+        Image.new(mode, (33, 17)).save(buf, format="PNG")
+        assert decode_image(b64(buf.getvalue()), LIMITS, 0).size == (33, 17)
+
+
+def test_inspection_reads_headers_only_and_checks_the_declared_type():
+    cut = raw_png(1500, 1500, rows=1)
+    image = inspect_image(b64(cut), LIMITS, 4)  # a cut file passes inspection: only decoding reads the data
+    assert (image.format, image.width, image.height, image.pixels, image.index) == ("PNG", 1500, 1500, 2_250_000, 4)
+    with pytest.raises(InvalidInput) as exc:
+        inspect_image("data:image/png;base64," + b64(image_file("JPEG")), LIMITS, 0)
+    assert exc.value.code == "image_type_mismatch" and "JPEG" in exc.value.message
+
+
+def test_decode_pool_bounds_pixels_in_flight_and_says_503_when_full():
+    async def scenario() -> None:
+        pool = DecodePool(workers=1, max_pixels=100, wait_s=0.2)
+        pool.start()
+        try:
+            async with pool.reserve(80):
+                assert pool.pixels_in_use == 80
+                with pytest.raises(Overloaded) as exc:
+                    async with pool.reserve(30):
+                        pass
+                assert exc.value.code == "decoding_busy" and exc.value.headers["Retry-After"] == "1"
+                waiter = asyncio.create_task(_hold(pool, 30))
+                await asyncio.sleep(0.05)
+                assert not waiter.done()  # waits for the 80 to be released, not refused
+            await asyncio.wait_for(waiter, 1)
+            assert pool.pixels_in_use == 0
+            good, bad = (inspect_image(b64(image_file("PNG", size=(9, 7))), LIMITS, i) for i in (0, 1))
+            assert [img.size for img in await pool.decode([good, good])] == [(9, 7), (9, 7)]
+            broken = inspect_image(b64(raw_png(40, 40, rows=2)), LIMITS, 1)
+            with pytest.raises(InvalidInput, match=r"input\[1\]"):
+                await pool.decode([good, broken])
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())
+
+
+async def _hold(pool: DecodePool, pixels: int) -> None:
+    async with pool.reserve(pixels):
+        assert pool.pixels_in_use == pixels
+
+
+def test_images_can_be_priced_by_size(vendor_server_factory):
+    server = vendor_server_factory(VL2V_VENDOR_PIXELS_PER_QUERY="1000")
+    key = server.create_key(budget=20)
+    with server.client(key) as client:
+        card = client.get("/v1/models").json()["data"][0]
+        assert card["pixels_per_query"] == 1000
+        body = {"input": ["a text", image_item("PNG", size=(64, 40))]}  # 2,560 px → 3 queries, + 1 text
+        r = client.post("/v1/embeddings", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"] | {"remaining": None} == {
+            "images": 1,
+            "texts": 1,
+            "queries": 4,
+            "prompt_tokens": 4,
+            "total_tokens": 4,
+            "remaining": None,
+        }
+        big = {"input": [image_item("PNG", size=(200, 200))]}  # 40 queries: refused from the header, unpaid
+        r = client.post("/v1/embeddings", json=big)
+        assert r.status_code == 402 and r.json()["error"]["requested"] == 40
+        assert client.get("/v1/usage").json()["used"] == 4
+
+
+def test_a_replay_is_answered_even_when_the_budget_is_spent(vendor_server):
+    key = vendor_server.create_key(budget=2)
+    body = {"input": [image_item("PNG", seed=1), image_item("PNG", seed=2)]}
+    with vendor_server.client(key, headers={"Idempotency-Key": "batch-1"}) as client:
+        first = client.post("/v1/embeddings", json=body)
+        again = client.post("/v1/embeddings", json=body)
+        other = client.post("/v1/embeddings", json={"input": ["x"]}, headers={"Idempotency-Key": "batch-2"})
+        assert client.get("/v1/usage").json()["used"] == 2
+    assert first.status_code == again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert other.status_code == 402  # a new key with no budget left is refused before its items are read
+
+
+def test_supported_openai_jina_and_infinity_fields(vendor_server):
+    key = vendor_server.create_key(budget=10)
+    with vendor_server.client(key) as client:
+        dim = client.get("/v1/models").json()["data"][0]["embedding_dim"]
+        same = client.post("/v1/embeddings", json={"input": ["a"], "dimensions": dim, "user": "u-1"})
+        assert same.status_code == 200, same.text
+        shorter = client.post("/v1/embeddings", json={"input": ["a"], "dimensions": dim - 1})
+        assert shorter.status_code == 400 and shorter.json()["error"]["code"] == "unsupported_dimensions"
+        jina = client.post(
+            "/v1/embeddings", json={"input": [{"text": "a"}], "embedding_type": "base64", "normalized": True}
+        )
+        assert jina.status_code == 200 and isinstance(jina.json()["data"][0]["embedding"], str)
+        uri = "data:image/png;base64," + b64(image_file("PNG"))
+        as_image = client.post("/v1/embeddings", json={"input": [uri], "modality": "image"})
+        assert as_image.status_code == 200 and as_image.json()["usage"]["images"] == 1
+        assert client.get("/v1/usage").json()["used"] == 3
+
+
+def test_random_init_is_seeded():
+    def revision(seed: int) -> str:
+        return models.weights_revision(models.create("vl2v-tiny", "none", seed)[0])
+
+    assert revision(0) == revision(0) != revision(1)
+
+
+def test_ledger_files_are_owner_only(tmp_path):
+    Ledger(tmp_path / "new.sqlite3").close()
+    old = tmp_path / "old.sqlite3"
+    Ledger(old).close()
+    old.chmod(0o644)  # as an earlier version left it
+    Ledger(old).close()
+    for path in (tmp_path / "new.sqlite3", old):
+        assert os.stat(path).st_mode & 0o777 == 0o600
