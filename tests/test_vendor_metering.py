@@ -4,7 +4,6 @@ limits, overload, and a ledger that survives kill -9."""
 from __future__ import annotations
 
 import io
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,20 +12,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from vendor_payloads import b64, image_item, vectors
+from vendor_payloads import b64, charged_events, image_item, vectors
 
 from vendor_server.ledger import Ledger
-
-
-def charged_events(db) -> tuple[int, int, dict[str, int]]:
-    """``(sum of keys.used, sum of charged events' queries, events by status)`` read straight from SQLite."""
-    with sqlite3.connect(db) as conn:
-        used = conn.execute("SELECT COALESCE(SUM(used), 0) FROM keys").fetchone()[0]
-        charged = conn.execute(
-            "SELECT COALESCE(SUM(queries), 0) FROM usage_events WHERE status = 'charged'"
-        ).fetchone()[0]
-        statuses = dict(conn.execute("SELECT status, COUNT(*) FROM usage_events GROUP BY status").fetchall())
-    return used, charged, statuses
 
 
 def test_50_concurrent_requests_race_for_100_queries(vendor_server):
