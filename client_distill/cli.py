@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "client_distill.commands.distill",
     "client_distill.commands.sweep",
     "client_distill.commands.report",
+    "client_distill.commands.export",
+    "client_distill.commands.predict",
+    "client_distill.commands.evaluate",
     "client_distill.commands.demo",
 ]
 
