@@ -170,8 +170,12 @@ class Load:
                 tally.latencies.append(time.monotonic() - started)
                 self.record_200(tally, req, response)
                 return response
-            if response.status_code in (409, 503) and req.idempotency_key and time.monotonic() < self.hard_deadline:
-                # 409: the same key is still being processed; 503: overloaded or starting. Neither charged.
+            retry = response.status_code in (409, 503) or (response.status_code == 429 and req.lost)
+            if retry and req.idempotency_key and time.monotonic() < self.hard_deadline:
+                # 409: the same key is still being processed; 503: overloaded or starting; 429 on the resend
+                # of a request whose answer was lost, which the vendor may have charged: a client must
+                # keep resending it until it learns the outcome, or it has paid for an answer it never got.
+                # None of the three is charged.
                 await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
                 continue
             return response
