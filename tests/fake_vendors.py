@@ -170,8 +170,15 @@ def make_app(flavour: str, script: Script) -> FastAPI:
 @contextmanager
 def serve(flavour: str, script: Script) -> Iterator[str]:
     """Run a fake ``flavour`` vendor on loopback; yields its base URL."""
+    with serve_app(make_app(flavour, script)) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port, in a thread; yields ``http://127.0.0.1:PORT``."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(flavour, script), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

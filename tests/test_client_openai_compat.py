@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from fake_vendors import DIM, fake_vector, png_bytes
+from fake_vendors import DIM, fake_vector, png_bytes, serve_app
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -32,7 +27,6 @@ from client_distill.adapters.errors import InvalidInput
 from client_distill.adapters.registry import adapter_from_args, create_adapter
 from client_distill.cache import CacheDirLimits, EmbeddingCache
 from client_distill.ledger import ledger_totals
-from client_distill.local_vendor import free_port
 from client_distill.teacher import Teacher
 
 MAX_IMAGES = 32  # infinity's default per-request cap for images
@@ -98,22 +92,9 @@ class Infinity:
         return [n for n, status in self.requests if status != 200]
 
 
-@contextmanager
-def serve(vendor: Infinity) -> Iterator[str]:
-    """Run ``vendor`` with uvicorn on a free loopback port; yields ``http://127.0.0.1:PORT``."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(vendor.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the infinity look-alike did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serve(vendor: Infinity):
+    """Run ``vendor`` on a free loopback port; yields ``http://127.0.0.1:PORT``."""
+    return serve_app(vendor.app())
 
 
 def embed(adapter, modality, payloads, spend=None):
