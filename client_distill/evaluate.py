@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client_distill.datasets import DomainDataset, Sample
+from client_distill.datasets import KNOWN_DATASETS, DomainDataset, Sample
 from client_distill.errors import UsageError
 from client_distill.predict import ImageError, Predictor, decode_image, preprocess
 
@@ -67,8 +67,12 @@ def same_run_data(predictor: Predictor, data: DomainDataset, seed: int) -> bool:
     recorded_data = run.get("data")
     if not recorded_data or run.get("seed") != seed:
         return False
+    folder = Path(recorded_data)
+    known = KNOWN_DATASETS.get(str(run.get("dataset") or "").lower())
+    if known and (folder / known[0]).is_dir():  # the run was given the data dir holding the dataset
+        folder = folder / known[0]
     try:
-        return Path(recorded_data).resolve() == data.root.resolve()
+        return folder.resolve() == data.root.resolve()
     except OSError:
         return False
 

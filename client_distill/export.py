@@ -144,11 +144,16 @@ def load_run(path: str | Path) -> RunModel:
         raise UsageError(f"{folder.path} is not a run folder (no args.json)")
     if not folder.done:
         raise UsageError(f"{folder.path}: the run has not finished (no 'done' file); finish it with the same command")
-    spec = RunSpec(**json.loads(args_file.read_text()))
+    try:
+        spec = RunSpec(**json.loads(args_file.read_text()))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{args_file} is not a run's args.json ({exc})") from None
     record = select(folder.records())
     weights = selected_weights(folder, record)
     text = weights.get("text_head.weight")
     linear = issubclass(method_class(spec.method, has_text=text is not None), Classifier)
+    if not linear and text is None:
+        raise UsageError(f"{folder.path}: method {spec.method!r} has neither a linear head nor text embeddings")
     n = int(weights["head.weight"].shape[0] if linear else text.shape[0])  # the rows that are the classes
     classes = _classes(spec, n)
     with torch.random.fork_rng(devices=[]):  # building a module draws initial weights: keep the caller's RNG
@@ -161,7 +166,12 @@ def load_run(path: str | Path) -> RunModel:
             hparams=record["hparams"],
             logit_scale=float(record["logit_scale"]),
         )
-    method.load_state_dict(weights)
+    try:
+        method.load_state_dict(weights)
+    except RuntimeError as exc:  # the student named in args.json is not the one the run trained
+        raise UsageError(
+            f"{folder.path}: the saved weights do not fit student {spec.student!r}: {str(exc).splitlines()[0]}"
+        ) from None
     method.eval()
     classifier = fold(method)
     uses_text = classifier.text_head is not None

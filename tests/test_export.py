@@ -187,6 +187,9 @@ def test_predict_from_onnx_without_torch_classifies_good_files_and_lists_bad_one
     assert "truncated" in failures["cut.png"] and "not an image" in failures["notes.txt"]
     assert "3 input(s) failed" in err and "Traceback" not in err
 
+    status, out, _ = vl2v_subprocess("evaluate", str(adip_onnx), "--data", str(world / "data"), "--json")
+    assert status == {"rc": 0, "torch": False} and len(json.loads(out)["domains"]) == 3
+
     # the run folder itself predicts the same classes (PyTorch)
     status, out_run, _ = vl2v_subprocess("predict", str(world / "runs" / "adip"), str(tmp_path / "mixed"), "--json")
     assert status["rc"] == 0 and status["torch"]

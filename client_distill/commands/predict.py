@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from client_distill.errors import UsageError
 from client_distill.settings import ClientSettings
+
+if TYPE_CHECKING:
+    from client_distill.predict import Failure, Prediction
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -39,23 +44,10 @@ def _predict(args: argparse.Namespace) -> int:
     files, failures = collect_inputs(args.inputs)
     predictions, bad = classify_files(predictor, files, args.top_k)
     failures += bad
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "source": predictor.source,
-                    "predictions": [
-                        {"path": p.path, "top": [{"class": c, "probability": pr} for c, pr in p.top]}
-                        for p in predictions
-                    ],
-                    "failures": [{"path": f.path, "error": f.error} for f in failures],
-                }
-            )
-        )
-    else:
-        for p in predictions:
-            print(f"{p.path}\t" + "  ".join(f"{c} {pr:.3f}" for c, pr in p.top))
+    try:
+        _print(args, predictor.source, predictions, failures)
+    except BrokenPipeError:  # `vl2v predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     if not predictions:
         if len(failures) == 1:
             raise UsageError(f"{failures[0].path}: {failures[0].error}")
@@ -67,3 +59,26 @@ def _predict(args: argparse.Namespace) -> int:
     if failures:
         print(f"vl2v: classified {len(predictions)} image(s); {len(failures)} input(s) failed", file=sys.stderr)
     return 0
+
+
+def _print(args: argparse.Namespace, source: str, predictions: list[Prediction], failures: list[Failure]) -> None:
+    """The predictions on stdout (lines, or one JSON document with the failures), flushed here so that
+    a closed pipe is seen by the caller, not at interpreter exit."""
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "source": source,
+                    "predictions": [
+                        {"path": p.path, "top": [{"class": c, "probability": pr} for c, pr in p.top]}
+                        for p in predictions
+                    ],
+                    "failures": [{"path": f.path, "error": f.error} for f in failures],
+                }
+            )
+        )
+    else:
+        for p in predictions:
+            print(f"{p.path}\t" + "  ".join(f"{c} {pr:.3f}" for c, pr in p.top))
+    sys.stdout.flush()
