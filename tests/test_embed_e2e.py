@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from processes import default_sigint
+from shape_drawings import make_dataset
 
 from client_distill.adapters.registry import create_adapter
 from client_distill.cache import EmbeddingCache
@@ -27,30 +26,6 @@ from client_distill.teacher import Teacher
 from client_distill.teacher_set import TeacherSet
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ("circle", "square", "triangle")
-
-
-def make_dataset(root: Path, per_class: int) -> Path:
-    """``root/<domain>/<class>/<n>.png``: two domains of small, distinct drawings."""
-    rng = np.random.default_rng(0)
-    for domain in ("photo", "sketch"):
-        for cls in CLASSES:
-            folder = root / domain / cls
-            folder.mkdir(parents=True)
-            for n in range(per_class):
-                img = Image.new("RGB", (48, 48), tuple(int(c) for c in rng.integers(0, 255, 3)))
-                x, y = (int(v) for v in rng.integers(4, 20, 2))
-                shape = [x, y, x + 20, y + 20]
-                draw = ImageDraw.Draw(img)
-                fill = tuple(int(c) for c in rng.integers(0, 255, 3))
-                if cls == "circle":
-                    draw.ellipse(shape, fill=fill)
-                elif cls == "square":
-                    draw.rectangle(shape, fill=fill)
-                else:
-                    draw.polygon([(x, y + 20), (x + 10, y), (x + 20, y + 20)], fill=fill)
-                img.save(folder / f"{n}.png")
-    return root
 
 
 def embed_cmd(server_url: str, key: str, data: Path, cache: Path, out: Path, budget: int, *extra: str) -> list[str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from shape_drawings import CLASSES, make_dataset
 
 from client_distill.local_vendor import free_port
 from client_distill.teacher_set import TeacherSet
@@ -49,8 +49,6 @@ SERVER_LIFETIME_S = 1800  # `timeout` ends the server even if pytest itself is k
 API_KEY = "infinity-test-key"
 MODEL = "tiny-clip"
 DIM = 64  # make_tiny_clip.PROJECTION_DIM
-CLASSES = ("circle", "square", "triangle")
-DOMAINS = ("photo", "sketch")
 PER_CLASS = 8  # 48 images; the default 'in' split keeps more than infinity's 32 per request
 
 
@@ -191,28 +189,6 @@ def infinity_server(infinity_venv: Path, tmp_path_factory: pytest.TempPathFactor
                 process.wait()
 
 
-def make_dataset(root: Path) -> Path:
-    """``root/<domain>/<class>/<n>.png``: small, distinct drawings (every file differs)."""
-    rng = np.random.default_rng(0)
-    for domain in DOMAINS:
-        for cls in CLASSES:
-            folder = root / domain / cls
-            folder.mkdir(parents=True)
-            for n in range(PER_CLASS):
-                img = Image.new("RGB", (48, 48), tuple(int(c) for c in rng.integers(0, 255, 3)))
-                x, y = (int(v) for v in rng.integers(4, 20, 2))
-                draw = ImageDraw.Draw(img)
-                fill = tuple(int(c) for c in rng.integers(0, 255, 3))
-                if cls == "circle":
-                    draw.ellipse([x, y, x + 20, y + 20], fill=fill)
-                elif cls == "square":
-                    draw.rectangle([x, y, x + 20, y + 20], fill=fill)
-                else:
-                    draw.polygon([(x, y + 20), (x + 10, y), (x + 20, y + 20)], fill=fill)
-                img.save(folder / f"{n}.png")
-    return root
-
-
 def run_embed(server: InfinityServer, data: Path, cache: Path, out: Path) -> subprocess.CompletedProcess:
     """``vl2v embed`` as a user would type it: only the required flags, the provider's URL as it is, a key."""
     command = [
@@ -246,7 +222,7 @@ def data_uri(path: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(SETUP_TIMEOUT_S + 600)  # the first use also installs .venv-infinity
 def test_vl2v_embed_buys_texts_and_images_from_a_real_infinity_server(infinity_server, tmp_path):
-    data = make_dataset(tmp_path / "shapes")
+    data = make_dataset(tmp_path / "shapes", PER_CLASS)
     cache, out = tmp_path / "cache", tmp_path / "set"
     posts_before = infinity_server.post_lines()
 
