@@ -161,6 +161,14 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+def image_queries(pixels: int, pixels_per_query: int) -> int:
+    """The queries one image of ``pixels`` (declared) pixels costs under a card's ``pixels_per_query``:
+    the vendor charges it, and a client reserves it before sending, so both compute it here."""
+    if pixels_per_query <= 0:
+        return 1
+    return max(1, -(-pixels // pixels_per_query))
+
+
 def encode_vector(vec: np.ndarray, encoding_format: str) -> list[float] | str:
     """Encode one embedding as OpenAI does: a float list or base64 of float32 little-endian bytes."""
     if encoding_format == "base64":

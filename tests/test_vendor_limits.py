@@ -15,6 +15,10 @@ import pytest
 from PIL import Image
 from vendor_payloads import PNG_SIGNATURE, b64, image_file, image_item, png_chunk
 
+from client_distill.adapters.errors import BudgetExhausted
+from client_distill.adapters.registry import create_adapter
+from client_distill.cache import EmbeddingCache
+from client_distill.teacher import Teacher
 from vendor_server import models
 from vendor_server.api_errors import InvalidInput, Overloaded
 from vendor_server.decoding import DecodePool
@@ -98,7 +102,7 @@ async def _hold(pool: DecodePool, pixels: int) -> None:
         assert pool.pixels_in_use == pixels
 
 
-def test_images_can_be_priced_by_size(vendor_server_factory):
+def test_images_can_be_priced_by_size(vendor_server_factory, tmp_path):
     server = vendor_server_factory(VL2V_VENDOR_PIXELS_PER_QUERY="1000")
     key = server.create_key(budget=20)
     with server.client(key) as client:
@@ -119,6 +123,18 @@ def test_images_can_be_priced_by_size(vendor_server_factory):
         r = client.post("/v1/embeddings", json=big)
         assert r.status_code == 402 and r.json()["error"]["requested"] == 40
         assert client.get("/v1/usage").json()["used"] == 4
+    # the client reads the price from the card and reserves it before sending, so its budget holds
+    buyer = server.create_key(budget=1000)
+    cache = EmbeddingCache(tmp_path)
+    with Teacher(create_adapter("vl2v", server.url, buyer), cache, budget=8) as teacher:
+        teacher.embed_images([image_file("PNG", size=(64, 40), seed=s) for s in (1, 2)])  # 3 queries each
+        assert teacher.paid == teacher.reserved == 6
+        with pytest.raises(BudgetExhausted):
+            teacher.embed_images([image_file("PNG", size=(64, 40), seed=3)])  # 6 + 3 > 8: never sent
+        assert teacher.reserved == 6
+    with server.client(buyer) as client:
+        assert client.get("/v1/usage").json()["used"] == 6
+    cache.close()
 
 
 def test_a_replay_is_answered_even_when_the_budget_is_spent(vendor_server):

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-
-def image_queries(pixels: int, pixels_per_query: int) -> int:
-    """The queries one image of ``pixels`` declared pixels costs."""
-    if pixels_per_query <= 0:
-        return 1
-    return max(1, -(-pixels // pixels_per_query))
+from shared.protocol import image_queries
 
 
 def request_queries(texts: int, image_pixels: Iterable[int], pixels_per_query: int) -> int:

@@ -27,6 +27,7 @@ import asyncio
 import base64
 import email.utils
 import hashlib
+import io
 import json
 import random
 import re
@@ -38,6 +39,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 import numpy as np
+from PIL import Image
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
@@ -50,7 +52,7 @@ from client_distill.adapters.errors import (
     TransientError,
     VendorError,
 )
-from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector
+from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector, image_queries
 
 Modality = Literal["text", "image"]
 Payload = str | bytes
@@ -109,6 +111,16 @@ def image_mime(data: bytes) -> str:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
     raise InvalidInput("not a PNG, JPEG, WebP or GIF file (unknown magic bytes)")
+
+
+def image_pixels(data: bytes) -> int:
+    """Width × height as the file's header declares them (Pillow reads no pixel data here); 0 for
+    bytes that are not an image, which the vendor will refuse unpaid anyway."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size[0] * img.size[1]
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0
 
 
 def data_uri(data: bytes) -> str:
@@ -349,6 +361,15 @@ class Adapter(ABC):
             return InvalidInput(text, status, code)
         return VendorError(text, status, code)
 
+    def price(self, modality: Modality, payloads: Sequence[Payload]) -> int:
+        """The queries a request of ``payloads`` will be billed, reserved before it is sent: one per
+        item, unless the model card states a price by image size (``pixels_per_query``, the vl2v
+        vendor's option), which is then computed from each image's header as the vendor does."""
+        per = int(self.card.get("pixels_per_query") or 0)
+        if modality == "text" or per <= 0:
+            return len(payloads)
+        return sum(image_queries(image_pixels(p), per) for p in payloads)  # type: ignore[arg-type]
+
     def charged(self, usage: dict[str, Any], n: int) -> int:
         """Queries a request was billed for; vendors without an item count bill one per item."""
         return n
@@ -449,6 +470,7 @@ class Adapter(ABC):
         been billed, unless the vendor then refused the same key outright (it would have replayed a
         charged one)."""
         n = len(payloads)
+        cost = self.price(modality, payloads)
         body = self.body(modality, payloads)
         key = self.idempotency_key(modality, payloads, salt)
         headers = {IDEMPOTENCY_HEADER: key}
@@ -465,8 +487,8 @@ class Adapter(ABC):
         async def attempt() -> httpx.Response:
             nonlocal reserved, maybe_billed, in_flight
             if spend is not None and reserved == 0:
-                spend.reserve(key, modality, n)
-                reserved = n
+                spend.reserve(key, modality, cost)
+                reserved = cost
             in_flight = True  # until an answer or a known failure: a cancelled send stays in doubt
             try:
                 response = await self._request("POST", self.embeddings_path, json=body, headers=headers)
@@ -500,7 +522,7 @@ class Adapter(ABC):
                 f"{self.name} vendor answered {response.status_code} with a body that is not JSON"
             ) from exc
         vectors, usage = self.parse(payload, n)
-        return BatchResult(vectors, self.charged(usage, n), key, response.headers.get(REQUEST_ID_HEADER), usage)
+        return BatchResult(vectors, self.charged(usage, cost), key, response.headers.get(REQUEST_ID_HEADER), usage)
 
     def limit_key(self, modality: Modality) -> str:
         """What a learned item limit is kept under: the vendor's endpoint, model and modality (one
