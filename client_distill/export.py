@@ -16,6 +16,11 @@ there (the same deterministic sum) and refuses the result unless its window is t
 axis; served by onnxruntime) or TorchScript (``torch.jit.trace``), with ``metadata.json``
 (:class:`~client_distill.model_info.ModelInfo`: preprocessing, classes, provenance) beside it, and
 checks the written file against PyTorch on :data:`CHECK_IMAGES` images before it counts as an export.
+
+Every export also carries its model card (:mod:`client_distill.model_card`: ``MODEL_CARD.md`` and
+``model_card`` in the metadata), with the cost measured on the written model (:mod:`client_distill.cost`).
+With a :class:`~client_distill.open_vocab.Vocabulary` (``--classes``), the text head holds the bought
+embeddings of those classes instead of the run's own (:func:`with_vocabulary`).
 """
 
 from __future__ import annotations
@@ -32,14 +37,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from client_distill import cost
 from client_distill.datasets import open_dataset
 from client_distill.errors import UsageError, Vl2vError
 from client_distill.methods import Method, TextHead, create_method
 from client_distill.methods.adip import CosineDistillMethod
 from client_distill.methods.baselines import Classifier
 from client_distill.methods.registry import method_class
+from client_distill.model_card import CARD_FILE, build_card, render
 from client_distill.model_info import METADATA_FILE, ModelInfo, Preprocessing
 from client_distill.model_selection import select
+from client_distill.open_vocab import Vocabulary
 from client_distill.predict import DEFAULT_BATCH, ImageError, decode_image, open_model, preprocess
 from client_distill.run_folder import CHECKPOINT, RunFolder
 from client_distill.runspec import RunSpec
@@ -292,8 +300,62 @@ def verify(folder: Path, x: np.ndarray, expected: np.ndarray, described: str) ->
     return check
 
 
-def export_run(run: str | Path, out: str | Path, fmt: str = "onnx") -> ModelInfo:
-    """Write the run's output model to ``out`` as ``model.onnx`` or ``model.pt`` plus ``metadata.json``.
+def with_vocabulary(model: RunModel, vocabulary: Vocabulary) -> RunModel:
+    """``model`` predicting ``vocabulary``'s classes: the same student and head, a text head of the
+    bought embeddings at the run's logit scale. Only for text-head methods (checked before buying too,
+    :func:`~client_distill.open_vocab.require_text_head`)."""
+    old = model.classifier.text_head
+    if old is None:
+        raise UsageError(
+            f"--classes needs a method that predicts with the teacher's text embeddings; "
+            f"{model.info.method} has a linear head"
+        )
+    texts = torch.from_numpy(vocabulary.embeddings)
+    if texts.shape[1] != old.weight.shape[1]:
+        raise UsageError(
+            f"the bought text embeddings have {texts.shape[1]} dimensions, the student's head {old.weight.shape[1]}"
+        )
+    head = TextHead(texts, scale=old.scale)
+    classifier = StandaloneClassifier(model.classifier.backbone, model.classifier.head, head).eval()
+    info = model.info
+    info.extra["open_vocabulary"] = {**vocabulary.facts, "trained_classes": info.classes, "prompts": vocabulary.prompts}
+    info.classes = list(vocabulary.classes)
+    return RunModel(classifier, info, model.batch_size)
+
+
+def measure_cost(
+    model: RunModel,
+    model_file: Path,
+    fmt: str,
+    texts_for_vendor: int,
+    training_queries: int,
+    price: float | None,
+    cpu_price_per_core_hour: float = cost.DEFAULT_CPU_PRICE_PER_CORE_HOUR,
+) -> dict[str, Any]:
+    """Size, one-thread CPU speed (PyTorch always; onnxruntime on an ONNX export) and the break-even
+    against the vendor's zero-shot classifier (:func:`client_distill.cost.break_even`)."""
+    size = model.info.preprocessing.image_size
+    speeds = [cost.measure_pytorch(model.classifier, size)]
+    if fmt == "onnx":
+        speeds.append(cost.measure_onnx(model_file, size))
+    per_core = max(s.throughput_batch64 for s in speeds)
+    return {
+        "student_params": cost.parameter_count(model.classifier),
+        "image_size": size,
+        "speeds": cost.speeds_dict(speeds),
+        "break_even": cost.break_even(training_queries, texts_for_vendor, price, per_core, cpu_price_per_core_hour),
+    }
+
+
+def export_run(
+    run: str | Path,
+    out: str | Path,
+    fmt: str = "onnx",
+    vocabulary: Vocabulary | None = None,
+    cpu_price_per_core_hour: float = cost.DEFAULT_CPU_PRICE_PER_CORE_HOUR,
+) -> ModelInfo:
+    """Write the run's output model to ``out`` as ``model.onnx`` or ``model.pt`` plus ``metadata.json``
+    and ``MODEL_CARD.md`` (for ``vocabulary``'s classes where one is given).
 
     The model is written and checked in a temporary folder beside ``out`` and moved in only once
     onnxruntime (or ``torch.jit.load``) reproduces PyTorch's logits on :data:`CHECK_IMAGES` images to
@@ -301,6 +363,8 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "onnx") -> ModelInfo
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     model = load_run(run)
+    if vocabulary is not None:
+        model = with_vocabulary(model, vocabulary)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -324,13 +388,33 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "onnx") -> ModelInfo
         info.write(staging)
         check = verify(staging, x, expected, described)
         info.check = {"inputs": described, **check}
+        info.extra["model_card"] = _card(run, model, staging / name, fmt, vocabulary, cpu_price_per_core_hour)
         info.write(staging)
+        (staging / CARD_FILE).write_text(render(info.extra["model_card"], info))
         out.mkdir(exist_ok=True)
         for stale in set(MODEL_FILES.values()) - {name}:  # a previous export of the other format
             (out / stale).unlink(missing_ok=True)
-        for file in (name, METADATA_FILE):
+        for file in (name, METADATA_FILE, CARD_FILE):
             shutil.move(str(staging / file), out / file)
     return info
+
+
+def _card(
+    run: str | Path, model: RunModel, file: Path, fmt: str, vocabulary: Vocabulary | None, cpu_price: float
+) -> dict[str, Any]:
+    """The model card's facts (:func:`client_distill.model_card.build_card`) with the measured cost. The
+    student's queries are what the run paid (prompts and image queries) plus an open-vocabulary export's
+    prompts; the vendor's zero-shot alternative needs the exported classes' prompts."""
+    ov = model.info.extra.get("open_vocabulary")
+    card = build_card(run, model.info, {}, ov)
+    q = card["queries"]
+    texts = ov["queries"]["texts"] if ov else q["class_texts"]
+    training = q["class_texts"] + q["image_queries"] + (texts if ov else 0)
+    price = card["teacher"]["price_per_query"]
+    if price is None and vocabulary is not None:
+        price = vocabulary.facts.get("price_per_query")
+    card["cost"] = measure_cost(model, file, fmt, texts, training, price, cpu_price)
+    return card
 
 
 def _software(fmt: str) -> dict[str, str]:

@@ -80,7 +80,7 @@ def test_onnx_export_of_swad_model_agrees_with_pytorch(world, adip_onnx):
     record = select(load_records(run))
     assert record["model"] == "swad"  # SWAD's average, which no file of the run folder holds
     info = ModelInfo.read(adip_onnx)
-    assert sorted(p.name for p in adip_onnx.iterdir()) == [METADATA_FILE, "model.onnx"]
+    assert sorted(p.name for p in adip_onnx.iterdir()) == ["MODEL_CARD.md", METADATA_FILE, "model.onnx"]
     assert info.model_format == "onnx" and info.classes == ["cat", "dog"] and info.method == "adip"
     assert info.head == "text" and info.logit_scale == record["logit_scale"]
     assert info.preprocessing.image_size == 32 and len(info.preprocessing.mean) == 3 == len(info.preprocessing.std)
