@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postgres_server import postgres_db, postgres_server  # noqa: F401  (fixtures: a real PostgreSQL)
 
 from client_distill.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
 
@@ -39,7 +40,7 @@ READY_TIMEOUT_S = 120
 class VendorServer:
     """A running ``vl2v-vendor serve`` process and what a test needs to talk to it."""
 
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL (tests/postgres_server.py)
     log: Path
     env: dict[str, str]
     model: str = "vl2v-tiny"
@@ -87,9 +88,9 @@ class VendorServer:
 
     def create_key(self, budget: int = 1000, rate_limit: float | None = None, name: str = "test") -> str:
         """A new API key's secret, written straight into the server's ledger (as ``keys create`` does)."""
-        from vendor_server.ledger import Ledger
+        from vendor_server.ledger import open_ledger
 
-        ledger = Ledger(self.db)
+        ledger = open_ledger(self.db)
         try:
             return ledger.create_key(name, budget, rate_limit)[1]
         finally:

@@ -114,6 +114,9 @@ def from_ledger_error(exc: ledger_errors.LedgerError) -> ApiError:
         )
     if isinstance(exc, ledger_errors.IdempotencyInProgress):
         return IdempotencyInFlight(exc.message, headers={"Retry-After": "1"})
+    if isinstance(exc, ledger_errors.LedgerUnreachable):
+        # the shared database is down or restarting: nothing was charged, and a retry soon may pass
+        return Overloaded(exc.message, code="ledger_unavailable", headers={"Retry-After": "2"})
     if isinstance(exc, ledger_errors.KeyNotFound):
         return NotFound(exc.message, code="key_not_found")
     for kind, error in _LEDGER_ERRORS.items():

@@ -13,8 +13,9 @@ from fastapi import Depends, Request
 
 from vendor_server.api_errors import InvalidApiKey
 from vendor_server.deps import LedgerDep, LimiterDep, SettingsDep
-from vendor_server.ledger import KeyRecord
+from vendor_server.ledger import KeyRecord, SqlLedger
 from vendor_server.ledger_errors import UnknownApiKey
+from vendor_server.ratelimit import RateLimiter, RateStatus
 
 
 def bearer_token(request: Request) -> str | None:
@@ -38,12 +39,17 @@ async def authenticated_key(
     try:
         if secret is None:
             raise InvalidApiKey("missing API key: send 'Authorization: Bearer <key>'")
-        key = await asyncio.to_thread(ledger.authenticate, secret)
+        # one thread hop for both: with a shared ledger the key's rate limit is a database round trip too
+        key, request.state.rate = await asyncio.to_thread(_identify, ledger, limiter, secret, default_qps)
     except (InvalidApiKey, UnknownApiKey):
         request.state.rate = limiter.hit(client_bucket(request), default_qps)
         raise
-    request.state.rate = limiter.hit("key:" + key.id, key.rate_limit_qps or default_qps)
     return key
+
+
+def _identify(ledger: SqlLedger, limiter: RateLimiter, secret: str, default_qps: float) -> tuple[KeyRecord, RateStatus]:
+    key = ledger.authenticate(secret)
+    return key, limiter.hit("key:" + key.id, key.rate_limit_qps or default_qps)
 
 
 Caller = Annotated[KeyRecord, Depends(authenticated_key)]

@@ -17,7 +17,7 @@ from shared.protocol import ModelCard
 from vendor_server.batcher import MicroBatcher
 from vendor_server.decoding import DecodePool
 from vendor_server.images import ImageLimits
-from vendor_server.ledger import Ledger
+from vendor_server.ledger import SqlLedger
 from vendor_server.metrics import Metrics
 from vendor_server.ratelimit import RateLimiter
 from vendor_server.settings import VendorSettings
@@ -28,7 +28,7 @@ class ServiceState:
     """One running service: its settings, books, limits, model queue, and whether it is ready."""
 
     settings: VendorSettings
-    ledger: Ledger
+    ledger: SqlLedger
     limiter: RateLimiter
     metrics: Metrics
     batcher: MicroBatcher
@@ -52,7 +52,7 @@ async def get_settings(service: ServiceDep) -> VendorSettings:
     return service.settings
 
 
-async def get_ledger(service: ServiceDep) -> Ledger:
+async def get_ledger(service: ServiceDep) -> SqlLedger:
     return service.ledger
 
 
@@ -69,7 +69,7 @@ async def get_card(service: ServiceDep) -> ModelCard:
 
 
 SettingsDep = Annotated[VendorSettings, Depends(get_settings)]
-LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+LedgerDep = Annotated[SqlLedger, Depends(get_ledger)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CardDep = Annotated[ModelCard, Depends(get_card)]

@@ -65,3 +65,15 @@ class LedgerUnavailable(LedgerError):
 class UnsupportedSchema(LedgerUnavailable):
     """The ledger was written by a newer vl2v-vendor (a schema version this code does not know); it is
     refused untouched rather than used half-understood."""
+
+
+class LedgerUnreachable(LedgerError):
+    """The ledger's database cannot be reached right now (PostgreSQL down, restarting, or out of
+    connections): nothing was charged, and the same request may be retried shortly (HTTP 503 with
+    ``Retry-After``), unlike :class:`LedgerUnavailable`, which needs the operator."""
+
+
+class ReservationLost(LedgerUnreachable):
+    """A request's reservation was refunded before it could be completed (another replica's
+    recovery judged this one dead while the database was out of reach): the request is answered as
+    not served, and not charged, so a retry is safe."""

@@ -1,15 +1,22 @@
-"""Per-key request rate limits (token buckets, in memory: one vendor process owns its buckets) and
-the headers that tell clients where they stand: the de-facto ``X-RateLimit-Limit/Remaining/Reset``
-and the IETF draft's ``RateLimit-Policy`` / ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-09).
+"""Per-key request rate limits (token buckets) and the headers that tell clients where they stand:
+the de-facto ``X-RateLimit-Limit/Remaining/Reset`` and the IETF draft's ``RateLimit-Policy`` /
+``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-09).
 
 A key's bucket holds ``burst = max(1, round(qps))`` requests and refills at ``qps`` per second, so
-the advertised window is ``burst / qps`` seconds (about one second)."""
+the advertised window is ``burst / qps`` seconds (about one second).
+
+Where the buckets live: :class:`RateLimiter` keeps them in memory (one vendor process, the SQLite
+ledger's case); :class:`SharedRateLimiter` keeps the per-key ones in the PostgreSQL ledger, one row
+per key updated atomically, so a key's limit holds across every replica and worker. Both keep the
+per-address buckets of failed authentications in memory (per process: no database round trip for a
+caller who has not even shown a valid key)."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vendor_server.api_errors import RateLimited, retry_after
@@ -62,12 +69,7 @@ class RateLimiter:
         with self._lock:
             tokens, burst = self._refill(bucket, qps)
             if tokens < 1:
-                status = _status(tokens, burst, qps)
-                raise RateLimited(
-                    f"rate limit of {qps:g} requests/s exceeded",
-                    headers={**status.headers(), **retry_after((1 - tokens) / qps)},
-                    limit_qps=qps,
-                )
+                raise _limited(tokens, burst, qps)
             tokens -= 1
             self._buckets[bucket] = _Bucket(tokens, time.monotonic(), qps)
             return _status(tokens, burst, qps)
@@ -85,6 +87,35 @@ class RateLimiter:
             self._buckets = {k: b for k, b in self._buckets.items() if b.level(now) < b.burst}
         held = self._buckets.get(bucket)
         return (float(burst) if held is None else min(float(burst), held.level(now))), burst
+
+
+class SharedRateLimiter(RateLimiter):
+    """Key buckets (``key:…``) taken through ``take(bucket, qps, burst) -> (taken, tokens left)``, a
+    shared store's atomic update (:meth:`vendor_server.ledger_postgres.PostgresLedger.take_token`);
+    every other bucket in this process's memory. ``hit`` does a database round trip for a key, so
+    callers run it off the event loop (:mod:`vendor_server.auth` does)."""
+
+    def __init__(self, take: Callable[[str, float, int], tuple[bool, float]]) -> None:
+        super().__init__()
+        self._take = take
+
+    def hit(self, bucket: str, qps: float) -> RateStatus:
+        if not bucket.startswith("key:"):
+            return super().hit(bucket, qps)
+        burst = _burst(qps)
+        taken, tokens = self._take(bucket, qps, burst)
+        if not taken:
+            raise _limited(tokens, burst, qps)
+        return _status(tokens, burst, qps)
+
+
+def _limited(tokens: float, burst: int, qps: float) -> RateLimited:
+    status = _status(tokens, burst, qps)
+    return RateLimited(
+        f"rate limit of {qps:g} requests/s exceeded",
+        headers={**status.headers(), **retry_after((1 - tokens) / qps)},
+        limit_qps=qps,
+    )
 
 
 def _burst(qps: float) -> int:

@@ -28,9 +28,20 @@ class VendorSettings(BaseSettings):
     seed: int = 0
     host: str = "127.0.0.1"
     port: int = 8000
-    db: Path = Path("vl2v-vendor.sqlite3")
+    #: a SQLite file (one vendor process), or a ``postgresql://`` URL (N processes share it); read from
+    #: ``VL2V_VENDOR_DB``, or ``VL2V_DB`` (the name the deployment docs use), the first one set
+    db: str = Field(
+        "vl2v-vendor.sqlite3", validation_alias=AliasChoices("VL2V_VENDOR_DB", "VL2V_DB", "db"), min_length=1
+    )
     #: NORMAL (WAL) survives kill -9 of the server; FULL also survives power loss, at ~6 ms per commit
     db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    #: PostgreSQL: a vendor process silent for this long is taken for dead and its reservations are
+    #: refunded (vendor_server.ledger_postgres); it renews its heartbeat every third of it
+    db_lease_s: float = Field(30.0, ge=1)
+    #: PostgreSQL: connections per vendor process
+    db_pool_size: int = Field(10, ge=1)
+    #: uvicorn worker processes on this host (more than 1 needs the PostgreSQL ledger)
+    workers: int = Field(1, ge=1)
     #: enables ``/admin``; read from ``VL2V_ADMIN_TOKEN`` (no prefix: it is a secret, not a tuning knob)
     admin_token: str | None = Field(default=None, validation_alias=AliasChoices("VL2V_ADMIN_TOKEN", "admin_token"))
 

@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def action(name: str, help_: str, func) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_)
-        q.add_argument("--db", help="SQLite ledger (default: VL2V_VENDOR_DB or ./vl2v-vendor.sqlite3)")
+        q.add_argument(
+            "--db",
+            help="SQLite ledger or postgresql:// URL (default: VL2V_VENDOR_DB, VL2V_DB or ./vl2v-vendor.sqlite3)",
+        )
         q.set_defaults(func=func)
         return q
 
@@ -38,13 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _ledger(args: argparse.Namespace):
     """The ledger at ``--db``; only ``keys create`` may start a new one (a typo in the path of
     ``keys list`` must not quietly show an empty, freshly created ledger)."""
-    from vendor_server.ledger import Ledger
+    from vendor_server.ledger import is_postgres_url, open_ledger
     from vendor_server.settings import load_settings
 
-    db = Path(args.db or load_settings().db)
-    if args.func is not _create and not db.is_file():
+    db = args.db or load_settings().db
+    if not is_postgres_url(db) and args.func is not _create and not Path(db).is_file():
         raise VendorCliError(f"no ledger at {db}; create a key first with `vl2v-vendor keys create --db {db} ...`")
-    return Ledger(db)
+    return open_ledger(db)
 
 
 def _call(args: argparse.Namespace, op):

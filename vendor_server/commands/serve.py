@@ -24,7 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8000)")
-    p.add_argument("--db", help="SQLite ledger of keys and usage (default ./vl2v-vendor.sqlite3)")
+    p.add_argument(
+        "--db",
+        help="ledger of keys and usage: a SQLite file (default ./vl2v-vendor.sqlite3; one process), or a "
+        "postgresql://user:password@host:port/dbname URL shared by workers and replicas "
+        "(env VL2V_VENDOR_DB or VL2V_DB)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="uvicorn worker processes on this host, each with its own model (default 1; more needs --db postgresql://...)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -40,19 +50,35 @@ def run(args: argparse.Namespace) -> int:
 
     from vendor_server.app import create_app, open_ledger
     from vendor_server.encoder import Encoder
+    from vendor_server.errors import VendorCliError
+    from vendor_server.ledger import is_postgres_url
     from vendor_server.settings import load_settings
 
     overrides = {
-        k: v for k in ("model", "pretrained", "seed", "host", "port", "db") if (v := getattr(args, k)) is not None
+        k: v
+        for k in ("model", "pretrained", "seed", "host", "port", "db", "workers")
+        if (v := getattr(args, k)) is not None
     }
     settings = load_settings(**overrides)
+    if settings.workers > 1 and not is_postgres_url(settings.db):
+        raise VendorCliError(
+            f"--workers {settings.workers} needs a ledger the workers can share: --db postgresql://... "
+            "(a SQLite ledger serves one process)"
+        )
     ledger = open_ledger(settings)  # a bad --db is reported at once, not after a model load
+    common = {"host": settings.host, "port": settings.port, "log_level": args.log_level}
+    if settings.workers > 1:
+        ledger.close()  # each worker opens its own; this one only checked the URL and the schema
+        # the workers are fresh interpreters that read their settings from the environment
+        os.environ.update({f"VL2V_VENDOR_{k.upper()}": str(v) for k, v in overrides.items()})
+        uvicorn.run(
+            "vendor_server.app:worker_app",
+            factory=True,
+            workers=settings.workers,
+            access_log=args.log_level == "debug",
+            **common,
+        )
+        return 0
     encoder = Encoder(settings.model, settings.pretrained_source(), settings.seed)
-    uvicorn.run(
-        create_app(settings, encoder, ledger),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=args.log_level == "debug",
-    )
+    uvicorn.run(create_app(settings, encoder, ledger), access_log=args.log_level == "debug", **common)
     return 0

@@ -45,7 +45,7 @@ from vendor_server.auth import Caller
 from vendor_server.deps import ServiceDep
 from vendor_server.images import ImageLimits, InspectedImage, inspect_image
 from vendor_server.ledger import KeyRecord
-from vendor_server.ledger_errors import BudgetExceeded
+from vendor_server.ledger_errors import BudgetExceeded, LedgerError
 from vendor_server.openapi import API_KEY_SCHEME, error_responses, raw_json_body
 from vendor_server.pricing import request_queries
 from vendor_server.settings import VendorSettings
@@ -145,7 +145,7 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
                 await asyncio.to_thread(ledger.complete, request_id, response)
             except BaseException as exc:
                 ledger.refund(request_id)
-                if isinstance(exc, Exception):
+                if isinstance(exc, Exception) and not isinstance(exc, LedgerError):  # the ledger's: 503
                     log.exception("inference failed for %s", request_id)
                     raise InferenceFailed("the model failed on this request; it was not charged") from exc
                 raise
