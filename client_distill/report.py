@@ -456,17 +456,84 @@ def plot(results: list[Result], path: Path) -> Path:
     return path
 
 
-def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True) -> Path:
+#: methods tried first as the cost section's representative student (any exportable run would do: every
+#: method of a protocol trains the same student; a text head adds one matrix product)
+COST_PREFERENCE = ("adip", "adip_joint", "sd", "erm", "lp_ft", "kd", "lp")
+
+
+def cost_section(runs: str | Path, results: list[Result], cpu_price_per_core_hour: float = 0.0) -> list[str]:
+    """The student against the teacher, per dataset: one representative run is exported to a temporary
+    folder (:func:`client_distill.export.export_run`, so the numbers are those its model card states:
+    parameters, one-thread CPU latency and throughput under PyTorch and onnxruntime, the teacher's price
+    per query from the ``/v1/models`` card its teacher set kept), then each table row's mean training
+    image queries become a break-even number of predictions (:func:`client_distill.cost.break_even`,
+    against the vendor's zero-shot classifier). A dataset whose runs cannot be exported says why."""
+    import tempfile
+
+    from client_distill.cost import break_even, speed_rows
+    from client_distill.export import export_run  # torch: only when a report is written
+
+    lines = []
+    folders: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for done in sorted(Path(runs).rglob("done")):
+        try:
+            args = json.loads((done.parent / "args.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if args.get("method") in COST_PREFERENCE and not (args.get("search") or {}).get("candidate"):
+            rank = COST_PREFERENCE.index(args["method"])
+            folders[str(args.get("dataset") or Path(str(args.get("data"))).name)].append((rank, done.parent))
+    for ds in sorted({r.dataset for r in results}):
+        lines += [f"## {ds}: cost against the teacher", ""]
+        card, why = None, "no run of a method with a student"
+        for _, folder in sorted(folders.get(ds, []), key=lambda x: x[0])[:1]:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    info = export_run(folder, Path(tmp) / "export", "onnx", None, cpu_price_per_core_hour)
+                card = info.extra["model_card"]
+            except (Vl2vError, OSError, KeyError, ValueError, RuntimeError) as exc:  # the report still stands
+                why = f"{folder.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if card is None:
+            lines += [f"Not measured ({why}).", ""]
+            continue
+        c, price, texts = card["cost"], card["teacher"]["price_per_query"], card["queries"]["class_texts"]
+        per_core = max(s["throughput_batch64"] for s in c["speeds"])
+        lines += [
+            f"Student `{card['data']['dataset']}` run `{info.run['id']}` ({info.method}, exported to ONNX): "
+            f"{c['student_params']:,} parameters, {c['image_size']}×{c['image_size']} input; teacher "
+            f"`{card['teacher']['model']}` at {price} per query (`/v1/models`). Measured on one CPU thread:",
+            "",
+            *speed_rows(c["speeds"]),
+            "",
+            f"Break-even: predictions after which the student, including the queries that trained it, is cheaper "
+            f"than {c['break_even']['alternative']}; {c['break_even']['assumption']}.",
+            "",
+            "| Method | image queries (training) | break-even predictions |",
+            "|---|---|---|",
+        ]
+        rs = [r for r in results if r.dataset == ds and r.method != "zero_shot"]
+        for row in sorted({r.row for r in rs}):
+            q = float(np.mean([r.queries_images for r in rs if r.row == row]))
+            b = break_even(round(q) + texts, texts, price, per_core, cpu_price_per_core_hour)
+            n = "never" if b["predictions"] is None else f"{b['predictions']:,}"
+            lines.append(f"| {row_label(row)} | {q:.0f} | {n} |")
+        lines.append("")
+    return lines
+
+
+def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True, cost: bool = True) -> Path:
     """Collect the finished runs under ``runs`` and write ``report.md`` and ``accuracy_vs_budget.png``
-    (with the premise diagnostics unless ``diagnostics`` is False)."""
+    (with the premise diagnostics unless ``diagnostics`` is False, and the cost against the teacher
+    unless ``cost`` is False)."""
     results = collect(runs)
     if not results:
         raise UsageError(f"no finished runs (folders with a `done` marker) under {runs}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     diag = compute_diagnostics(results, out) if diagnostics else None
+    costs = "\n".join(["", *cost_section(runs, results)]) if cost else ""
     (out / "report.md").write_text(
-        tables(results, diag) + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n"
+        tables(results, diag) + costs + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n"
     )
     plot(results, out / "accuracy_vs_budget.png")
     return out / "report.md"

@@ -21,7 +21,9 @@ from client_distill.cost import break_even
 from client_distill.ledger import ledger_totals
 from client_distill.model_card import CARD_FILE
 from client_distill.model_info import ModelInfo
+from client_distill.model_selection import load_records
 from client_distill.predict import open_model
+from client_distill.report import write_report
 from client_distill.train import RunSpec, run_distill
 
 torch.set_num_threads(1)
@@ -153,3 +155,14 @@ def test_break_even_arithmetic():
     assert break_even(1687, 7, 0.001, 1000.0, cpu_price_per_core_hour=3.6)["predictions"] == 1682
     assert break_even(1687, 7, 0.001, 1.0, cpu_price_per_core_hour=3.6)["predictions"] is None  # CPU dearer
     assert break_even(1687, 7, None, 1000.0)["predictions"] is None
+
+
+def test_report_states_the_cost_against_the_teacher(world, tmp_path):
+    report = write_report(world / "runs", tmp_path / "report", diagnostics=False).read_text()
+    section = report[report.index("cost against the teacher") :]
+    assert "onnxruntime | 1 |" in section and "pytorch | 1 |" in section and f"at {PRICE} per query" in section
+    # with the compute free, each image query that trained the student is one prediction to win back
+    paid = max(r.get("queries_images", 0) for r in load_records(world / "runs" / "adip"))
+    assert paid > 0 and f"| adip | {paid} | {paid} |" in section
+    assert "| erm | 0 | 0 |" in section  # no query at all: cheaper from the first prediction
+    assert "student compute taken as free" in section

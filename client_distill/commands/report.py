@@ -17,11 +17,17 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
         action="store_false",
         help="skip the premise diagnostics (they read the runs' data, student and teacher set; cached in OUT)",
     )
+    p.add_argument(
+        "--no-cost",
+        dest="cost",
+        action="store_false",
+        help="skip the cost against the teacher (it exports one run to a temporary folder and times it on the CPU)",
+    )
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from client_distill.report import write_report  # not at `vl2v --help` time
 
-    print(write_report(args.runs, args.out, diagnostics=args.diagnostics))
+    print(write_report(args.runs, args.out, diagnostics=args.diagnostics, cost=args.cost))
     return 0
