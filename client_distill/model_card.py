@@ -167,7 +167,7 @@ def render(card: dict[str, Any], info: Any) -> str:
         lines += [f"**{card['label']}.**", ""]
     ov = card["queries"]["open_vocabulary_texts"]
     lines += [
-        f"A `{info.model_format}` classifier of {info.preprocessing.image_size}×{info.preprocessing.image_size} "
+        f"A classifier (`{info.model_format}`) of {info.preprocessing.image_size}×{info.preprocessing.image_size} "
         f"images into {len(info.classes)} classes ({info.head} head), exported from run `{info.run['id']}` "
         f"({m['output_model']} model).",
         "",
