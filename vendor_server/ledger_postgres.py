@@ -53,6 +53,13 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def _connection_lost(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` means the database is out of reach (no connection, a connection cut, the server
+    shutting down: SQLSTATE classes 08 and 57P), rather than one transaction rolled back."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
 class _PgDb:
     """A psycopg connection behind the shared logic's ``?`` placeholders."""
 
@@ -140,11 +147,14 @@ class PostgresLedger(SqlLedger):
             with self._pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            if self._healthy.is_set():
-                log.warning("ledger database unreachable: %s", exc)
-            self._healthy.clear()
-            self._wake.set()
-            raise LedgerUnreachable("the ledger's database is unreachable; retry shortly") from exc
+            if _connection_lost(exc):
+                if self._healthy.is_set():
+                    log.warning("ledger database unreachable: %s", exc)
+                self._healthy.clear()
+                self._wake.set()
+                raise LedgerUnreachable("the ledger's database is unreachable; retry shortly") from exc
+            # a deadlock or a serialisation failure: this transaction was rolled back, the database is fine
+            raise LedgerUnreachable("the ledger was busy; retry shortly") from exc
 
     @contextlib.contextmanager
     def _tx(self, probe: bool = False) -> Iterator[_PgDb]:
