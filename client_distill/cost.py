@@ -136,6 +136,8 @@ def break_even(
         "alternative": "the vendor's zero-shot classifier (the same class prompts once, then one image query "
         "per prediction)",
     }
+    if training_queries <= class_texts and cpu_price_per_core_hour == 0:  # nothing to win back, whatever the price
+        return {**out, "student_cost_per_prediction": 0.0, "student_upfront_cost": None, "predictions": 0}
     if price_per_query is None or price_per_query <= 0:
         return {**out, "student_cost_per_prediction": None, "predictions": None, "reason": "no price per query known"}
     compute = 0.0

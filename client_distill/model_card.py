@@ -157,6 +157,15 @@ def _purchase(p: dict[str, Any] | None) -> str:
     )
 
 
+def break_even_text(b: dict[str, Any]) -> str:
+    """A break-even without a number: never (the CPU costs as much as a query), or not known (no price)."""
+    return (
+        "never (a CPU prediction costs as much as a query)"
+        if "CPU" in b.get("reason", "")
+        else f"unknown ({b.get('reason')})"
+    )
+
+
 def render(card: dict[str, Any], info: Any) -> str:
     """``MODEL_CARD.md``: the same facts as ``card``, for a person."""
     from client_distill.cost import speed_rows
@@ -172,16 +181,26 @@ def render(card: dict[str, Any], info: Any) -> str:
         f"({m['output_model']} model).",
         "",
         "## Teacher",
-        f"- vendor `{t['vendor']}` (URL path `{t['url_path']}`, host omitted), model `{t['model']}`, "
-        f"weights revision `{t['revision']}`, logit scale {t['logit_scale']}",
-        f"- price per query (`/v1/models`): {t['price_per_query']}",
+        *(
+            [
+                f"- vendor `{t['vendor']}` (URL path `{t['url_path']}`, host omitted), model `{t['model']}`, "
+                f"weights revision `{t['revision']}`, logit scale {t['logit_scale']}",
+                f"- price per query (`/v1/models`): {t['price_per_query']}",
+            ]
+            if t["model"]
+            else ["- none recorded: the run has no teacher set, or its manifest is not readable from here"]
+        ),
         "",
         "## Queries paid",
         f"- teacher mode: {q['teacher_mode']}; image budget: {q['image_budget']}",
         f"- class prompt texts: {q['class_texts']}; image queries for training: {q['image_queries']} "
-        f"({q['views_per_image']} view(s) per image; evaluation image queries: {q['evaluation_image_queries']})",
-        f"- teacher set: {q['teacher_set_images']} images; {_purchase(q['teacher_set_purchase'])}",
+        f"(evaluation image queries: {q['evaluation_image_queries']})",
     ]
+    if q["teacher_set_images"] is not None:
+        lines.append(
+            f"- teacher set: {q['teacher_set_images']} images, {q['views_per_image']} view(s) each; "
+            f"{_purchase(q['teacher_set_purchase'])}"
+        )
     if ov:
         lines.append(
             f"- open-vocabulary class prompts for this export: {ov['texts']} texts, paid {ov['paid']}, "
@@ -219,11 +238,7 @@ def render(card: dict[str, Any], info: Any) -> str:
         "",
     ]
     b = c["break_even"]
-    verdict = (
-        f"after **{b['predictions']:,} predictions**"
-        if b.get("predictions") is not None
-        else f"never ({b.get('reason')})"
-    )
+    verdict = f"after **{b['predictions']:,} predictions**" if b.get("predictions") is not None else break_even_text(b)
     lines += [
         f"- break-even: the student, including the {b['training_queries']} queries that trained it"
         f"{' and its open-vocabulary prompts' if ov else ''}, is cheaper than {b['alternative']} {verdict}; "

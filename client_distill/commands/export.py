@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 def _export(args: argparse.Namespace) -> int:
     from client_distill.export import export_run  # torch: not for `vl2v --help`
+    from client_distill.model_card import break_even_text
     from client_distill.open_vocab import buy_vocabulary, parse_classes
 
     if args.templates and not args.classes:
@@ -77,6 +78,6 @@ def _export(args: argparse.Namespace) -> int:
             f"from the cache {q['cache_hits']}"
         )
     b = info.extra["model_card"]["cost"]["break_even"]
-    after = "never" if b.get("predictions") is None else f"after {b['predictions']:,} predictions"
+    after = break_even_text(b) if b.get("predictions") is None else f"after {b['predictions']:,} predictions"
     print(f"model card: {args.out}/MODEL_CARD.md; cheaper than the vendor {after} ({b['assumption']})")
     return 0
