@@ -3,10 +3,11 @@ variables and overridden by ``vl2v-vendor serve`` flags, so a container and a sh
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vendor_server.errors import VendorCliError
@@ -68,6 +69,12 @@ class VendorSettings(BaseSettings):
     #: 0 (the default): an image is one query whatever its size; N: ceil(pixels / N) queries
     pixels_per_query: int = Field(0, ge=0)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: object) -> object:
+        """A ``Path`` (as code that built settings before URLs were allowed passes) is its text."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _budgets_hold_a_request(self) -> VendorSettings:
