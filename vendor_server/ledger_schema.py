@@ -14,7 +14,7 @@ PostgreSQL: the version is the one row of ``vl2v_schema`` (no table: version 0, 
 Pending migrations run in one transaction with the version bump, under a transaction-scoped advisory
 lock, so N replicas starting at once on one database upgrade it once (PostgreSQL's DDL is
 transactional: a replica killed mid-upgrade leaves the previous version whole). Its migration 1 is
-SQLite's three in one, with PostgreSQL's types (``BIGINT`` budgets, ``DOUBLE PRECISION`` times), plus
+SQLite's three in one, with PostgreSQL's types (``BIGINT``, ``DOUBLE PRECISION``), plus
 the tables only shared ledgers need: ``ledger_instances`` (each vendor process's heartbeat, so
 recovery refunds only a dead replica's reservations) and ``rate_buckets`` (per-key token buckets
 shared by all replicas).
@@ -24,6 +24,7 @@ already past it) and add the case to ``tests/test_vendor_ledger_schema.py``."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -79,46 +80,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+
+def _postgres_types(statement: str) -> str:
+    """SQLite DDL with PostgreSQL's types for the same values: SQLite's INTEGER holds 64 bits and its
+    REAL is a double; PostgreSQL's INTEGER and REAL are 4 bytes (budgets reach ``MAX_BUDGET``, times
+    are epoch seconds). Without SQLite's ``IF NOT EXISTS`` (there for ledgers older than versions): a
+    PostgreSQL database at version 0 that already has such a table is not a ledger, and is refused."""
+    statement = statement.replace(" IF NOT EXISTS", "")
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", re.sub(r"\bINTEGER\b", "BIGINT", statement))
+
+
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: SQLite's migrations 1-3, and the tables of a ledger shared by replicas
+    # 1: SQLite's migrations 1-3 (released: they never change) in PostgreSQL's types, and what only a
+    # ledger shared by replicas needs: the index recovery scans, instances with their heartbeats, and
+    # the per-key rate buckets
     (
-        """CREATE TABLE keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            secret_sha256 TEXT NOT NULL UNIQUE,
-            budget BIGINT NOT NULL CHECK (budget >= 0),
-            used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= budget),
-            rate_limit_qps DOUBLE PRECISION,
-            revoked INTEGER NOT NULL DEFAULT 0,
-            created DOUBLE PRECISION NOT NULL
-        )""",
-        """CREATE TABLE usage_events (
-            request_id TEXT PRIMARY KEY,
-            key_id TEXT NOT NULL REFERENCES keys(id),
-            images INTEGER NOT NULL,
-            texts INTEGER NOT NULL,
-            queries BIGINT NOT NULL,
-            idempotency_key TEXT,
-            body_sha256 TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('reserved', 'charged', 'refunded')),
-            created DOUBLE PRECISION NOT NULL,
-            finished DOUBLE PRECISION,
-            instance_id TEXT
-        )""",
-        "CREATE INDEX usage_events_by_key ON usage_events(key_id, status)",
+        *(_postgres_types(statement) for migration in MIGRATIONS[:3] for statement in migration),
         "CREATE INDEX usage_events_reserved ON usage_events(instance_id) WHERE status = 'reserved'",
-        """CREATE TABLE idempotency (
-            key_id TEXT NOT NULL REFERENCES keys(id),
-            idempotency_key TEXT NOT NULL,
-            body_sha256 TEXT NOT NULL,
-            request_id TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('in_flight', 'done')),
-            response TEXT,
-            expires DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (key_id, idempotency_key)
-        )""",
-        "CREATE INDEX idempotency_by_expiry ON idempotency(expires)",
-        "CREATE INDEX idempotency_by_request ON idempotency(request_id)",
         """CREATE TABLE ledger_instances (
             id TEXT PRIMARY KEY,
             host TEXT NOT NULL,
