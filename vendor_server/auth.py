@@ -48,6 +48,8 @@ async def authenticated_key(
 
 
 def _identify(ledger: SqlLedger, limiter: RateLimiter, secret: str, default_qps: float) -> tuple[KeyRecord, RateStatus]:
+    """The key and its rate-limit status, both blocking calls (database round trips with a shared
+    ledger), so the caller runs this on a thread, once, and keeps the event loop free."""
     key = ledger.authenticate(secret)
     return key, limiter.hit("key:" + key.id, key.rate_limit_qps or default_qps)
 
