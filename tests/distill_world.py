@@ -72,6 +72,29 @@ def make_student(path: Path, arch: str = "resnet10t") -> Path:
     return path
 
 
+def make_finished_runs(root: Path, runs: dict[str, tuple[str, dict]], per_class: int, **teacher: object) -> Path:
+    """``root/runs/<name>``: each of ``runs`` (name → method, hparams) trained to the end with the
+    smoke profile on a tiny world of ``per_class`` images per class and domain, sketch held out; the
+    teacher set is :func:`make_teacher_set`'s with ``teacher``'s options."""
+    from client_distill.train import RunSpec, run_distill
+
+    data = make_images(root / "data", per_class=per_class)
+    make_teacher_set(data, root / "teacher", **teacher)
+    make_student(root / "student.pt", arch="resnet10t_half")
+    for name, (method, hparams) in runs.items():
+        spec = RunSpec(
+            method=method,
+            data=str(data),
+            test_domain="sketch",
+            teacher=str(root / "teacher"),
+            student=str(root / "student.pt"),
+            profile="smoke",
+            hparams=hparams,
+        )
+        run_distill(spec, root / "runs" / name)
+    return root
+
+
 class LoopbackVendor:
     """Stands in for the vendor in online mode: a deterministic unit vector per distinct image; counts
     the images it was paid for and records their sizes."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from distill_world import make_images, make_student, make_teacher_set
+from distill_world import make_finished_runs, make_images
 from PIL import Image
 
 from client_distill.cli import main
@@ -41,22 +41,7 @@ RUNS = {
 def world(tmp_path_factory) -> Path:
     """Three finished runs (a few seconds in all) on 10 images per class and domain, so that each
     domain's 20 % split has 4 images and the recorded accuracies are not all the same number."""
-    root = tmp_path_factory.mktemp("export-world")
-    data = make_images(root / "data", per_class=10)
-    make_teacher_set(data, root / "teacher")
-    make_student(root / "student.pt", arch="resnet10t_half")
-    for name, (method, hparams) in RUNS.items():
-        spec = RunSpec(
-            method=method,
-            data=str(data),
-            test_domain="sketch",
-            teacher=str(root / "teacher"),
-            student=str(root / "student.pt"),
-            profile="smoke",
-            hparams=hparams,
-        )
-        run_distill(spec, root / "runs" / name)
-    return root
+    return make_finished_runs(tmp_path_factory.mktemp("export-world"), RUNS, per_class=10)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from distill_world import make_images, make_student, make_teacher_set
+from distill_world import make_finished_runs
 from fake_vendors import DIM, Script, serve
 
 from client_distill.cache import EmbeddingCache
@@ -24,7 +24,6 @@ from client_distill.model_info import ModelInfo
 from client_distill.model_selection import load_records
 from client_distill.predict import open_model
 from client_distill.report import write_report
-from client_distill.train import RunSpec, run_distill
 
 torch.set_num_threads(1)
 PRICE = 0.001
@@ -43,22 +42,10 @@ NEW_CLASSES = ["boat", "car", "light bulb"]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """An ADiP run and an ERM run (a few seconds) whose teacher set names the fake vendor's model."""
-    root = tmp_path_factory.mktemp("open-vocab-world")
-    data = make_images(root / "data", per_class=5)
-    make_teacher_set(data, root / "teacher", dim=DIM, meta=TEACHER_META)
-    make_student(root / "student.pt", arch="resnet10t_half")
-    for method in ("adip", "erm"):
-        spec = RunSpec(
-            method=method,
-            data=str(data),
-            test_domain="sketch",
-            teacher=str(root / "teacher"),
-            student=str(root / "student.pt"),
-            profile="smoke",
-            hparams={"steps": 4, "lr": 3e-3},
-        )
-        run_distill(spec, root / "runs" / method)
-    return root
+    runs = {method: (method, {"steps": 4, "lr": 3e-3}) for method in ("adip", "erm")}
+    return make_finished_runs(
+        tmp_path_factory.mktemp("open-vocab-world"), runs, per_class=5, dim=DIM, meta=TEACHER_META
+    )
 
 
 def vendor_args(url: str, cache: Path) -> list[str]:
