@@ -17,11 +17,17 @@ As with every ``multiprocessing`` start method but ``fork``, each run first impo
 module: a script that calls :func:`client_distill.sweep.run_sweep` needs the usual
 ``if __name__ == "__main__":`` guard (Python says so, in the sweep's output, if it is missing). The
 ``vl2v`` command has it.
+
+This pool is the ``local`` launcher, the default. :func:`open_launcher` opens a launcher by name
+(:data:`LAUNCHERS`); the others live in their own modules, imported only when chosen, so the default
+path never imports their engine (``ray``: :mod:`client_distill.launcher_ray`). Every launcher runs a
+job through the same :func:`run_job`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import signal
@@ -30,7 +36,11 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from client_distill.errors import UsageError
 
 #: the exit status of a job stopped by Ctrl-C (``shared.cli.call``'s, the shell's 128 + SIGINT)
 INTERRUPTED = 130
@@ -38,14 +48,67 @@ INTERRUPTED = 130
 PRELOAD = ["torch", "timm", "client_distill.train", "client_distill.methods", "client_distill.commands.distill"]
 
 
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How a sweep launches its runs: ``vl2v sweep --launcher --workers --threads --address``."""
+
+    launcher: str = "local"
+    #: runs at a time (local launcher; on Ray the cluster's free resources decide)
+    workers: int = 1
+    #: torch threads per run (default: the launcher's, see :attr:`Launcher.threads`)
+    threads: int | None = None
+    #: the Ray cluster to run on (None: a local Ray instance; ``auto``: the cluster this machine is in)
+    address: str | None = None
+
+
+class Launcher(Protocol):
+    """What :func:`client_distill.sweep.execute` needs of a launcher: queue jobs, cancel, close."""
+
+    #: torch threads per run unless the sweep says otherwise
+    threads: int
+
+    def submit(self, job: Callable[..., int], args: tuple, out: Path, threads: int) -> Future: ...
+
+    def cancel(self) -> None: ...
+
+    def __enter__(self) -> Launcher: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+#: launcher name → ``module:factory`` taking :class:`LaunchOptions`; a module is imported only when
+#: its launcher is chosen
+LAUNCHERS = {
+    "local": "client_distill.launcher:RunPool.from_options",
+    "ray": "client_distill.launcher_ray:RayPool.from_options",
+}
+
+
+def open_launcher(options: LaunchOptions) -> Launcher:
+    """The launcher ``options.launcher`` names, opened with ``options``."""
+    if options.launcher not in LAUNCHERS:
+        raise UsageError(f"unknown launcher {options.launcher!r}; known: {', '.join(sorted(LAUNCHERS))}")
+    module, factory = LAUNCHERS[options.launcher].split(":")
+    target: object = importlib.import_module(module)
+    for name in factory.split("."):
+        target = getattr(target, name)
+    return target(options)  # type: ignore[operator]
+
+
 class RunPool(contextlib.AbstractContextManager):
     """``workers`` jobs at a time, each in its own process forked from the preloaded server."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, threads: int | None = None):
+        #: the cores split between the workers, unless told
+        self.threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._pool = ThreadPoolExecutor(max(1, workers))
         self._stopping = threading.Event()
+
+    @classmethod
+    def from_options(cls, options: LaunchOptions) -> RunPool:
+        return cls(options.workers, options.threads)
 
     def submit(self, job: Callable[..., int], args: tuple, out: Path, threads: int) -> Future:
         """Queue ``job(*args)``, a module-level function returning an exit status (output to

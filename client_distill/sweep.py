@@ -9,7 +9,9 @@ earlier search of the same task instead.
 Each run's folder is the md5 of its arguments, so a relaunched sweep skips finished runs (their
 ``done`` marker) and resumes unfinished ones from their last checkpoint. Each run is a process forked
 from a server that imported torch once (:mod:`client_distill.launcher`), given its RunSpec directly;
-``--workers N`` at a time, threads split between them.
+``--workers N`` at a time, threads split between them. ``--launcher ray`` runs them as Ray tasks
+instead (:mod:`client_distill.launcher_ray`), on a local Ray instance or a cluster; teacher sets are
+still bought here, before any run starts.
 
 Methods whose training uses no teacher image (erm, lp, lp_ft, adip_text_only, zero_shot) do not
 depend on the budget and run once per (target, seed). With ``embed``, the sweep buys only what its
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from client_distill.commands.distill import sweep_job
 from client_distill.datasets import DomainDataset, open_dataset
 from client_distill.embed import load_templates
 from client_distill.errors import UsageError
-from client_distill.launcher import RunPool
+from client_distill.launcher import LaunchOptions, RunPool, open_launcher
 from client_distill.methods import METHODS
 from client_distill.model_selection import load_records, select
 from client_distill.runspec import RunSpec
@@ -264,15 +265,10 @@ def _complete(teacher_set: Path) -> bool:
 
 
 def execute(
-    cfg: SweepConfig,
-    specs: list[RunSpec],
-    purchases: dict[str, list[str]],
-    workers: int,
-    desc: str,
-    threads: int | None = None,
+    cfg: SweepConfig, specs: list[RunSpec], purchases: dict[str, list[str]], launch: LaunchOptions, desc: str
 ) -> dict[str, list[str]]:
-    """Run every unfinished spec, ``threads`` torch threads each (default: the cores split between the
-    workers); the run folders by outcome (done / skipped / failed)."""
+    """Run every unfinished spec on the launcher ``launch`` names, ``launch.threads`` torch threads
+    each (default: the launcher's); the run folders by outcome (done / skipped / failed)."""
     root = Path(cfg.out)
     todo, outcome = [], {"done": [], "skipped": [], "failed": []}
     for spec in specs:
@@ -282,10 +278,9 @@ def execute(
     # seed by seed (a sweep cut short has every method for its first seeds), longest first within a
     # seed (so the long runs do not start last and leave the other workers idle at the end)
     todo.sort(key=lambda item: (item[0].seed, -expected_cost(item[0])))
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     vendor_args = [str(a) for a in cfg.vendor_args]
-    with RunPool(workers) as pool:
-        futures = {pool.submit(sweep_job, (spec, str(out), vendor_args), out, threads): out for spec, out in todo}
+    with open_launcher(launch) as pool:
+        futures = {pool.submit(sweep_job, (spec, str(out), vendor_args), out, pool.threads): out for spec, out in todo}
         bar = tqdm(
             as_completed(futures),
             total=len(futures),
@@ -304,14 +299,12 @@ def execute(
     return outcome
 
 
-def run_search(cfg: SweepConfig, workers: int, threads: int | None = None) -> dict[str, dict[str, Any]]:
+def run_search(cfg: SweepConfig, launch: LaunchOptions) -> dict[str, dict[str, Any]]:
     """Run the search's candidates and choose each method's hparams; writes ``OUT/search.json``."""
     planner = Planner(cfg)
     candidates = planner.candidates()
     specs = [spec for points in candidates.values() for _, runs in points for spec in runs]
-    outcome = execute(
-        cfg, specs, planner.purchases.argv if planner.purchases else {}, workers, "hparam search", threads
-    )
+    outcome = execute(cfg, specs, planner.purchases.argv if planner.purchases else {}, launch, "hparam search")
     if outcome["failed"]:
         raise UsageError(
             f"{len(outcome['failed'])} search run(s) failed, e.g. {outcome['failed'][0]}/log.txt; fix and rerun"
@@ -325,9 +318,15 @@ def run_search(cfg: SweepConfig, workers: int, threads: int | None = None) -> di
 
 
 def run_sweep(
-    cfg: SweepConfig, workers: int = 1, dry_run: bool = False, threads: int | None = None
+    cfg: SweepConfig,
+    workers: int = 1,
+    dry_run: bool = False,
+    threads: int | None = None,
+    launcher: str = "local",
+    address: str | None = None,
 ) -> dict[str, list[str]]:
-    """Search (if the config has one), then launch every unfinished protocol run; returns the run
+    """Search (if the config has one), then launch every unfinished protocol run on ``launcher``
+    (:data:`client_distill.launcher.LAUNCHERS`; ``address``: the Ray cluster's); returns the run
     folders by outcome (done / skipped / failed; with ``dry_run`` nothing is launched and ``todo``
     lists what would be: the search's candidates, or the protocol's runs when there is no search)."""
     if dry_run:
@@ -346,6 +345,7 @@ def run_sweep(
                 str(Path(cfg.out) / run_name(s)) for s in specs if str(Path(cfg.out) / run_name(s)) not in todo
             ],
         }
-    chosen = run_search(cfg, workers, threads) if cfg.search else None
+    launch = LaunchOptions(launcher, workers, threads, address)
+    chosen = run_search(cfg, launch) if cfg.search else None
     specs, purchases = plan_sweep(cfg, chosen)
-    return execute(cfg, specs, purchases, workers, "sweep", threads)
+    return execute(cfg, specs, purchases, launch, "sweep")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from client_distill.errors import UsageError
+from client_distill.launcher import LAUNCHERS
 from client_distill.settings import ClientSettings
 
 
@@ -16,9 +17,25 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
         description="See client_distill/sweep.py for the config format.",
     )
     p.add_argument("--config", required=True, help="sweep YAML")
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     p.add_argument(
-        "--threads", type=int, default=None, help="torch threads per run (default: the cores split between the workers)"
+        "--launcher",
+        default="local",
+        choices=sorted(LAUNCHERS),
+        help="where runs execute: local (processes on this machine) or ray (Ray tasks; see --address)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="--launcher ray: the Ray cluster (HOST:PORT, ray://HOST:PORT, or auto: the cluster this machine "
+        "joined with `ray start`); default: a local Ray instance",
+    )
+    p.add_argument("--workers", type=int, default=None, help="runs in parallel processes (local launcher; default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: the cores split between the workers; on Ray 1, and a run "
+        "reserves that many CPUs)",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
     p.set_defaults(func=_sweep)
@@ -28,9 +45,20 @@ def _sweep(args: argparse.Namespace) -> int:
     from client_distill.sweep import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
     from client_distill.sweep_config import load_config
 
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+    if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise UsageError("--workers and --threads must be at least 1")
-    outcome = run_sweep(load_config(args.config), workers=args.workers, dry_run=args.dry_run, threads=args.threads)
+    if args.launcher != "ray" and args.address is not None:
+        raise UsageError("--address is the Ray cluster's: use it with --launcher ray")
+    if args.launcher == "ray" and args.workers is not None:
+        raise UsageError("--workers is the local launcher's: on Ray the cluster's free CPUs and GPUs decide")
+    outcome = run_sweep(
+        load_config(args.config),
+        workers=args.workers or 1,
+        dry_run=args.dry_run,
+        threads=args.threads,
+        launcher=args.launcher,
+        address=args.address,
+    )
     if args.dry_run:
         print(f"{len(outcome['todo'])} runs to do, {len(outcome['skipped'])} already done")
         return 0
