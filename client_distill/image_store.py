@@ -26,19 +26,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from client_distill.datasets import Sample
+from client_distill.image_files import decode
 
 #: decode everything up front when it takes at most this much memory (else per batch)
 DEFAULT_MAX_BYTES = 4 * 2**30
 DECODE_THREADS = 4
-
-
-def decode(path: Path, size: int) -> np.ndarray:
-    """One image file as ``[size, size, 3]`` uint8 RGB (antialiased bilinear resize when needed)."""
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.BILINEAR, reducing_gap=None)
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -29,7 +29,7 @@ METADATA_FILE = "metadata.json"
 @dataclass(frozen=True)
 class Preprocessing:
     """How an image becomes the model's input, exactly as the run evaluated its splits
-    (:func:`client_distill.image_store.decode` then :func:`client_distill.augment.normalise`): RGB,
+    (:func:`client_distill.image_files.decode` then :func:`client_distill.augment.normalise`): RGB,
     the whole image resized to ``image_size`` × ``image_size`` (bilinear, no crop), pixels / 255, then
     ``(x − mean) / std`` per channel; float32, NCHW."""
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from client_distill.errors import UsageError
+from client_distill.image_files import decode
 from client_distill.model_info import METADATA_FILE, ModelInfo, Preprocessing
 
 #: images per forward pass of an export (a run folder uses the batch it evaluated with)
@@ -43,16 +44,11 @@ class ImageError(UsageError):
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
-    """One image file as ``[size, size, 3]`` uint8 RGB: the whole image, bilinear resize when needed
-    (what :func:`client_distill.image_store.decode` gives the trainer's evaluator; a test holds the two
-    equal). A file that is not an image or whose data ends early raises :class:`ImageError`: Pillow's
-    default refuses a truncated file rather than padding it with black."""
+    """One image file as ``[size, size, 3]`` uint8 RGB (:func:`client_distill.image_files.decode`, what
+    the trainer's evaluator sees). A file that is not an image or whose data ends early raises
+    :class:`ImageError`: Pillow's default refuses a truncated file rather than padding it with black."""
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BILINEAR, reducing_gap=None)
-        return np.asarray(rgb, dtype=np.uint8)
+        return decode(path, size)
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except IsADirectoryError:
