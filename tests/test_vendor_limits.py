@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import struct
-import zlib
 
 import pytest
 from PIL import Image
-from vendor_payloads import PNG_SIGNATURE, b64, image_file, image_item, png_chunk
+from vendor_payloads import b64, image_file, image_item, raw_png
 
 from client_distill.adapters.errors import BudgetExhausted
 from client_distill.adapters.registry import create_adapter
@@ -26,22 +24,6 @@ from vendor_server.images import ImageLimits, decode_image, inspect_image
 from vendor_server.ledger import Ledger
 
 LIMITS = ImageLimits(max_bytes=10_000_000, max_pixels=2000 * 2000)
-ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
-
-def raw_png(width: int, height: int, rows: int | None = None, interlaced: bool = False) -> bytes:
-    """A grey 8-bit RGB PNG built by hand (Pillow writes no interlaced PNGs); ``rows`` < the needed
-    scanlines makes its compressed data end early, as a cut-off upload's would."""
-    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
-    lines = [
-        b"\x00" + b"\x80" * 3 * -(-(width - x0) // dx)
-        for x0, y0, dx, dy in passes
-        if width > x0 and height > y0
-        for _ in range(-(-(height - y0) // dy))
-    ]
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, int(interlaced))
-    idat = zlib.compress(b"".join(lines[:rows]))
-    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize("interlaced", [False, True])

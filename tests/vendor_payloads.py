@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import itertools
 import os
 import sqlite3
 import struct
@@ -60,13 +61,29 @@ def one_bit_png(width: int = 4096, height: int = 4096) -> bytes:
     return buf.getvalue()
 
 
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def raw_png(width: int, height: int, rows: int | None = None, interlaced: bool = False) -> bytes:
+    """A grey 8-bit RGB PNG built by hand (Pillow writes no interlaced PNGs); ``rows`` < the needed
+    scanlines makes its compressed data end early, as a cut-off upload's would."""
+    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
+    lines = (
+        b"\x00" + b"\x80" * 3 * -(-(width - x0) // dx)
+        for x0, y0, dx, dy in passes
+        if width > x0 and height > y0
+        for _ in range(-(-(height - y0) // dy))
+    )
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, int(interlaced))
+    idat = zlib.compress(b"".join(itertools.islice(lines, rows)))
+    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
 def short_png(width: int, height: int, rows: int = 1) -> bytes:
     """A PNG (8-bit RGB) whose header declares ``width x height`` but whose data, a complete and
     valid zlib stream with correct CRCs, holds only ``rows`` rows: a decoder that does not check the
     data against the header pads the rest with black."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    data = zlib.compress((b"\x00" + bytes(3 * width)) * rows)  # filter type 0, black pixels
-    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    return raw_png(width, height, rows=rows)
 
 
 def jpeg_header_bomb(width: int, height: int) -> bytes:
