@@ -38,22 +38,26 @@ from client_distill.pretrain_config import PretrainConfig
 from client_distill.run_folder import save_atomic
 from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
 from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, render
+from shared.world.streams import Stream, stream_rng
 
 #: rendering processes (rendering the photo pool and the test sets is a large part of a run)
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-#: first word of every generator seed here; ``vl2v data synth`` seeds images with ``(seed, style, class,
-#: n)``, so without it the photo pool would contain the very photos a client later tests on
-SEED_TAG = 0x9E3779B9
+
+
+def corpus_words(seed: int, part: int, style: str, class_name: str, k: int) -> list[int]:
+    """The seed words of image ``k`` of a (style, class) cell in the student's stream: ``part`` 0 is the
+    training pool, 1 the test sets (so the two never share an image)."""
+    return [seed, part, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), k]
 
 
 def _render_one(job: tuple[str, str, list[int], int]) -> np.ndarray:
     cls, style, words, size = job
-    img, _ = render(cls, style, np.random.default_rng(words), size=size)
+    img, _ = render(cls, style, stream_rng(Stream.STUDENT, *words), size=size)
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def _render_images(jobs: list[tuple[str, str, list[int]]], size: int, desc: str, workers: int) -> torch.Tensor:
-    """Render ``(class, style, rng seed words)`` jobs into a ``[N, 3, size, size]`` uint8 tensor, in
+    """Render ``(class, style, seed words in the student's stream)`` jobs into a ``[N, 3, size, size]`` uint8 tensor, in
     ``workers`` processes (each image has its own generator, so the result does not depend on them)."""
     tasks = [(cls, style, words, size) for cls, style, words in jobs]
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
@@ -72,9 +76,9 @@ def check_styles(styles: tuple[str, ...]) -> None:
 def render_pool(config: PretrainConfig, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training pool: ``pool_per_class`` images of every world class in every corpus style."""
     jobs = [
-        (cls, style, [SEED_TAG, config.seed, 0, STYLE_NAMES.index(style), c, k])
+        (cls, style, corpus_words(config.seed, 0, style, cls, k))
         for style in config.styles
-        for c, cls in enumerate(CLASS_NAMES)
+        for cls in CLASS_NAMES
         for k in range(config.pool_per_class)
     ]
     labels = torch.tensor(
@@ -91,10 +95,9 @@ def evaluate_styles(student: Student, config: PretrainConfig, workers: int) -> d
     student.eval()
     accuracy = {}
     for style in styles:
-        s = STYLE_NAMES.index(style)
         jobs = [
-            (cls, style, [SEED_TAG, config.seed, 1, s, c, k])
-            for c, cls in enumerate(CLASS_NAMES)
+            (cls, style, corpus_words(config.seed, 1, style, cls, k))
+            for cls in CLASS_NAMES
             for k in range(config.eval_per_class)
         ]
         images = normalise(

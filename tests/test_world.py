@@ -11,6 +11,7 @@ import pytest
 from client_distill.cli import main
 from shared.world import CLASS_NAMES, CLIENT_STYLES, STYLE_NAMES, TASKS, caption, render
 from shared.world.captions import CLASS_SYNONYMS, STYLE_PHRASES
+from shared.world.streams import Stream, stream_rng
 
 PACS_STYLES = ("art_painting", "cartoon", "photo", "sketch")
 
@@ -126,3 +127,47 @@ def test_cli_writes_domainbed_layout_identically_and_refuses_to_overwrite(tmp_pa
     assert main([*args, "--out", str(tmp_path / "a"), "--seed", "6", "--overwrite"]) == 0
     changed = _digest(tmp_path / "a")
     assert changed.keys() == a.keys() and changed != a
+
+
+def _images(stream, words_of, seeds, style: str, class_name: str, count: int) -> set[bytes]:
+    """The first ``count`` images of a (style, class) cell of ``stream`` for each seed, as pixel bytes."""
+    return {
+        np.asarray(
+            render(class_name, style, stream_rng(stream, *words_of(seed, style, class_name, n)), 32)[0]
+        ).tobytes()
+        for seed in seeds
+        for n in range(count)
+    }
+
+
+def _world_words(seed: int, style: str, class_name: str, n: int) -> list[int]:
+    return [seed, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), n]
+
+
+@pytest.mark.parametrize(("style", "class_name"), [("sketch", "dog"), ("photo", "house"), ("product", "cup")])
+def test_client_tasks_are_disjoint_from_the_vendor_and_student_corpora(style, class_name):
+    """No client image, whatever its data seed, is an image the vendor's or the student's corpus was (or
+    could be) rendered from: corpus seeds 0-3 (the vendor's committed model used 0-2) against client
+    seeds 0-3, the calibration seed 101 and a large one, over the first images of three cells."""
+    from client_distill.pretrain_student import corpus_words
+
+    client = _images(Stream.CLIENT, _world_words, (0, 1, 2, 3, 101, 2**31 - 1), style, class_name, 4)
+    vendor = _images(Stream.VENDOR, _world_words, range(4), style, class_name, 4)
+    student = {
+        part: _images(
+            Stream.STUDENT, lambda s, st, c, n, p=part: corpus_words(s, p, st, c, n), range(4), style, class_name, 4
+        )
+        for part in (0, 1)  # its training pool and its test sets
+    }
+    assert len(client) == 24 and len(vendor) == 16 and all(len(v) == 16 for v in student.values())
+    assert not client & vendor
+    assert not client & (student[0] | student[1])
+    # the check can fail: the same words in one stream are the same image, and a client image rendered
+    # without its stream's tag would be the vendor's own
+    assert _images(Stream.VENDOR, _world_words, (0,), style, class_name, 1) <= vendor
+    untagged = {
+        np.asarray(
+            render(class_name, style, np.random.default_rng(_world_words(0, style, class_name, 0)), 32)[0]
+        ).tobytes()
+    }
+    assert untagged <= vendor

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from shared.world import CLASS_NAMES, STYLE_NAMES, TASKS, caption
 from shared.world.captions import STYLE_PHRASES
+from shared.world.streams import Stream
 from shared.world.writer import render_cell
 from vendor_server.model_configs import register_model_configs
 from vendor_server.pretrain_config import PretrainConfig
@@ -53,14 +54,15 @@ def create_model() -> tuple[torch.nn.Module, object]:
 
 
 def render_pool(cfg: PretrainConfig) -> dict:
-    """Every class × every style, ``per_cell`` images each, as uint8 ``[N, H, W, 3]`` plus labels."""
-    jobs = [(cfg.seed, s, c, cfg.per_cell, cfg.size) for s in STYLE_NAMES for c in CLASS_NAMES]
+    """Every class × every style, ``per_cell`` images each, as uint8 ``[N, H, W, 3]`` plus labels: the
+    vendor's own stream, which no client task or student corpus is drawn from."""
+    jobs = [(Stream.VENDOR, cfg.seed, s, c, cfg.per_cell, cfg.size) for s in STYLE_NAMES for c in CLASS_NAMES]
     images, attrs, labels, styles = [], [], [], []
     with (
         ProcessPoolExecutor(cfg.workers) as pool,
         tqdm(total=len(jobs) * cfg.per_cell, desc="rendering corpus", unit="img") as bar,
     ):
-        for (_, s, c, _, _), (imgs, a) in zip(
+        for (_, _, s, c, _, _), (imgs, a) in zip(
             jobs, pool.map(render_cell, *zip(*jobs, strict=True), chunksize=4), strict=True
         ):
             images.append(imgs)
@@ -220,8 +222,8 @@ def zero_shot(
     seed: int = 10_000,
     template: str = ZERO_SHOT_TEMPLATE,
 ) -> dict[str, float]:
-    """Per-domain zero-shot accuracy of a checkpoint on held-out images of ``task`` (rendered with a
-    seed the corpus never uses), through open_clip's own preprocessing as the server applies it."""
+    """Per-domain zero-shot accuracy of a checkpoint on held-out images of ``task`` (the vendor's stream
+    with a seed its corpus never uses), through open_clip's own preprocessing as the server applies it."""
     register_model_configs()
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(checkpoint))
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
@@ -233,7 +235,10 @@ def zero_shot(
         for domain in t.domains:
             xs, ys = [], []
             for y, c in enumerate(t.classes):
-                xs += [preprocess(Image.fromarray(pixels)) for pixels in render_cell(seed, domain, c, per_class)[0]]
+                xs += [
+                    preprocess(Image.fromarray(pixels))
+                    for pixels in render_cell(Stream.VENDOR, seed, domain, c, per_class)[0]
+                ]
                 ys += [y] * per_class
             img = F.normalize(model.encode_image(torch.stack(xs)), dim=-1)
             result[domain] = float(((img @ text.T).argmax(1) == torch.tensor(ys)).float().mean())

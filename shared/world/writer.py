@@ -1,7 +1,9 @@
 """Writing a task's images to disk in DomainBed's layout, ``DIR/<domain>/<class>/<n>.png``.
 
-Each image's generator is seeded from ``(seed, domain, class, n)`` alone, so the files do not depend on
-how the work is split between processes: the same seed gives byte-identical files.
+Each image's generator is seeded from its stream and ``(seed, domain, class, n)`` alone, so the files do
+not depend on how the work is split between processes: the same seed gives byte-identical files. Client
+tasks are drawn from :attr:`Stream.CLIENT`, disjoint from the corpora the vendor and the student were
+pretrained on (:mod:`shared.world.streams`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from shared.world import CLASS_NAMES, STYLE_NAMES, render
+from shared.world.streams import Stream, stream_rng
 from shared.world.tasks import Task
 
 
@@ -22,18 +25,21 @@ def folder_name(class_name: str) -> str:
     return class_name.replace(" ", "_")
 
 
-def image_rng(seed: int, style: str, class_name: str, n: int) -> np.random.Generator:
-    """The generator of one image, keyed by world indices so any subset can be rendered alone."""
-    return np.random.default_rng([seed, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), n])
+def image_rng(stream: Stream, seed: int, style: str, class_name: str, n: int) -> np.random.Generator:
+    """The generator of one image, keyed by its stream and world indices so any subset can be rendered
+    alone."""
+    return stream_rng(stream, seed, STYLE_NAMES.index(style), CLASS_NAMES.index(class_name), n)
 
 
-def render_cell(seed: int, style: str, class_name: str, count: int, size: int = 64) -> tuple[np.ndarray, list[dict]]:
-    """Images ``0..count-1`` of one (style, class) cell as uint8 ``[count, size, size, 3]`` plus their
-    attrs: the one place that maps world indices to images, so the files on disk, the vendor's
-    pretraining corpus and its zero-shot check all see the same pictures for the same seed."""
+def render_cell(
+    stream: Stream, seed: int, style: str, class_name: str, count: int, size: int = 64
+) -> tuple[np.ndarray, list[dict]]:
+    """Images ``0..count-1`` of one (style, class) cell of ``stream`` as uint8 ``[count, size, size, 3]``
+    plus their attrs: the one place that maps world indices to images, so the files on disk, the vendor's
+    pretraining corpus and its zero-shot check each see the same pictures for the same stream and seed."""
     images, attrs = [], []
     for n in range(count):
-        img, a = render(class_name, style, image_rng(seed, style, class_name, n), size)
+        img, a = render(class_name, style, image_rng(stream, seed, style, class_name, n), size)
         images.append(np.asarray(img))
         attrs.append(a)
     return np.stack(images), attrs
@@ -43,7 +49,7 @@ def _write_cell(job: tuple[str, str, str, int, int, int]) -> int:
     out, style, class_name, size, per_class, seed = job
     folder = Path(out) / style / folder_name(class_name)
     folder.mkdir(parents=True, exist_ok=True)
-    images, _ = render_cell(seed, style, class_name, per_class, size)
+    images, _ = render_cell(Stream.CLIENT, seed, style, class_name, per_class, size)
     for n, pixels in enumerate(images):
         Image.fromarray(pixels).save(folder / f"{n}.png", optimize=False)
     return per_class
