@@ -12,6 +12,11 @@ that does not show these cannot say why a method wins or loses. Measured here, o
 - a linear probe on the student's *frozen* initial features, trained on the source domains' "in"
   splits and scored on the target's "in" split (fitted to convergence by L-BFGS: the frozen features'
   own worth, next to the protocol's fine-tuned ERM);
+- the paper's Table A in the teacher's space, per target: accuracy on the target's "in" split of the
+  nearest class prototype by cosine, the prototypes being (E1) the class prompts' text embeddings (the
+  zero-shot classifier) and (E3) the mean image embedding of each class over the source domains' "in"
+  splits. E1 ≫ E3 is what the paper's analysis rests on: text describes an unseen domain better than the
+  source images do, which is why ADiP aligns to the text;
 - parameter counts of the teacher's image tower (where the vendor states it) and of the student.
 """
 
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from client_distill.datasets import DomainDataset, open_dataset
+from client_distill.datasets import DomainDataset, Sample, open_dataset
 from client_distill.probe import extract_features, fit_linear_probe
 from client_distill.students import create_student
 from client_distill.teacher_set import TeacherSet
@@ -56,6 +61,36 @@ def teacher_zero_shot(teacher: TeacherSet, dataset: DomainDataset) -> dict[str, 
         if pairs:
             emb = np.stack([e for e, _ in pairs]).astype(np.float32)
             out[domain] = float(((emb @ text.T).argmax(1) == np.array([y for _, y in pairs])).mean())
+    return out
+
+
+def prototype_accuracy(
+    teacher: TeacherSet, dataset: DomainDataset, targets: Sequence[str], seed: int
+) -> dict[str, dict[str, float]]:
+    """Table A per target: ``{"e1": ..., "e3": ...}``, the accuracy on the target's "in" split (split
+    ``seed``) of the nearest text prototype (E1) and of the nearest source-image class mean (E3), by
+    cosine in the teacher's space. Images the set does not hold are left out of both."""
+
+    def embedded(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [(teacher.image_embedding(s.path), s.label) for s in samples]
+        pairs = [(e[0], y) for e, y in pairs if e is not None]
+        if not pairs:
+            return np.zeros((0, len(teacher.text_embeddings[0])), np.float32), np.zeros(0, int)
+        return np.stack([e for e, _ in pairs]).astype(np.float32), np.array([y for _, y in pairs])
+
+    def accuracy(x: np.ndarray, y: np.ndarray, prototypes: np.ndarray) -> float:
+        unit = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
+        return float(((x @ unit.T).argmax(1) == y).mean())
+
+    text = np.asarray(teacher.text_embeddings, dtype=np.float32)
+    out = {}
+    for target in targets:
+        x, y = embedded(dataset.split(target, seed)[0])
+        src_x, src_y = embedded([s for d in dataset.domains if d != target for s in dataset.split(d, seed)[0]])
+        if not len(x) or any((src_y == c).sum() == 0 for c in range(len(dataset.classes))):
+            continue  # a partial teacher set: nothing honest to report
+        means = np.stack([src_x[src_y == c].mean(0) for c in range(len(dataset.classes))])
+        out[target] = {"e1": accuracy(x, y, text), "e3": accuracy(x, y, means)}
     return out
 
 
@@ -98,6 +133,7 @@ def diagnose(
             teacher_image_params=card.get("image_params"),
             teacher_logit_scale=teacher.meta.get("logit_scale"),
             teacher_zero_shot=teacher_zero_shot(teacher, ds),
+            teacher_prototypes=prototype_accuracy(teacher, ds, targets, seed),
             teacher_embedding_variance=variance_shares(emb, [labels[i] for i in held], [styles[i] for i in held]),
             teacher_images=len(held),
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from client_distill import premises
 from client_distill.errors import UsageError, Vl2vError
 from client_distill.model_selection import load_records, select
 
@@ -146,14 +147,18 @@ def _protocol_lines(results: list[Result]) -> list[str]:
 
     swad = {r.hparams["swad"] for r in trained}
     window = f"{values('swad_n_converge')}/{values('swad_n_tolerance')}/{values('swad_tolerance_ratio')}"
-    lrs = ", ".join(f"{m} {v}" for m, v in sorted({(r.method, r.hparams["lr"]) for r in trained}))
+    by_method: dict[str, set] = defaultdict(set)
+    for r in trained:
+        by_method[r.method].add(r.hparams["lr"])
+    lrs = ", ".join(f"{m} {'/'.join(str(v) for v in sorted(vs))}" for m, vs in sorted(by_method.items()))
     return [
         f"Student {', '.join(sorted({r.args['student'] for r in trained}))} (hparams profile "
         f"{', '.join(sorted({r.args['profile'] for r in trained}))}): {values('steps')} steps per stage (two-stage "
         f"methods train each stage as long), {values('batch_per_domain')} images per source domain per step, Adam "
         f"(weight decay {values('weight_decay')}), source validation every {values('checkpoint_freq')} steps; output "
         + OUTPUT_MODEL.get(frozenset(swad), OUTPUT_MODEL[frozenset()]).format(window=window)
-        + f". Learning rates: {lrs}.",
+        + f". Learning rates: {lrs}"
+        + (" (chosen per target domain: see the search)." if any(len(v) > 1 for v in by_method.values()) else "."),
     ]
 
 
@@ -248,28 +253,29 @@ def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: li
 
 
 def search_table(rs: list[Result]) -> list[str]:
-    """Each method's hparam search as its protocol runs record it: grid, candidates' scores, choice."""
+    """Each method's hparam search per target domain, as its protocol runs record it: grid, the
+    candidates' source-validation scores, the choice."""
     searches = {}
     for r in rs:
         s = r.args.get("search")
         if s and "chosen" in s:
-            searches.setdefault(r.method, s)
+            searches.setdefault((r.method, s.get("target", r.test_domain)), s)
     if not searches:
         return ["", "### Hparam search", "", "None recorded: every method ran with the config's hparams."]
     first = next(iter(searches.values()))
     lines = [
         "",
-        "### Hparam search (the same grid for every method; chosen on source validation only)",
+        "### Hparam search (the same grid for every method; chosen per target domain on source validation only)",
         "",
         f"Grid: `{json.dumps(first['grid'])}`. Criterion: {first['criterion']}."
         + (f" From `{first['source']}`." if first.get("source") else ""),
         "",
-        "| Method | candidates: source validation (%) | chosen |",
-        "|---|---|---|",
+        "| Method | target | candidates: source validation (%) | chosen |",
+        "|---|---|---|---|",
     ]
-    for method, s in sorted(searches.items()):
+    for (method, target), s in sorted(searches.items()):
         cells = ", ".join(f"{_point(c['hparams'])}: {100 * c['score']:.1f}" for c in s["candidates"])
-        lines.append(f"| {method} | {cells} | {_point(s['chosen'])} |")
+        lines.append(f"| {method} | {target} | {cells} | {_point(s['chosen'])} |")
     return lines
 
 
@@ -287,6 +293,7 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
     params = lambda n: "not stated by the vendor" if n is None else f"{n / 1e6:.2f} M"  # noqa: E731
     erm = [r for r in rs if r.method == "erm"]
     probe = diag.get("frozen_probe_ood", {})
+    protos = diag.get("teacher_prototypes", {})
     probe_avg = pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)
     teacher = f"teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')})"
     rows = [
@@ -311,6 +318,10 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
             ", ".join(f"{d} {fmt([r.ood for r in erm if r.test_domain == d])}" for d in domains),
         ),
         (
+            "teacher space, Table A: target accuracy by nearest text prototype (E1) / source-image class mean (E3)",
+            ", ".join(f"{d} {pct(protos[d]['e1'])} / {pct(protos[d]['e3'])}" for d in domains if d in protos) or "–",
+        ),
+        (
             "parameters: teacher image tower / student",
             f"{params(diag.get('teacher_image_params'))} / {params(diag.get('student_params'))}",
         ),
@@ -320,6 +331,8 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
         ),
         ("ID (source validation) of every method", "see the ID vs OOD table: an under-trained run shows there"),
     ]
+    bands = premises.load_bands(rs[0].dataset)
+    measured = premises.measure(premise_inputs(rs, domains, diag))
     return [
         "",
         "### Premise diagnostics",
@@ -327,7 +340,38 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
         md_row("premise", "measured"),
         "|---|---|",
         *(md_row(*row) for row in rows),
+        "",
+        "### The paper's regime: the premises" + (" against their pre-registered bands" if bands else ""),
+        "",
+        "Each premise in accuracy points per target, then the mean over targets (`client_distill/premises.py`;",
+        "bands: `client_distill/configs/premises.yaml`, pre-registered in `docs/results/calibration.md`). Teacher:",
+        "the `zero_shot` runs where the report has them, else E1 (the same classifier).",
+        "",
+        *premises.table(domains, measured, bands),
     ]
+
+
+def premise_inputs(rs: list[Result], domains: list[str], diag: dict) -> dict[str, dict[str, float | None]]:
+    """Per target, what :func:`client_distill.premises.measure` needs, from the runs (ERM, zero-shot:
+    means over seeds) and the diagnostics (probe, E1, E3)."""
+
+    def mean_of(method: str, domain: str, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in rs if r.method == method and r.test_domain == domain]
+        return float(np.mean(values)) if values else None
+
+    out = {}
+    for d in domains:
+        protos = diag.get("teacher_prototypes", {}).get(d, {})
+        teacher = mean_of("zero_shot", d, "ood")
+        out[d] = {
+            "probe": diag.get("frozen_probe_ood", {}).get(d),
+            "erm_ood": mean_of("erm", d, "ood"),
+            "erm_id": mean_of("erm", d, "id"),
+            "teacher": teacher if teacher is not None else protos.get("e1"),
+            "e1": protos.get("e1"),
+            "e3": protos.get("e3"),
+        }
+    return out
 
 
 def scale_text(scale: float | None) -> str:

@@ -196,14 +196,12 @@ class Planner:
             ]
         return out
 
-    def protocol(self, chosen: dict[str, dict[str, Any]]) -> list[RunSpec]:
-        """Every protocol run, in a stable order; ``chosen[method]`` is its search summary, if any."""
+    def protocol(self, chosen: dict[str, dict[str, dict[str, Any]]]) -> list[RunSpec]:
+        """Every protocol run, in a stable order; ``chosen[method][target]`` is its search summary, if any."""
         cfg, specs = self.cfg, []
         for method in cfg.methods:
             cls = METHODS[method]
             online_ok = method in (cfg.online_methods if cfg.online_methods is not None else cfg.methods)
-            search = chosen.get(method)
-            hparams = dict(search["chosen"]) if search else {}
             for mode in (
                 [m for m in cfg.teacher_modes if m == "cached" or online_ok] if cls.uses_teacher_images else ["cached"]
             ):
@@ -214,21 +212,29 @@ class Planner:
                     budgets = [b for b in budgets if b is None or b > 0]
                 for budget in budgets:
                     for domain in self.domains(cfg.test_domains):
+                        search = chosen.get(method, {}).get(domain)
+                        hparams = dict(search["chosen"]) if search else {}
                         for seed in cfg.seeds:
                             specs.append(self.spec(method, mode, budget, domain, seed, hparams, search))
         return specs
 
 
 def plan_sweep(
-    cfg: SweepConfig, chosen: dict[str, dict[str, Any]] | None = None
+    cfg: SweepConfig, chosen: dict[str, dict[str, dict[str, Any]]] | None = None
 ) -> tuple[list[RunSpec], dict[str, list[str]]]:
-    """The protocol's runs (with ``chosen`` search summaries, or those of ``searched``) and the
-    ``vl2v embed`` commands (by teacher-set folder) that buy what they need."""
+    """The protocol's runs (with ``chosen`` search summaries by method and target, or those of
+    ``searched``) and the ``vl2v embed`` commands (by teacher-set folder) that buy what they need."""
     planner = Planner(cfg)
     if chosen is None:
         chosen = load_search(cfg.searched) if cfg.searched else {}
-    unsearched = [m for m in planner.searched_methods() if chosen and m not in chosen]
-    if unsearched:  # the same search for every method, or none: never some searched and some not
+    # the same search for every method and target, or none: never some searched and some not
+    unsearched = [
+        f"{m} on {d}"
+        for m in planner.searched_methods()
+        for d in planner.domains(cfg.test_domains)
+        if chosen and d not in chosen.get(m, {})
+    ]
+    if unsearched:
         raise UsageError(
             f"no search result for {', '.join(unsearched)} in {cfg.searched or 'the search'}; search them too"
         )
@@ -299,8 +305,9 @@ def execute(
     return outcome
 
 
-def run_search(cfg: SweepConfig, launch: LaunchOptions) -> dict[str, dict[str, Any]]:
-    """Run the search's candidates and choose each method's hparams; writes ``OUT/search.json``."""
+def run_search(cfg: SweepConfig, launch: LaunchOptions) -> dict[str, dict[str, dict[str, Any]]]:
+    """Run the search's candidates and choose each method's hparams per target domain; writes
+    ``OUT/search.json``."""
     planner = Planner(cfg)
     candidates = planner.candidates()
     specs = [spec for points in candidates.values() for _, runs in points for spec in runs]
@@ -311,8 +318,13 @@ def run_search(cfg: SweepConfig, launch: LaunchOptions) -> dict[str, dict[str, A
         )
     root, chosen = Path(cfg.out), {}
     for method, points in candidates.items():
-        scores = [[select(load_records(root / run_name(s)))["source_val_acc"] for s in runs] for _, runs in points]
-        chosen[method] = summary(cfg.search.grid, method, [p for p, _ in points], scores)
+        chosen[method] = {}
+        for target in planner.domains(cfg.search.test_domains):
+            scores = [
+                [select(load_records(root / run_name(s)))["source_val_acc"] for s in runs if s.test_domain == target]
+                for _, runs in points
+            ]
+            chosen[method][target] = summary(cfg.search.grid, method, target, [p for p, _ in points], scores)
     write_search(root / SEARCH_FILE, chosen)
     return chosen
 

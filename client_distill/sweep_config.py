@@ -18,7 +18,7 @@ Example (every key but ``data``, ``methods`` and ``out`` optional)::
     seeds: [0, 1, 2, 3, 4]
     profile: synth
     hparams: {steps: 200}          # the same for every method
-    search:                        # the same grid for every method, chosen per method on source validation
+    search:                        # the same grid for every method, chosen per method and target on source validation
       grid: {lr: [1.0e-4, 3.0e-4, 1.0e-3]}
       seeds: [0]
     searched: path/search.json     # instead of `search`: the choice of an earlier search of the same task
@@ -58,8 +58,9 @@ class EmbedConfig(_Strict):
 
 class SearchConfig(_Strict):
     """DomainBed's protocol: every method gets the same grid, each candidate runs on every target
-    domain (``test_domains``) and seed listed here, and a method keeps the candidate whose outputs
-    have the best mean source-validation accuracy. Methods that buy images search at ``budget``."""
+    domain (``test_domains``) and seed listed here, and for each target a method keeps the candidate
+    whose runs holding that target out have the best mean source-validation accuracy; every target of
+    the protocol must be among these. Methods that buy images search at ``budget``."""
 
     grid: dict[str, list[Any]]
     seeds: list[int] = [0]

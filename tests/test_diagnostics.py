@@ -9,7 +9,8 @@ import torch
 from distill_world import make_images, make_student, make_teacher_set
 
 from client_distill.datasets import open_dataset
-from client_distill.diagnostics import diagnose, teacher_zero_shot, variance_shares
+from client_distill.diagnostics import diagnose, prototype_accuracy, teacher_zero_shot, variance_shares
+from client_distill.teacher_set import TeacherSet
 
 torch.set_num_threads(1)
 
@@ -23,6 +24,30 @@ def test_variance_shares_on_a_known_design():
     assert shares == pytest.approx({"class": 0.8, "style": 0.2, "residual": 0.0}, abs=1e-9)
     noisy = x + np.random.default_rng(0).normal(size=x.shape)  # noise lands in the residual
     assert variance_shares(noisy, classes, styles)["residual"] > 0.1
+
+
+def test_prototypes_text_against_source_image_means_on_a_known_design(tmp_path):
+    """Table A's E1 and E3: in the source domains each class carries a style-bound extra direction (cat:
+    e2, dog: e3) that the target domain swaps, so the source-image class means point the target's
+    images to the wrong class while the text prototypes (e0, e1) still point them right."""
+    data = make_images(tmp_path / "data")
+    ds = open_dataset(data)
+    e = np.eye(4, dtype=np.float32)
+    extra = {("sketch", 0): e[3], ("sketch", 1): e[2], ("source", 0): e[2], ("source", 1): e[3]}
+    images = {}
+    for d in ds.domains:
+        for smp in ds.samples(d):
+            v = e[smp.label] + 2 * extra[("sketch" if d == "sketch" else "source", smp.label)]
+            images[smp.path] = (v / np.linalg.norm(v))[None].astype(np.float16)
+    teacher = TeacherSet(
+        classes=ds.classes, prompts=[[f"a photo of a {c}"] for c in ds.classes], text_embeddings=e[:2],
+        image_embeddings=images, meta={},
+    )  # fmt: skip
+    got = prototype_accuracy(teacher, ds, ["sketch", "photo"], seed=0)
+    assert got["sketch"] == {"e1": 1.0, "e3": 0.0}
+    assert got["photo"] == {"e1": 1.0, "e3": 1.0}  # where the sources agree with the target, both work
+    del images[ds.samples("art")[0].path], images[ds.samples("photo")[0].path]  # a partial set still has means
+    assert prototype_accuracy(teacher, ds, ["sketch"], seed=0)["sketch"]["e3"] == 0.0
 
 
 def test_teacher_zero_shot_and_the_whole_diagnosis(tmp_path):
@@ -39,6 +64,7 @@ def test_teacher_zero_shot_and_the_whole_diagnosis(tmp_path):
     d = diagnose(str(data), None, str(tmp_path / "student.pt"), str(tmp_path / "teacher"), ["sketch"])
     assert set(d["frozen_probe_ood"]) == {"sketch"} and 0 <= d["frozen_probe_ood"]["sketch"] <= 1
     assert d["student_params"] > 0 and d["teacher_image_params"] == 123 and d["teacher_logit_scale"] == 30.0
+    assert set(d["teacher_prototypes"]) == {"sketch"} and set(d["teacher_prototypes"]["sketch"]) == {"e1", "e3"}
     assert sum(d["teacher_embedding_variance"].values()) == pytest.approx(1.0) and d["teacher_images"] == sum(
         len(ds.samples(x)) for x in ds.domains
     )

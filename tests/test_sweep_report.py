@@ -313,17 +313,29 @@ def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_p
     assert not outcome["failed"]
     search = json.loads((tmp_path / "runs" / SEARCH_FILE).read_text())
     assert set(search) == {"erm", "adip"}  # zero-shot trains nothing: nothing to search
-    for method, s in search.items():
-        # each candidate ran on every target domain (the search's default) with the search's one seed
-        assert [c["hparams"] for c in s["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-2}] and all(
-            c["runs"] == 3 for c in s["candidates"]
-        )
-        best = max(s["candidates"], key=lambda c: c["score"])
-        assert s["chosen"] == best["hparams"]
-        # the protocol's runs of the method carry the choice and the summary that made it
+    for method, per_target in search.items():
+        # one choice per target domain (DomainBed's training-domain validation), from the runs holding it out
+        assert set(per_target) == {"art", "photo", "sketch"}  # the search's default: every domain
+        for target, s in per_target.items():
+            assert s["target"] == target and [c["hparams"] for c in s["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-2}]
+            assert all(c["runs"] == 1 for c in s["candidates"])  # the search's one seed, on this target only
+            best = max(s["candidates"], key=lambda c: c["score"])
+            assert s["chosen"] == best["hparams"]
+            runs = [
+                select(load_records(d.parent))
+                for d in (tmp_path / "runs").glob("*/done")
+                if (select(load_records(d.parent))["args"].get("search") or {}).get("candidate")
+            ]
+            mine = [r for r in runs if r["args"]["method"] == method and r["args"]["test_domain"] == target]
+            assert sorted(100 * r["source_val_acc"] for r in mine) == pytest.approx(
+                sorted(100 * c["score"] for c in s["candidates"])
+            )  # the scores are those runs' source validation, and only theirs
+        # the protocol's runs of the method carry their target's choice and the summary that made it
         protocol = [r for r in collect(tmp_path / "runs") if r.method == method]
         assert len(protocol) == 2 and all(
-            r.args["hparams"] == {**cfg.hparams, **s["chosen"]} and r.args["search"] == s for r in protocol
+            r.args["hparams"] == {**cfg.hparams, **per_target[r.test_domain]["chosen"]}
+            and r.args["search"] == per_target[r.test_domain]
+            for r in protocol
         )
     # the candidates are runs like any other, but not protocol results
     candidates = [select(load_records(d.parent)) for d in (tmp_path / "runs").glob("*/done")]
@@ -335,6 +347,19 @@ def test_sweep_searches_each_method_then_runs_the_protocol_with_its_choice(tmp_p
     reuse = cfg.model_copy(
         update={"search": None, "searched": str(tmp_path / "runs" / SEARCH_FILE), "out": str(tmp_path / "again")}
     )
-    assert {s.hparams["lr"] for s in plan_sweep(reuse)[0] if s.method == "erm"} == {search["erm"]["chosen"]["lr"]}
-    with pytest.raises(UsageError, match="no search result for kd"):
+    assert {s.hparams["lr"] for s in plan_sweep(reuse)[0] if s.method == "erm"} == {
+        search["erm"]["sketch"]["chosen"]["lr"]
+    }
+    with pytest.raises(UsageError, match="no search result for kd on sketch"):
         plan_sweep(reuse.model_copy(update={"methods": ["erm", "kd"]}))
+
+
+def test_every_protocol_target_needs_its_own_search_choice(tmp_path):
+    cfg = load_config(write_config(tmp_path, methods=["erm"], test_domains=["sketch", "art"]))
+    pick = {"chosen": {"lr": 0.01}, "candidates": [], "grid": {"lr": [0.01]}, "criterion": "c", "method": "erm"}
+    specs, _ = plan_sweep(
+        cfg, {"erm": {"sketch": {**pick, "target": "sketch"}, "art": {**pick, "chosen": {"lr": 0.1}}}}
+    )
+    assert {(s.test_domain, s.hparams["lr"]) for s in specs} == {("sketch", 0.01), ("art", 0.1)}
+    with pytest.raises(UsageError, match="no search result for erm on art"):
+        plan_sweep(cfg, {"erm": {"sketch": pick}})
