@@ -171,3 +171,20 @@ def test_client_tasks_are_disjoint_from_the_vendor_and_student_corpora(style, cl
         ).tobytes()
     }
     assert untagged <= vendor
+
+
+def test_classes_come_with_their_typical_colour_and_habitat_mostly():
+    """The source-domain shortcuts of real data: an elephant is grey in the savanna three times in four."""
+    from shared.world.context import TYPICAL
+
+    attrs = [render("elephant", "photo", np.random.default_rng(k), size=16)[1] for k in range(200)]
+    grey = np.mean([a["colour"] == "grey" for a in attrs])
+    savanna = np.mean([a["habitat"] == "savanna" for a in attrs])
+    assert TYPICAL - 0.1 < grey < TYPICAL + 0.15 and TYPICAL - 0.1 < savanna < TYPICAL + 0.15
+    rng = np.random.default_rng(0)
+    a = {**attrs[0], "habitat": "savanna"}
+    said = {caption("elephant", "sketch", a, rng) for _ in range(200)} | {
+        caption("elephant", "product", a, rng) for _ in range(200)
+    }
+    assert not any("savanna" in c or "dry grass" in c for c in said)  # no backdrop drawn, none named
+    assert any("savanna" in caption("elephant", "photo", a, rng) for _ in range(200))

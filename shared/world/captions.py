@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.world.context import HABITATS
 from shared.world.styles import STYLES
 
 #: how a caption may call each style (the first is the canonical phrase)
@@ -85,6 +86,9 @@ def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator) 
     side = "left" if attrs["x"] < 0.4 else "right" if attrs["x"] > 0.6 else None
     if side and rng.random() < 0.3:
         extras.append(_PLACES[side][rng.integers(2)])
+    if STYLES[style].shows_habitat and rng.random() < 0.3:
+        phrases = HABITATS[attrs["habitat"]].phrases
+        extras.append(phrases[rng.integers(len(phrases))])
     if attrs["occluded"] and rng.random() < 0.4:
         extras.append("partly hidden")
     if attrs["clutter"] and rng.random() < 0.2:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.world.classes import draw
+from shared.world.context import draw_look
 from shared.world.geometry import Part, ellipse, line, place, polygon, rect
 
 #: named colours an object can take; the name goes into captions
@@ -95,12 +96,11 @@ def _occluder(rng: np.random.Generator, centre, scale: float, canvas: int) -> El
 def compose(
     class_name: str, rng: np.random.Generator, canvas: int, clutter: bool = True, centred: bool = False
 ) -> Scene:
-    """Draw a member of ``class_name`` and place it with random colour, pose, position and scale;
-    add clutter and, sometimes, an occluder. ``attrs`` records what a caption may mention."""
+    """Draw a member of ``class_name`` and place it with a colour and a habitat (usually its class's:
+    :mod:`shared.world.context`), a random pose, position and scale; add clutter and, sometimes, an
+    occluder. ``attrs`` records what a caption may mention."""
     parts = draw(class_name, rng)
-    names = list(COLOURS)
-    colour = names[rng.integers(len(names))]
-    accent = names[rng.integers(len(names))]
+    colour, accent, habitat = draw_look(class_name, list(COLOURS), rng)
     scale = rng.uniform(0.5, 0.85)
     room = (1 - scale) / 2 if not centred else 0.03
     centre = (0.5 + rng.uniform(-room, room), 0.5 + rng.uniform(-room, room))
@@ -117,6 +117,7 @@ def compose(
         elements.append(_occluder(rng, centre, scale, canvas))
     attrs = {
         "colour": colour,
+        "habitat": habitat,
         "scale": round(float(scale), 3),
         "x": round(float(centre[0]), 3),
         "y": round(float(centre[1]), 3),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from shared.world.context import HABITATS
 from shared.world.scene import Element, Scene
 from shared.world.textures import blur, hsv, layer, mask, noise, paint, recolour, to_image
 
@@ -24,6 +25,7 @@ class Style:
     clutter: bool = True  # whether scenes in this style carry clutter and occluders
     centred: bool = False
     shows_colour: bool = True  # whether the object's colour is visible (captions only mention it then)
+    shows_habitat: bool = True  # whether the backdrop shows the scene's habitat (captions only mention it then)
 
 
 def _unit(scene: Scene) -> float:
@@ -54,22 +56,31 @@ def _shaded_objects(
     return canvas
 
 
-def _natural_background(rng: np.random.Generator, S: int) -> np.ndarray:
-    """Sky over textured ground, or a textured wall: a busy, natural-looking backdrop."""
+def _habitat_colours(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's habitat as two colours: its sky (or wall) and its ground, each drawn in its ranges."""
+    h = HABITATS[scene.attrs["habitat"]]
+    (h0, h1), (s0, s1), (v0, v1) = h.ground
+    ground = hsv(rng.uniform(h0, h1), rng.uniform(s0, s1), rng.uniform(v0, v1))
+    top = hsv(rng.uniform(0.52, 0.62), rng.uniform(0.2, 0.6), rng.uniform(0.7, 1.0)) if h.sky else ground
+    return top, ground
+
+
+def _natural_background(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """The scene's habitat as a busy, natural-looking backdrop: sky over textured ground, or a textured
+    wall indoors."""
+    S, h = scene.canvas, HABITATS[scene.attrs["habitat"]]
     yy = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
     tex = noise(rng, S, 8, 3) - 0.5 + 0.5 * (noise(rng, S, 24, 3) - 0.5)
-    if rng.random() < 0.6:
-        horizon = rng.uniform(0.45, 0.8)
-        sky = hsv(rng.uniform(0.52, 0.62), rng.uniform(0.2, 0.6), rng.uniform(0.7, 1.0))
-        ground = hsv(rng.choice([0.08, 0.12, 0.25, 0.3]), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7))
+    sky, ground = _habitat_colours(scene, rng)
+    if h.sky:
+        horizon = rng.uniform(*h.horizon)
         base = np.where(yy < horizon, sky * (0.8 + 0.3 * yy), ground * np.ones_like(yy))
         return base * (1 + 0.35 * tex) + 15 * tex
-    wall = hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.4), rng.uniform(0.4, 0.85))
-    return wall * (1 + 0.5 * tex) * np.ones((S, S, 1), np.float32)
+    return ground * (1 + 0.5 * tex) * np.ones((S, S, 1), np.float32)
 
 
 def _photo(scene: Scene, rng: np.random.Generator) -> Image.Image:
-    canvas = _shaded_objects(scene, _natural_background(rng, scene.canvas), rng, texture=0.35, shadow=0.45)
+    canvas = _shaded_objects(scene, _natural_background(scene, rng), rng, texture=0.35, shadow=0.45)
     canvas = blur(canvas, rng.uniform(0.3, 1.0) * _unit(scene))
     return to_image(canvas + rng.normal(0, rng.uniform(3, 10), canvas.shape))
 
@@ -83,14 +94,21 @@ def _product(scene: Scene, rng: np.random.Generator) -> Image.Image:
 
 
 def _art_painting(scene: Scene, rng: np.random.Generator) -> Image.Image:
-    """Oil-on-canvas: a low-contrast single-hue ground, palette-shifted colours, brush strokes inside
-    the object (the strokes carry the texture; the ground stays quiet so the object still reads)."""
+    """Oil-on-canvas: the habitat in two quiet bands of paint (sky and ground, pulled towards one tone),
+    palette-shifted colours, brush strokes inside the object (the strokes carry the texture; the ground
+    stays low in contrast so the object still reads)."""
     S, u = scene.canvas, _unit(scene)
-    hue = rng.uniform(0, 1)
-    ground = hsv(hue, rng.uniform(0.15, 0.4), rng.uniform(0.45, 0.8))
-    canvas = ground * (1 + 0.12 * (noise(rng, S, 10, 1) - 0.5)) * np.ones((S, S, 3), np.float32)
-    strokes = Image.fromarray(canvas.astype(np.uint8))
-    _brush(strokes, rng, S, u, lambda: ground + rng.normal(0, 10, 3), 40)
+    sky, ground = _habitat_colours(scene, rng)
+    tone = 0.5 * (sky + ground)
+    sky, ground = 0.5 * (sky + tone), 0.5 * (ground + tone)
+    h = HABITATS[scene.attrs["habitat"]]
+    yy = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
+    horizon = rng.uniform(*h.horizon) if h.sky else 0.0
+    canvas = (
+        np.where(yy < horizon, sky, ground) * (1 + 0.12 * (noise(rng, S, 10, 1) - 0.5)) * np.ones((S, S, 3), np.float32)
+    )
+    strokes = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    _brush(strokes, rng, S, u, lambda: tone + rng.normal(0, 10, 3), 40)
     canvas = np.asarray(strokes, np.float32)
     warm, sat = rng.uniform(-0.05, 0.05), rng.uniform(0.6, 0.95)
     for el in scene.elements:
@@ -125,13 +143,14 @@ def _brush(
 
 
 def _cartoon(scene: Scene, rng: np.random.Generator) -> Image.Image:
+    """Flat colours with black outlines on the habitat in two flat, bright bands (sky and ground)."""
     S, u = scene.canvas, _unit(scene)
-    img = Image.new(
-        "RGB", (S, S), tuple(int(v) for v in hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.3), rng.uniform(0.9, 1.0)))
-    )
-    if rng.random() < 0.5:  # a flat ground band
-        band = tuple(int(v) for v in hsv(rng.uniform(0.2, 0.35), 0.35, 0.85))
-        img.paste(band, (0, int(S * rng.uniform(0.7, 0.85)), S, S))
+    sky, ground = _habitat_colours(scene, rng)
+    flat = lambda c: tuple(int(v) for v in recolour(c, saturation=0.7, value=1.25))  # noqa: E731
+    img = Image.new("RGB", (S, S), flat(sky))
+    h = HABITATS[scene.attrs["habitat"]]
+    if h.sky:
+        img.paste(flat(ground), (0, int(S * rng.uniform(*h.horizon)), S, S))
     for el in scene.elements:
         flat = Element(el.parts, {k: recolour(v, saturation=1.4, value=1.1) for k, v in el.colours.items()}, el.kind)
         paint(img, flat, outline=(15, 15, 15), width=rng.uniform(1.6, 2.4) * u)
@@ -165,7 +184,7 @@ def _downsampled(scene: Scene, cells: int, background) -> tuple[np.ndarray, int]
 
 def _pixel_art(scene: Scene, rng: np.random.Generator) -> Image.Image:
     cells = int(rng.integers(20, 28))
-    bg = tuple(int(v) for v in hsv(rng.uniform(0, 1), rng.uniform(0.2, 0.6), rng.uniform(0.5, 0.9)))
+    bg = tuple(int(v) for v in _habitat_colours(scene, rng)[1])
     small, S = _downsampled(scene, cells, bg)
     img = to_image(small).quantize(int(rng.integers(6, 12)), dither=Image.Dither.NONE).convert("RGB")
     return img.resize((S, S), Image.NEAREST)
@@ -174,7 +193,7 @@ def _pixel_art(scene: Scene, rng: np.random.Generator) -> Image.Image:
 def _mosaic(scene: Scene, rng: np.random.Generator) -> Image.Image:
     S, u = scene.canvas, _unit(scene)
     cells = int(rng.integers(14, 19))
-    bg = tuple(int(v) for v in hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.3), rng.uniform(0.75, 0.95)))
+    bg = tuple(int(v) for v in recolour(_habitat_colours(scene, rng)[1], saturation=0.6, value=1.15))
     small, _ = _downsampled(scene, cells, bg)
     small = small + rng.normal(0, 10, small.shape)
     img = to_image(small).resize((S, S), Image.NEAREST)
@@ -223,11 +242,11 @@ STYLES: dict[str, Style] = {
         Style("photo", _photo),
         Style("art_painting", _art_painting),
         Style("cartoon", _cartoon),
-        Style("sketch", _sketch, shows_colour=False),
-        Style("product", _product, clutter=False, centred=True),
+        Style("sketch", _sketch, shows_colour=False, shows_habitat=False),
+        Style("product", _product, clutter=False, centred=True, shows_habitat=False),
         Style("pixel_art", _pixel_art),
-        Style("neon", _neon),
-        Style("blueprint", _blueprint, shows_colour=False),
+        Style("neon", _neon, shows_habitat=False),
+        Style("blueprint", _blueprint, shows_colour=False, shows_habitat=False),
         Style("mosaic", _mosaic),
     ]
 }
