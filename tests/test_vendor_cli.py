@@ -51,6 +51,8 @@ def test_user_errors_are_one_line(tmp_path, vendor):
         ("keys", "create", "--db", db, "--name", "x", "--budget", "-5"),
         ("serve", "--model", "no-such-model", "--pretrained", "none", "--db", db),
         ("serve", "--model", "vl2v-tiny", "--pretrained", str(tmp_path / "missing.pt"), "--db", db),
+        ("pretrain", "--out", str(tmp_path / "t.pt"), "--ce-styles", "photo,oil"),
+        ("pretrain", "--out", str(tmp_path / "t.pt"), "--ce-weight", "-1"),
     ):
         result = vendor(*args)
         assert result.returncode == 2, (args, result.stderr)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from shared.world import CLASS_NAMES, STYLE_NAMES, TASKS, caption
 from shared.world.captions import STYLE_PHRASES
-from shared.world.streams import Stream
+from shared.world.streams import Stream, stream_rng
 from shared.world.writer import render_cell
 from vendor_server.model_configs import register_model_configs
 from vendor_server.pretrain_config import PretrainConfig
@@ -53,10 +53,27 @@ def create_model() -> tuple[torch.nn.Module, object]:
     return open_clip.create_model(MODEL_NAME), open_clip.get_tokenizer(MODEL_NAME)
 
 
+#: the style every class has in the corpus whatever ``cell_coverage`` says
+ALWAYS_COVERED = "photo"
+
+
+def covered_cells(coverage: float) -> list[tuple[str, str]]:
+    """The (style, class) cells a corpus of ``coverage`` holds: every photo cell, and each other cell
+    when a draw keyed by the cell alone falls under ``coverage``."""
+    return [
+        (s, c)
+        for s in STYLE_NAMES
+        for c in CLASS_NAMES
+        if s == ALWAYS_COVERED
+        or stream_rng(Stream.VENDOR, 0xC0FE, STYLE_NAMES.index(s), CLASS_NAMES.index(c)).random() < coverage
+    ]
+
+
 def render_pool(cfg: PretrainConfig) -> dict:
-    """Every class × every style, ``per_cell`` images each, as uint8 ``[N, H, W, 3]`` plus labels: the
-    vendor's own stream, which no client task or student corpus is drawn from."""
-    jobs = [(Stream.VENDOR, cfg.seed, s, c, cfg.per_cell, cfg.size) for s in STYLE_NAMES for c in CLASS_NAMES]
+    """``per_cell`` images of each covered (style, class) cell (:func:`covered_cells`), as uint8
+    ``[N, H, W, 3]`` plus labels: the vendor's own stream, which no client task or student corpus is
+    drawn from."""
+    jobs = [(Stream.VENDOR, cfg.seed, s, c, cfg.per_cell, cfg.size) for s, c in covered_cells(cfg.cell_coverage)]
     images, attrs, labels, styles = [], [], [], []
     with (
         ProcessPoolExecutor(cfg.workers) as pool,
@@ -167,6 +184,8 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
         torch.save(pool, pool_path)
     normalise, loss_fn = _Normalise(model), ClipLoss()
     n = len(pool["labels"])
+    ce_styles = set(cfg.ce_styles.split(",")) if cfg.ce_styles else set(STYLE_NAMES)
+    supervised = torch.tensor([s in ce_styles for s in pool["styles"]])
     model.train()
     end = cfg.steps if stop_after is None else max(start, min(stop_after, cfg.steps))
     t0 = time.time()
@@ -186,9 +205,12 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
             txt = F.normalize(model.encode_text(texts), dim=-1)
             scale = model.logit_scale.exp()
             cap, cls = txt[: cfg.batch_size], txt[cfg.batch_size :].view(2, len(CLASS_NAMES), -1)
-            labels = pool["labels"][idx]
-            ce = sum(F.cross_entropy(scale * img @ c.T, labels) for c in cls) / 2
-            aux = F.cross_entropy(PROTOTYPE_SCALE * img @ F.normalize(prototypes, dim=-1).T, labels)
+            labels, rows = pool["labels"][idx], supervised[idx]
+            if rows.any():
+                ce = sum(F.cross_entropy(scale * img[rows] @ c.T, labels[rows]) for c in cls) / 2
+                aux = F.cross_entropy(PROTOTYPE_SCALE * img[rows] @ F.normalize(prototypes, dim=-1).T, labels[rows])
+            else:  # a batch without a supervised style: the caption loss alone
+                ce = aux = img.sum() * 0
             loss = loss_fn(img, cap, scale) + cfg.ce_weight * ce + cfg.aux_weight * aux
             opt.zero_grad(set_to_none=True)
             loss.backward()

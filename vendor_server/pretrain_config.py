@@ -21,3 +21,10 @@ class PretrainConfig:
     checkpoint_every: int = 100
     workers: int = 2
     init: str | None = None  # a vl2v-tiny checkpoint to continue from instead of random init
+    #: styles whose images the class-prompt cross-entropy and the temporary prototypes train on (comma-
+    #: separated; None: every style). The caption loss always covers every style.
+    ce_styles: str | None = None
+    #: the share of (class, style) cells the corpus holds beyond photo: a web corpus has photos of
+    #: everything but sketches or paintings of only some things. Which cells is fixed by the style and
+    #: class alone (not by ``seed``), so every stage of a recipe sees the same ones.
+    cell_coverage: float = 1.0

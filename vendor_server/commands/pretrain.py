@@ -8,7 +8,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from shared.world import TASKS
+from shared.world import STYLE_NAMES, TASKS
 from vendor_server.errors import VendorCliError
 from vendor_server.pretrain_config import PretrainConfig
 from vendor_server.settings import DEFAULT_WEIGHTS
@@ -41,6 +41,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default: {d.warmup})")
     p.add_argument(
+        "--ce-weight",
+        type=float,
+        default=d.ce_weight,
+        help=f"weight of the class-prompt cross-entropy beside the caption loss (default: {d.ce_weight})",
+    )
+    p.add_argument(
+        "--ce-styles",
+        default=d.ce_styles,
+        metavar="STYLE,STYLE",
+        help="styles whose images the class-prompt cross-entropy and the prototypes train on (default: every "
+        "style); the caption loss covers every style whatever this says",
+    )
+    p.add_argument(
+        "--cell-coverage",
+        type=float,
+        default=d.cell_coverage,
+        help="share of the (class, style) cells beyond photo that the corpus holds, as a web corpus has photos of "
+        f"everything but sketches of only some things (default: {d.cell_coverage})",
+    )
+    p.add_argument(
+        "--aux-weight",
+        type=float,
+        default=d.aux_weight,
+        help=f"weight of the temporary image class prototypes (default: {d.aux_weight})",
+    )
+    p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 is faster on a busy machine)"
     )
     p.add_argument(
@@ -66,8 +92,20 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     names = {f.name for f in fields(PretrainConfig)}
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    if cfg.steps < 1 or cfg.batch_size < 2 or cfg.per_cell < 1:
-        raise VendorCliError("--steps and --per-cell must be ≥ 1, --batch-size ≥ 2")
+    if (
+        cfg.steps < 1
+        or cfg.batch_size < 2
+        or cfg.per_cell < 1
+        or min(cfg.ce_weight, cfg.aux_weight) < 0
+        or not 0 < cfg.cell_coverage <= 1
+    ):
+        raise VendorCliError(
+            "--steps and --per-cell must be ≥ 1, --batch-size ≥ 2, --ce-weight and --aux-weight ≥ 0, "
+            "--cell-coverage in (0, 1]"
+        )
+    unknown = [s for s in (cfg.ce_styles or "").split(",") if s and s not in STYLE_NAMES]
+    if unknown:
+        raise VendorCliError(f"--ce-styles: unknown style(s) {', '.join(unknown)}; styles: {', '.join(STYLE_NAMES)}")
     if args.init and not Path(args.init).is_file():
         raise VendorCliError(f"--init {args.init}: no such checkpoint")
     if args.out.is_dir():
