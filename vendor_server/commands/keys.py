@@ -52,7 +52,7 @@ def _ledger(args: argparse.Namespace):
 
 def _call(args: argparse.Namespace, op):
     """Run ``op(ledger)`` on the ledger at ``--db`` and close it; its refusals (an unknown key, a bad
-    budget) are :class:`~vendor_server.ledger_errors.LedgerError`, which the CLI prints as one line."""
+    budget) are :class:`~vendor_server.ledger.errors.LedgerError`, which the CLI prints as one line."""
     ledger = _ledger(args)
     try:
         return op(ledger)

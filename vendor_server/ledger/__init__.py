@@ -1,22 +1,24 @@
 """The vendor's books: API keys (only a SHA-256 of each secret is stored), budgets, one usage event
 per charged request, and stored responses for ``Idempotency-Key`` replays.
 
-One interface, :class:`~vendor_server.ledger_core.SqlLedger` (the rules, written once), two backends:
+One interface, :class:`~vendor_server.ledger.core.SqlLedger` (the rules, written once), two backends:
 
-- :class:`~vendor_server.ledger_sqlite.SqliteLedger` (``--db PATH``, the default): one file, one
+- :class:`~vendor_server.ledger.sqlite.SqliteLedger` (``--db PATH``, the default): one file, one
   vendor process. :data:`Ledger` is this class, as before the PostgreSQL backend existed.
-- :class:`~vendor_server.ledger_postgres.PostgresLedger` (``--db postgresql://…``): one database
+- :class:`~vendor_server.ledger.postgres.PostgresLedger` (``--db postgresql://…``): one database
   shared by N vendor processes (``--workers N``, or replicas behind a load balancer).
 
-:func:`open_ledger` picks the backend from the ``--db`` value. The schemas and their migrations are
-in :mod:`vendor_server.ledger_schema`; refusals are the exceptions of
-:mod:`vendor_server.ledger_errors`, which the HTTP API and the CLI each render in their own way."""
+:func:`open_ledger`, the one way to open a ledger, picks the backend from the ``--db`` value (the
+server passes its settings' :meth:`~vendor_server.settings.VendorSettings.ledger_options`). The package:
+``core`` (the interface and its rules), ``sqlite`` and ``postgres`` (the backends), ``schema`` (versions
+and migrations) and ``errors`` (the refusals, which the HTTP API and the CLI each render in their own
+way)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vendor_server.ledger_core import (
+from vendor_server.ledger.core import (
     MAX_BUDGET,
     SECRET_PREFIX,
     Charge,
@@ -25,7 +27,7 @@ from vendor_server.ledger_core import (
     hash_secret,
     new_request_id,
 )
-from vendor_server.ledger_sqlite import SqliteLedger
+from vendor_server.ledger.sqlite import SqliteLedger
 
 __all__ = [
     "MAX_BUDGET",
@@ -61,9 +63,9 @@ def open_ledger(
 ) -> SqlLedger:
     """The ledger ``db`` names: a ``postgresql://`` URL (psycopg's conninfo URL, e.g.
     ``postgresql://vendor:secret@db:5432/vl2v``) or a SQLite file path. ``synchronous`` is SQLite's;
-    ``lease_s`` and ``pool_size`` PostgreSQL's (see :mod:`vendor_server.ledger_postgres`)."""
+    ``lease_s`` and ``pool_size`` PostgreSQL's (see :mod:`vendor_server.ledger.postgres`)."""
     if is_postgres_url(db):
-        from vendor_server.ledger_postgres import PostgresLedger  # psycopg only for those who use it
+        from vendor_server.ledger.postgres import PostgresLedger  # psycopg only for those who use it
 
         return PostgresLedger(str(db), idempotency_ttl_s=idempotency_ttl_s, lease_s=lease_s, pool_size=pool_size)
     return SqliteLedger(db, idempotency_ttl_s=idempotency_ttl_s, synchronous=synchronous)

@@ -1,5 +1,5 @@
 """The ledger in PostgreSQL (``--db postgresql://…``), for N vendor processes (``--workers N`` on one
-host, or replicas on many) sharing one set of books: the rules are :class:`~vendor_server.ledger_core.SqlLedger`'s,
+host, or replicas on many) sharing one set of books: the rules are :class:`~vendor_server.ledger.core.SqlLedger`'s,
 a charge holds its key's row lock (``SELECT … FOR UPDATE``) for its one transaction, so no two
 replicas can both spend a key's last query; psycopg 3 with a connection pool per process.
 
@@ -36,9 +36,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from vendor_server.ledger_core import Cursor, SqlLedger
-from vendor_server.ledger_errors import LedgerUnavailable, LedgerUnreachable
-from vendor_server.ledger_schema import migrate_postgres
+from vendor_server.ledger.core import Cursor, SqlLedger
+from vendor_server.ledger.errors import LedgerUnavailable, LedgerUnreachable
+from vendor_server.ledger.schema import migrate_postgres
 
 log = logging.getLogger("vl2v.vendor")
 
@@ -190,10 +190,11 @@ class PostgresLedger(SqlLedger):
 
     # --- shared rate limits -----------------------------------------------------------------------
 
+    shares_rate_buckets = True
+
     def take_token(self, bucket: str, qps: float, burst: int) -> tuple[bool, float]:
-        """Take one token from the shared token bucket ``bucket`` (refilled at ``qps``, holding at most
-        ``burst``), in one atomic statement: ``(taken, tokens left)``. All replicas see one bucket
-        per key, so a key's limit holds across them."""
+        """As :meth:`SqlLedger.take_token`, in one statement: all replicas see one bucket per key, so a
+        key's limit holds across them."""
         with self._connection() as conn:
             row = conn.execute(
                 f"WITH now AS (SELECT {DB_NOW} AS t) "

@@ -5,7 +5,7 @@
 One vendor process serves a SQLite ledger (other processes, such as ``vl2v-vendor keys``, may write
 it concurrently: SQLite's locking and ``busy_timeout`` serialise them). Hence its recovery rule:
 every reservation found at start-up belongs to a process that is gone, and is refunded.
-Several vendor processes need the PostgreSQL ledger (:mod:`vendor_server.ledger_postgres`)."""
+Several vendor processes need the PostgreSQL ledger (:mod:`vendor_server.ledger.postgres`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from vendor_server.ledger_core import Db, SqlLedger
-from vendor_server.ledger_errors import LedgerUnavailable
-from vendor_server.ledger_schema import migrate
+from vendor_server.ledger.core import Db, SqlLedger
+from vendor_server.ledger.errors import LedgerUnavailable
+from vendor_server.ledger.schema import migrate
 
 
 class SqliteLedger(SqlLedger):
@@ -61,7 +61,7 @@ class SqliteLedger(SqlLedger):
 
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
     """A connection to the ledger at ``path``, created (with its folder) if missing and migrated to
-    the current schema (:mod:`vendor_server.ledger_schema`).
+    the current schema (:mod:`vendor_server.ledger.schema`).
 
     A path that cannot hold a ledger (a file that is not SQLite, a folder, an unwritable place) is the
     operator's mistake in ``--db`` / ``VL2V_VENDOR_DB``, so it is reported as :class:`LedgerUnavailable`

@@ -29,7 +29,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from vendor_server.ledger_errors import UnsupportedSchema
+from vendor_server.ledger.errors import UnsupportedSchema
 
 #: ``MIGRATIONS[n - 1]`` holds the statements of migration ``n``
 MIGRATIONS: tuple[tuple[str, ...], ...] = (

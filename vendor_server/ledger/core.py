@@ -1,7 +1,7 @@
 """The ledger's contract and the logic both backends share, written once against a minimal SQL
 interface: :class:`SqlLedger` holds every rule (what a charge checks, what a refund undoes, what a
 replay matches) as SQL that SQLite and PostgreSQL both accept; a backend
-(:mod:`vendor_server.ledger_sqlite`, :mod:`vendor_server.ledger_postgres`) only says how to open a
+(:mod:`vendor_server.ledger.sqlite`, :mod:`vendor_server.ledger.postgres`) only says how to open a
 transaction, how to lock a key's row for the length of one, and which reservations a crash left.
 
 Why one class and not two: the books must mean the same thing whichever database keeps them, and two
@@ -28,10 +28,10 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from shared.protocol import KeyUsage
-from vendor_server.ledger_errors import (
+from vendor_server.ledger.errors import (
     BudgetExceeded,
     IdempotencyInProgress,
     IdempotencyMismatch,
@@ -134,6 +134,18 @@ class SqlLedger(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    # --- per-key rate limits ----------------------------------------------------------------------
+
+    #: whether :meth:`take_token` keeps the key buckets in the database, where every process sharing
+    #: this ledger sees one bucket per key (otherwise each process limits keys in its own memory)
+    shares_rate_buckets: ClassVar[bool] = False
+
+    def take_token(self, bucket: str, qps: float, burst: int) -> tuple[bool, float]:
+        """Take one token from the shared token bucket ``bucket`` (refilled at ``qps``, holding at most
+        ``burst``) in one atomic update: ``(taken, tokens left)``. Only a ledger that
+        :attr:`shares_rate_buckets` keeps buckets."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no shared rate buckets")
+
     # --- keys -------------------------------------------------------------------------------------
 
     def create_key(self, name: str, budget: int, rate_limit_qps: float | None = None) -> tuple[KeyRecord, str]:
@@ -228,7 +240,7 @@ class SqlLedger(abc.ABC):
     ) -> Charge:
         """Reserve ``queries`` (by default ``images + texts``; more when images are priced by size)
         all-or-nothing, or say why not (:class:`BudgetExceeded`, :class:`KeyRevoked`, an
-        :class:`~vendor_server.ledger_errors.IdempotencyConflict`), or hand back the stored response
+        :class:`~vendor_server.ledger.errors.IdempotencyConflict`), or hand back the stored response
         of an identical earlier request with the same idempotency key.
 
         The key's row is read under its write lock first, so every later statement of the
