@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from postgres_server import start_postgres  # noqa: E402
 from vendor_throughput import body, served_images_per_s, synthetic_jpegs  # noqa: E402
 
-from client_distill.local_vendor import start_vendor  # noqa: E402
+from client_distill.buy.local_vendor import start_vendor  # noqa: E402
 from vendor_server.ledger import SqlLedger, new_request_id, open_ledger  # noqa: E402
 from vendor_server.ratelimit import limiter_for  # noqa: E402
 

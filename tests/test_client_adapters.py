@@ -25,9 +25,9 @@ from client_distill.adapters.errors import (
     TransientError,
 )
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.teacher import Teacher
 from client_distill.errors import UsageError
-from client_distill.teacher import Teacher
 
 URL = "http://vendor.test"
 

@@ -47,7 +47,7 @@ def test_cache_stats_does_not_import_torch(tmp_path):
 
 def test_distill_help_lists_every_registered_method():
     from client_distill.methods import METHODS  # imports torch, in this process only
-    from client_distill.runspec import METHOD_NAMES
+    from client_distill.train.runspec import METHOD_NAMES
 
     assert sorted(METHOD_NAMES) == sorted(METHODS)
     _, out = vl2v_imports("distill", "--help")

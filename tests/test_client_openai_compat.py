@@ -25,9 +25,9 @@ from pydantic import BaseModel, Field
 from client_distill.adapters.base import data_uri, too_large
 from client_distill.adapters.errors import InvalidInput
 from client_distill.adapters.registry import adapter_from_args, create_adapter
-from client_distill.cache import CacheDirLimits, EmbeddingCache
-from client_distill.ledger import ledger_totals
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import CacheDirLimits, EmbeddingCache
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.teacher import Teacher
 
 MAX_IMAGES = 32  # infinity's default per-request cap for images
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from distill_world import make_images, make_student, make_teacher_set
 
-from client_distill.datasets import open_dataset
-from client_distill.diagnostics import diagnose, teacher_zero_shot, variance_shares
+from client_distill.data.datasets import open_dataset
+from client_distill.report.diagnostics import diagnose, teacher_zero_shot, variance_shares
 
 torch.set_num_threads(1)
 

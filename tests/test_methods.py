@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from distill_world import make_student
 
 from client_distill.errors import UsageError
-from client_distill.hparams import DEFAULTS, HPARAMS, resolve_hparams
 from client_distill.methods import METHODS, Targets, TextHead, cosine_distill_loss, create_method, kd_loss
-from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, create_student
+from client_distill.train.hparams import DEFAULTS, HPARAMS, resolve_hparams
+from client_distill.train.students import IMAGENET_MEAN, IMAGENET_STD, Student, create_student
 
 torch.set_num_threads(1)
 D, C = 8, 3

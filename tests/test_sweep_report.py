@@ -17,15 +17,15 @@ from distill_world import make_images, make_student, make_teacher_set
 from processes import default_sigint
 
 from client_distill.cli import main
-from client_distill.datasets import open_dataset
+from client_distill.data.datasets import open_dataset
 from client_distill.errors import UsageError
-from client_distill.hparams import resolve_hparams
-from client_distill.model_selection import load_records, select
-from client_distill.report import collect, write_report
-from client_distill.search import choose, grid_points
-from client_distill.sweep import SEARCH_FILE, plan_sweep, public_vendor_args, run_name, run_sweep
-from client_distill.sweep_config import EmbedConfig, load_config
-from client_distill.train import run_distill
+from client_distill.report.report import collect, write_report
+from client_distill.sweep.config import EmbedConfig, load_config
+from client_distill.sweep.run import SEARCH_FILE, plan_sweep, public_vendor_args, run_name, run_sweep
+from client_distill.sweep.search import choose, grid_points
+from client_distill.train.hparams import resolve_hparams
+from client_distill.train.model_selection import load_records, select
+from client_distill.train.run import run_distill
 
 
 def expand(cfg, **changes):

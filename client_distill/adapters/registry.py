@@ -1,5 +1,5 @@
 """Choose a vendor adapter by name, from flags or the environment (``VL2V_VENDOR``,
-``VL2V_VENDOR_URL``, ``VL2V_API_KEY``, ``VL2V_MODEL``, read by :mod:`client_distill.settings`), so
+``VL2V_VENDOR_URL``, ``VL2V_API_KEY``, ``VL2V_MODEL``, read by :mod:`client_distill.buy.settings`), so
 swapping vendors is configuration."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from client_distill.adapters.base import Adapter
 from client_distill.adapters.jina import JinaAdapter
 from client_distill.adapters.openai import OpenAIAdapter
 from client_distill.adapters.vl2v import Vl2vAdapter
-from client_distill.cache import CacheDirLimits
+from client_distill.buy.cache import CacheDirLimits
 from client_distill.errors import UsageError
 
 if TYPE_CHECKING:  # settings validates vendor names against ADAPTERS: it imports this module
-    from client_distill.settings import ClientSettings
+    from client_distill.buy.settings import ClientSettings
 
 ADAPTERS: dict[str, type[Adapter]] = {cls.name: cls for cls in (Vl2vAdapter, OpenAIAdapter, JinaAdapter)}
 

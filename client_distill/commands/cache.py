@@ -8,10 +8,10 @@ import argparse
 import json
 
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache
-from client_distill.ledger import ledger_totals
-from client_distill.settings import ClientSettings
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.settings import ClientSettings
+from client_distill.buy.teacher import Teacher
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
 from shared.world import TASKS
 from shared.world.writer import write_task
 

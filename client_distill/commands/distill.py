@@ -1,15 +1,15 @@
 """``vl2v distill``: one distillation run. Also :func:`execute` and :func:`sweep_job`, the run itself,
-which :mod:`client_distill.sweep` hands each of its RunSpecs to."""
+which :mod:`client_distill.sweep.run` hands each of its RunSpecs to."""
 
 from __future__ import annotations
 
 import argparse
 
 from client_distill.adapters.registry import add_vendor_arguments
+from client_distill.buy.settings import ClientSettings, load_settings
 from client_distill.errors import Vl2vError
-from client_distill.hparams import PROFILES, parse_overrides
-from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
-from client_distill.settings import ClientSettings, load_settings
+from client_distill.train.hparams import PROFILES, parse_overrides
+from client_distill.train.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -69,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 def _online_teacher(args: argparse.Namespace):
     """The vendor, bought from without the cache (``use_cache=False``): the official recipe."""
     from client_distill.adapters.registry import adapter_from_args
-    from client_distill.cache import EmbeddingCache
-    from client_distill.teacher import Teacher
+    from client_distill.buy.cache import EmbeddingCache
+    from client_distill.buy.teacher import Teacher
 
     return Teacher(adapter_from_args(args), EmbeddingCache(args.cache), use_cache=False)
 
@@ -78,7 +78,7 @@ def _online_teacher(args: argparse.Namespace):
 def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
     """Run ``spec`` into ``out`` (``vendor``: the vendor options, needed by online runs) and print
     its result line; the exit status."""
-    from client_distill.train import run_distill  # torch only once a run starts: `vl2v --help` stays instant
+    from client_distill.train.run import run_distill  # torch only once a run starts: `vl2v --help` stays instant
 
     teacher = _online_teacher(vendor) if spec.teacher_mode == "online" and vendor is not None else None
     try:

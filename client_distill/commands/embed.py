@@ -9,14 +9,14 @@ from tqdm import tqdm
 
 from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
 from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache
-from client_distill.datasets import open_dataset
-from client_distill.ledger import ledger_totals
-from client_distill.runspec import RunSpec
-from client_distill.selection import STRATEGIES, order_samples, student_features
-from client_distill.settings import ClientSettings
-from client_distill.teacher import Teacher
-from client_distill.teacher_set import TeacherSet
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.selection import STRATEGIES, order_samples, student_features
+from client_distill.buy.settings import ClientSettings
+from client_distill.buy.teacher import Teacher
+from client_distill.buy.teacher_set import TeacherSet
+from client_distill.data.datasets import open_dataset
+from client_distill.train.runspec import RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def main(args: argparse.Namespace) -> int:
-    from client_distill.embed import buy, load_templates, make_plan, source_samples  # torch: not for `vl2v --help`
+    from client_distill.buy.embed import buy, load_templates, make_plan, source_samples  # torch: not for `vl2v --help`
 
     dataset = open_dataset(args.data, args.dataset)
     domains = args.domains.split(",") if args.domains else dataset.domains

@@ -10,7 +10,7 @@ from torch import nn
 
 from client_distill.errors import UsageError
 from client_distill.methods.base import CLIP_LOGIT_SCALE
-from client_distill.runspec import METHOD_NAMES
+from client_distill.train.runspec import METHOD_NAMES
 
 METHODS: dict[str, type] = {}
 M = TypeVar("M", bound=type)
@@ -24,7 +24,7 @@ def register_method(name: str) -> Callable[[M], M]:
             raise ValueError(f"method {name!r} registered twice")
         if name not in METHOD_NAMES:
             raise ValueError(
-                f"method {name!r} is missing from client_distill.runspec.METHOD_NAMES (the CLI's torch-free list)"
+                f"method {name!r} is missing from client_distill.train.runspec.METHOD_NAMES (the CLI's torch-free list)"
             )
         cls.name = name
         METHODS[name] = cls

@@ -1,0 +1,158 @@
+"""The sweep config (YAML) as typed, validated models, without torch (``vl2v sweep --help`` stays fast).
+
+Example (every key but ``data``, ``methods`` and ``out`` optional)::
+
+    data: data/synth-pacs          # DomainBed-layout folder
+    dataset: synth-pacs            # optional known name
+    student: vl2v-broad-resnet
+    teacher: teachers/full         # a teacher set with every image bought; budgets subsample it
+    teachers: {0.1: teachers/b10}  # optional: a teacher set per budget, bought by `vl2v embed`
+    embed:                         # optional: the sweep buys its teacher sets itself with `vl2v embed`
+      vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
+      strategy: random             # or class_balanced, kcenter (see `vl2v embed --help`)
+      views: 1
+      cache: ~/.cache/vl2v/embeddings
+    methods: [zero_shot, erm, kd, adip]
+    budgets: [0, 0.25, 1.0]        # fractions of the source images with a teacher embedding
+    test_domains: all              # or a list
+    seeds: [0, 1, 2, 3, 4]
+    profile: synth
+    hparams: {steps: 200}          # the same for every method
+    search:                        # the same grid for every method, chosen per method on source validation
+      grid: {lr: [1.0e-4, 3.0e-4, 1.0e-3]}
+      seeds: [0]
+    searched: path/search.json     # instead of `search`: the choice of an earlier search of the same task
+                                   # (a relative path is relative to the config file)
+    teacher_modes: [cached]        # add `online` (with vendor_args) for the efficiency comparison
+    online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
+    vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
+    out: runs/synth-pacs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from client_distill.errors import UsageError
+from client_distill.train.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedConfig(_Strict):
+    """How the sweep buys its teacher sets (``vl2v embed`` options)."""
+
+    vendor_args: list[str] = []
+    strategy: Literal["random", "class_balanced", "kcenter"] = "random"
+    views: int = Field(1, ge=1)
+    cache: str | None = None
+    prompts: str | None = None
+    student: str | None = None  # whose features kcenter uses
+
+
+class SearchConfig(_Strict):
+    """DomainBed's protocol: every method gets the same grid, each candidate runs on every target
+    domain (``test_domains``) and seed listed here, and a method keeps the candidate whose outputs
+    have the best mean source-validation accuracy. Methods that buy images search at ``budget``."""
+
+    grid: dict[str, list[Any]]
+    seeds: list[int] = [0]
+    test_domains: Literal["all"] | list[str] = "all"
+    budget: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid or any(not values for values in grid.values()):
+            raise ValueError("the grid needs at least one hparam with at least one value")
+        return grid
+
+
+class DemoConfig(_Strict):
+    """Settings of ``vl2v demo`` (the sweep itself ignores them)."""
+
+    task: str = "synth-pacs"
+    per_class: int = Field(40, ge=1)
+    seed: int = 0
+    key_budget: int = Field(100_000, ge=1)
+
+
+class SweepConfig(_Strict):
+    data: str
+    dataset: str | None = None
+    student: str = RunSpec.student
+    pretrained: bool = True
+    teacher: str | None = None
+    teachers: dict[float, str] = {}
+    methods: list[str]
+    budgets: list[float] | None = None
+    test_domains: Literal["all"] | list[str] = "all"
+    seeds: list[int] = [0]
+    profile: str = "paper"
+    hparams: dict[str, Any] = {}
+    search: SearchConfig | None = None
+    searched: str | None = None
+    teacher_modes: list[str] = ["cached"]
+    online_methods: list[str] | None = None
+    vendor_args: list[str] = []
+    embed: EmbedConfig | None = None
+    out: str
+    demo: DemoConfig | None = None
+
+    @field_validator("methods", "online_methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str] | None) -> list[str] | None:
+        unknown = [m for m in methods or [] if m not in METHOD_NAMES]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(METHOD_NAMES))}")
+        return methods
+
+    @field_validator("teacher_modes")
+    @classmethod
+    def _known_modes(cls, modes: list[str]) -> list[str]:
+        if any(m not in TEACHER_MODES for m in modes):
+            raise ValueError(f"teacher_modes must be among {TEACHER_MODES}")
+        return modes
+
+    @field_validator("budgets")
+    @classmethod
+    def _fractions(cls, budgets: list[float] | None) -> list[float] | None:
+        if any(not 0 <= b <= 1 for b in budgets or []):
+            raise ValueError("budgets are fractions in [0, 1]")
+        return budgets
+
+    @model_validator(mode="after")
+    def _one_source_of_hparams(self) -> SweepConfig:
+        if self.search is not None and self.searched is not None:
+            raise ValueError("give either `search` (run it) or `searched` (use an earlier one's choice), not both")
+        return self
+
+
+def _message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    return f"{where}: {first['msg']}" + (f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """Read and check a sweep config; ``overrides`` (e.g. ``data``/``out`` chosen by ``vl2v demo``)
+    replace the file's keys before the check."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read sweep config {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: a sweep config is a YAML mapping")
+    try:
+        cfg = SweepConfig.model_validate({**raw, **(overrides or {})})
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {_message(exc)}") from None
+    if cfg.searched is not None and not Path(cfg.searched).is_absolute():
+        cfg.searched = str(Path(path).resolve().parent / cfg.searched)
+    return cfg
