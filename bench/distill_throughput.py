@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from client_distill.buy.teacher_set import TeacherSet
 from client_distill.data.datasets import Sample
-from client_distill.methods import Targets, create_method
+from client_distill.methods.base import Targets
+from client_distill.methods.registry import create_method
 from client_distill.train.augment import BatchAugment, normalise
 from client_distill.train.hparams import resolve_hparams
 from client_distill.train.pairing import SourceBatches, SourceDomain, TeacherTable

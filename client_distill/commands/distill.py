@@ -8,8 +8,9 @@ import argparse
 from client_distill.adapters.registry import add_vendor_arguments
 from client_distill.buy.settings import ClientSettings, load_settings
 from client_distill.errors import Vl2vError
+from client_distill.methods.catalog import method_names
 from client_distill.train.hparams import PROFILES, parse_overrides
-from client_distill.train.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
+from client_distill.train.runspec import TEACHER_MODES, RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
             "Rerun the same command to resume. Under torchrun it trains data-parallel (DDP)."
         ),
     )
-    p.add_argument("--method", required=True, choices=sorted(METHOD_NAMES))
+    p.add_argument("--method", required=True, choices=method_names())
     p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
     p.add_argument("--dataset", default=None, help="a known dataset name (pacs, synth-pacs, ...)")
     p.add_argument("--test-domain", required=True, help="the held-out target domain")

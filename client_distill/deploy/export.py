@@ -44,10 +44,8 @@ from client_distill.deploy.model_info import METADATA_FILE, ModelInfo, Preproces
 from client_distill.deploy.open_vocab import Vocabulary
 from client_distill.deploy.predict import DEFAULT_BATCH, ImageError, decode_image, open_model, preprocess
 from client_distill.errors import UsageError, Vl2vError
-from client_distill.methods import Method, TextHead, create_method
-from client_distill.methods.adip import CosineDistillMethod
-from client_distill.methods.baselines import Classifier
-from client_distill.methods.registry import method_class
+from client_distill.methods.base import Method, TextHead
+from client_distill.methods.registry import create_method, method_class
 from client_distill.train.model_selection import select
 from client_distill.train.run_folder import CHECKPOINT, RunFolder
 from client_distill.train.runspec import RunSpec
@@ -92,14 +90,14 @@ class RunModel:
 
 
 def fold(method: Method) -> StandaloneClassifier:
-    """The prediction path of ``method`` as one module (see :class:`StandaloneClassifier`)."""
-    if isinstance(method, CosineDistillMethod):
-        return StandaloneClassifier(method.student.body, method.head, method.text_head).eval()
-    if isinstance(method, Classifier):  # ERM, LP, LP-FT, KD: the linear head predicts (KD's text head only teaches)
-        return StandaloneClassifier(method.student.body, method.head, None).eval()
-    raise UsageError(
-        f"method {method.name!r} predicts from the teacher's image embeddings: it has no student to export"
-    )
+    """The prediction path of ``method`` as one module, as its class declares it (``export_head``, see
+    :class:`~client_distill.methods.base.Method`; :class:`StandaloneClassifier`)."""
+    if method.export_head is None:
+        raise UsageError(
+            f"method {method.name!r} predicts from the teacher's image embeddings: it has no student to export"
+        )
+    text_head = method.text_head if method.export_head == "text" else None
+    return StandaloneClassifier(method.student.body, method.head, text_head).eval()
 
 
 def selected_weights(folder: RunFolder, record: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -159,7 +157,7 @@ def load_run(path: str | Path) -> RunModel:
     record = select(folder.records())
     weights = selected_weights(folder, record)
     text = weights.get("text_head.weight")
-    linear = issubclass(method_class(spec.method, has_text=text is not None), Classifier)
+    linear = method_class(spec.method, has_text=text is not None).export_head == "linear"
     if not linear and text is None:
         raise UsageError(f"{folder.path}: method {spec.method!r} has neither a linear head nor text embeddings")
     n = int(weights["head.weight"].shape[0] if linear else text.shape[0])  # the rows that are the classes

@@ -35,7 +35,6 @@ from client_distill.buy.query_ledger import ledger_totals
 from client_distill.buy.teacher import Teacher
 from client_distill.deploy.model_card import teacher_manifest
 from client_distill.errors import UsageError
-from client_distill.methods.adip import CosineDistillMethod
 from client_distill.methods.registry import method_class
 
 
@@ -68,7 +67,7 @@ def require_text_head(run: str | Path) -> dict[str, Any]:
         args = json.loads((Path(run) / "args.json").read_text())
     except (OSError, ValueError):
         raise UsageError(f"{run} is not a run folder (no readable args.json)") from None
-    if not issubclass(method_class(args["method"]), CosineDistillMethod):
+    if method_class(args["method"]).export_head != "text":
         raise UsageError(
             f"--classes needs a method that predicts with the teacher's text embeddings (adip, its variants, sd); "
             f"run {Path(run).name} is {args['method']!r}, whose linear head knows only its trained classes"

@@ -38,7 +38,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from client_distill.errors import UsageError
-from client_distill.train.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
+from client_distill.methods.catalog import method_names
+from client_distill.train.runspec import TEACHER_MODES, RunSpec
 
 
 class _Strict(BaseModel):
@@ -108,9 +109,10 @@ class SweepConfig(_Strict):
     @field_validator("methods", "online_methods")
     @classmethod
     def _known_methods(cls, methods: list[str] | None) -> list[str] | None:
-        unknown = [m for m in methods or [] if m not in METHOD_NAMES]
+        known = method_names()
+        unknown = [m for m in methods or [] if m not in known]
         if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(sorted(METHOD_NAMES))}")
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
         return methods
 
     @field_validator("teacher_modes")

@@ -33,7 +33,7 @@ from client_distill.buy.embed import load_templates
 from client_distill.commands.distill import sweep_job
 from client_distill.data.datasets import DomainDataset, open_dataset
 from client_distill.errors import UsageError
-from client_distill.methods import METHODS
+from client_distill.methods.registry import method_class
 from client_distill.sweep.config import SweepConfig
 from client_distill.sweep.launch import LaunchOptions, RunPool, open_launcher
 from client_distill.sweep.search import grid_points, load_search, summary, write_search
@@ -150,7 +150,7 @@ class Planner:
             return self.cfg.teacher
         if budget is not None:
             return self.purchases.budget_set(float(budget), domain, seed)
-        return self.cfg.teacher or self.purchases.unbudgeted_set(METHODS[method], mode, domain, seed)
+        return self.cfg.teacher or self.purchases.unbudgeted_set(method_class(method), mode, domain, seed)
 
     def spec(
         self, method: str, mode: str, budget: float | None, domain: str, seed: int, hparams: dict, search: dict | None
@@ -174,7 +174,7 @@ class Planner:
 
     def searched_methods(self) -> list[str]:
         """The methods a search tunes: every method that trains."""
-        return [m for m in self.cfg.methods if METHODS[m].stages]
+        return [m for m in self.cfg.methods if method_class(m).stages]
 
     def candidates(self) -> dict[str, list[tuple[dict[str, Any], list[RunSpec]]]]:
         """Per method, each grid point and its runs (cached mode, the search's budget for methods that
@@ -182,7 +182,7 @@ class Planner:
         search = self.cfg.search
         out = {}
         for method in self.searched_methods():
-            budget = search.budget if METHODS[method].uses_teacher_images else None
+            budget = search.budget if method_class(method).uses_teacher_images else None
             out[method] = [
                 (
                     point,
@@ -200,7 +200,7 @@ class Planner:
         """Every protocol run, in a stable order; ``chosen[method]`` is its search summary, if any."""
         cfg, specs = self.cfg, []
         for method in cfg.methods:
-            cls = METHODS[method]
+            cls = method_class(method)
             online_ok = method in (cfg.online_methods if cfg.online_methods is not None else cfg.methods)
             search = chosen.get(method)
             hparams = dict(search["chosen"]) if search else {}
@@ -243,7 +243,7 @@ ONLINE_COST = 3
 
 def expected_cost(spec: RunSpec) -> int:
     """A run's cost in single-stage cached runs, for scheduling: its stages, times more online."""
-    return len(METHODS[spec.method].stages) * (ONLINE_COST if spec.teacher_mode == "online" else 1)
+    return len(method_class(spec.method).stages) * (ONLINE_COST if spec.teacher_mode == "online" else 1)
 
 
 def buy_teacher_sets(purchases: dict[str, list[str]], needed: set[str]) -> None:

@@ -1,6 +1,6 @@
 """The one hparams registry of every distillation method (DomainBed style): each hparam declared once,
-with its default, its valid range and what it means; then per-method, per-dataset and named-profile
-deviations, then the user's overrides.
+with its default, its valid range and what it means; then the deviations a method declares in its class
+(``hparam_defaults``), per-dataset and named-profile deviations, then the user's overrides.
 
 The defaults are the paper's (VL2V-ADiP code, ``hparams_registry``): Adam, one learning rate of 5e-5
 for every method and every stage, weight decay 0, 32 images per *source domain* per step, 5001 steps
@@ -82,12 +82,6 @@ HPARAMS: dict[str, HParam] = {
 }
 DEFAULTS: dict[str, Any] = {name: h.default for name, h in HPARAMS.items()}
 
-#: per-method deviations from the defaults (what makes the ablations what they are)
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adip_image_only": {"lambda": 1.0},
-    "adip_text_only": {"lambda": 0.0},
-}
-
 #: per-dataset deviations (DomainNet is trained longer in the paper)
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "domain_net": {"steps": 15001, "checkpoint_freq": 1000, "test_batch": 64},
@@ -117,6 +111,18 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return overrides
 
 
+def method_defaults(method: str) -> dict[str, Any]:
+    """What method ``method`` declares as its own hparams (its class's ``hparam_defaults``: what makes an
+    ablation what it is), each a known hparam."""
+    from client_distill.methods.registry import method_class  # torch: only once a run resolves its hparams
+
+    declared = dict(method_class(method).hparam_defaults)
+    unknown = sorted(set(declared) - set(HPARAMS))
+    if unknown:
+        raise UsageError(f"method {method!r} declares unknown hparam(s) {', '.join(unknown)}")
+    return declared
+
+
 def resolve_hparams(
     method: str, profile: str = "paper", dataset: str | None = None, overrides: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:
@@ -125,7 +131,7 @@ def resolve_hparams(
         raise UsageError(f"unknown hparams profile {profile!r}; choose from {', '.join(PROFILES)}")
     if isinstance(overrides, str):
         overrides = parse_overrides(overrides)
-    hp = {**DEFAULTS, **METHOD_DEFAULTS.get(method, {}), **DATASET_DEFAULTS.get(dataset or "", {}), **PROFILES[profile]}
+    hp = {**DEFAULTS, **method_defaults(method), **DATASET_DEFAULTS.get(dataset or "", {}), **PROFILES[profile]}
     for key, value in (overrides or {}).items():
         if key not in HPARAMS:
             raise UsageError(f"unknown hparam {key!r}; known: {', '.join(sorted(HPARAMS))}")

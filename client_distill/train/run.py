@@ -44,9 +44,8 @@ from client_distill.data.datasets import Sample, open_dataset, seed_hash
 from client_distill.data.image_store import load_images
 from client_distill.data.image_store import png_bytes as encode_png
 from client_distill.errors import UsageError
-from client_distill.methods import Method, Stage, Targets, create_method
-from client_distill.methods.base import CLIP_LOGIT_SCALE
-from client_distill.methods.registry import method_class
+from client_distill.methods.base import CLIP_LOGIT_SCALE, Method, Stage, Targets
+from client_distill.methods.registry import create_method, method_class
 from client_distill.train.augment import BatchAugment, normalise, resize
 from client_distill.train.hparams import resolve_hparams
 from client_distill.train.model_selection import best_checkpoint, is_better, select

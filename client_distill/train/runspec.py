@@ -1,26 +1,13 @@
-"""What defines one distillation run, without torch: the :class:`RunSpec`, the method names it may
-name and the teacher modes. The ``vl2v`` command line builds its parser (choices, defaults) from
-these on every call, ``--help`` included, so importing them must not import torch;
-:mod:`client_distill.train.run` runs a spec and :mod:`client_distill.methods` implements the methods."""
+"""What defines one distillation run, without torch: the :class:`RunSpec` and the teacher modes. The
+``vl2v`` command line builds its parser from these on every call, ``--help`` included, so importing them
+must not import torch; :mod:`client_distill.train.run` runs a spec, :mod:`client_distill.methods`
+implements the methods (whose names the command line reads from :mod:`client_distill.methods.catalog`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: every method ``client_distill.methods`` registers; registering a name missing here is an error
-METHOD_NAMES = (
-    "adip",
-    "adip_image_only",
-    "adip_text_only",
-    "adip_joint",
-    "sd",
-    "erm",
-    "lp",
-    "lp_ft",
-    "kd",
-    "zero_shot",
-)
 TEACHER_MODES = ("cached", "online")
 
 
