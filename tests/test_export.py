@@ -24,8 +24,9 @@ from client_distill.deploy.export import CHECK_TOLERANCE, ExportError, export_ru
 from client_distill.deploy.model_info import METADATA_FILE, ModelInfo, Preprocessing
 from client_distill.deploy.predict import decode_image, open_model, preprocess
 from client_distill.errors import UsageError
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.model_selection import select
 from client_distill.train.run import RunSpec, run_distill
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 #: the runs the tests export: ADiP outputs SWAD's average (rebuilt from checkpoint.pt), ERM its best

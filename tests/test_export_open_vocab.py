@@ -23,7 +23,7 @@ from client_distill.deploy.model_card import CARD_FILE
 from client_distill.deploy.model_info import ModelInfo
 from client_distill.deploy.predict import open_model
 from client_distill.report.report import write_report
-from client_distill.train.model_selection import load_records
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 PRICE = 0.001

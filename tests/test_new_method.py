@@ -16,7 +16,8 @@ from client_distill.deploy.export import export_run
 from client_distill.deploy.predict import classify_files, open_model
 from client_distill.methods import registry
 from client_distill.methods.catalog import declared_names, method_names
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.model_selection import select
+from client_distill.train.run_reader import load_records
 
 TOY = "toy_text_ce"
 

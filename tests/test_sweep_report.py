@@ -24,8 +24,9 @@ from client_distill.sweep.config import EmbedConfig, load_config
 from client_distill.sweep.run import SEARCH_FILE, plan_sweep, public_vendor_args, run_name, run_sweep
 from client_distill.sweep.search import choose, grid_points
 from client_distill.train.hparams import resolve_hparams
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.model_selection import select
 from client_distill.train.run import run_distill
+from client_distill.train.run_reader import load_records
 
 
 def expand(cfg, **changes):

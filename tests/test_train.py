@@ -25,8 +25,9 @@ from client_distill.data.datasets import open_dataset
 from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
 from client_distill.train.augment import resize
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.model_selection import select
 from client_distill.train.run import Run, RunSpec, run_distill
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 VOLATILE = {"images_per_s"}

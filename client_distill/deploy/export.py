@@ -46,7 +46,6 @@ from client_distill.deploy.predict import DEFAULT_BATCH, ImageError, decode_imag
 from client_distill.errors import UsageError, Vl2vError
 from client_distill.methods.base import Method, TextHead
 from client_distill.methods.registry import create_method, method_class
-from client_distill.train.model_selection import select
 from client_distill.train.run_folder import CHECKPOINT, RunFolder
 from client_distill.train.runspec import RunSpec
 from client_distill.train.students import create_student
@@ -145,16 +144,8 @@ def _classes(spec: RunSpec, n: int) -> list[str]:
 def load_run(path: str | Path) -> RunModel:
     """The model a finished run outputs, folded (see the module docstring), with its :class:`ModelInfo`."""
     folder = RunFolder(path)
-    args_file = folder.path / "args.json"
-    if not args_file.is_file():
-        raise UsageError(f"{folder.path} is not a run folder (no args.json)")
-    if not folder.done:
-        raise UsageError(f"{folder.path}: the run has not finished (no 'done' file); finish it with the same command")
-    try:
-        spec = RunSpec(**json.loads(args_file.read_text()))
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{args_file} is not a run's args.json ({exc})") from None
-    record = select(folder.records())
+    spec = folder.finished().spec()
+    record = folder.output_record()
     weights = selected_weights(folder, record)
     text = weights.get("text_head.weight")
     linear = method_class(spec.method, has_text=text is not None).export_head == "linear"

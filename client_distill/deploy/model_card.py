@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from client_distill.report.report import mean_se
-from client_distill.train.model_selection import load_records, select
+from client_distill.errors import UsageError
+from client_distill.train.model_selection import mean_se, select
+from client_distill.train.run_reader import RunReader, is_search_candidate
 
 CARD_FILE = "MODEL_CARD.md"
 #: the label of every result from the project's synthetic world (its tasks and its vl2v-tiny teacher)
@@ -59,16 +60,16 @@ def seed_accuracy(run: Path, args: dict[str, Any]) -> dict[str, Any]:
     """ID and OOD accuracy, mean ± SE, over the finished runs beside ``run`` whose configuration
     (:data:`SAME_CONFIG`) is this run's, one per seed (search candidates left out)."""
     by_seed: dict[int, tuple[float, float]] = {}
-    for other in sorted(run.parent.iterdir()):
+    for other in map(RunReader, sorted(run.parent.iterdir())):
         try:
-            other_args = json.loads((other / "args.json").read_text())
-        except (OSError, ValueError):
+            other_args = other.args()
+        except UsageError:
             continue
-        if not (other / "done").is_file() or (other_args.get("search") or {}).get("candidate") is not None:
+        if not other.done or is_search_candidate(other_args):
             continue
         if any(other_args.get(k) != args.get(k) for k in SAME_CONFIG):
             continue
-        records = load_records(other)
+        records = other.records()
         if records:
             by_seed.setdefault(int(other_args["seed"]), _accuracy(select(records)))
     seeds = sorted(by_seed)
@@ -86,8 +87,9 @@ def build_card(
     (a :class:`~client_distill.deploy.model_info.ModelInfo`); ``cost`` from :mod:`client_distill.deploy.cost`,
     ``open_vocabulary`` the class prompts bought for an export with ``--classes`` (or None)."""
     run = Path(run)
-    args = json.loads((run / "args.json").read_text())
-    records = load_records(run)
+    reader = RunReader(run)
+    args = reader.args()
+    records = reader.records()
     record = select(records)
     manifest = teacher_manifest(args.get("teacher"))
     card = manifest.get("model_card") or {}

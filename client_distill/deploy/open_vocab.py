@@ -21,7 +21,6 @@ checked from ``/v1/models`` before any query is sent.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from client_distill.buy.teacher import Teacher
 from client_distill.deploy.model_card import teacher_manifest
 from client_distill.errors import UsageError
 from client_distill.methods.registry import method_class
+from client_distill.train.run_reader import RunReader
 
 
 @dataclass
@@ -63,10 +63,7 @@ def parse_classes(text: str) -> list[str]:
 def require_text_head(run: str | Path) -> dict[str, Any]:
     """The run's ``args.json`` if its method predicts with the teacher's text embeddings; a one-line
     :class:`UsageError` otherwise (checked before any query is bought)."""
-    try:
-        args = json.loads((Path(run) / "args.json").read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"{run} is not a run folder (no readable args.json)") from None
+    args = RunReader(run).args()
     if method_class(args["method"]).export_head != "text":
         raise UsageError(
             f"--classes needs a method that predicts with the teacher's text embeddings (adip, its variants, sd); "

@@ -29,6 +29,7 @@ from PIL import Image
 from client_distill.data.image_files import decode
 from client_distill.deploy.model_info import METADATA_FILE, ModelInfo, Preprocessing
 from client_distill.errors import UsageError
+from client_distill.train.run_reader import ARGS_FILE, RunReader
 
 #: images per forward pass of an export (a run folder uses the batch it evaluated with)
 DEFAULT_BATCH = 64
@@ -150,11 +151,11 @@ def open_model(path: str | Path) -> Predictor:
         if info.model_format == "torchscript":
             return TorchScriptPredictor(folder, info)
         raise UsageError(f"{folder}: unknown model format {info.model_format!r} in {METADATA_FILE}")
-    if (folder / "args.json").is_file():
+    if RunReader(folder).is_run:
         from client_distill.deploy.export import RunPredictor  # torch: a run folder is a PyTorch model
 
         return RunPredictor(folder)
-    raise UsageError(f"{path} is neither a vl2v export (no {METADATA_FILE}) nor a run folder (no args.json)")
+    raise UsageError(f"{path} is neither a vl2v export (no {METADATA_FILE}) nor a run folder (no {ARGS_FILE})")
 
 
 # ------------------------------------------------------------------------------------- inputs

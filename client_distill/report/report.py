@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from client_distill.errors import UsageError, Vl2vError
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.model_selection import mean_se, select
+from client_distill.train.run_reader import DONE_FILE, RunReader, is_search_candidate
 
 DIAGNOSTICS_FILE = "diagnostics.json"
 
@@ -63,13 +64,13 @@ def collect(runs: str | Path) -> list[Result]:
     """Every finished protocol run (``done`` marker) under ``runs``; a second run of the same table
     cell and seed is a :class:`UsageError` naming both. Search candidates are left out."""
     out, seen = [], {}
-    for done in sorted(Path(runs).rglob("done")):
-        records = load_records(done.parent)
+    for done in sorted(Path(runs).rglob(DONE_FILE)):
+        records = RunReader(done.parent).records()
         if not records:
             continue
         r = select(records)
         args = r["args"]
-        if (args.get("search") or {}).get("candidate") is not None:
+        if is_search_candidate(args):
             continue
         paid = {
             k: max(int(x.get(k) or 0) for x in records) for k in ("queries_images", "queries_eval_images")
@@ -103,14 +104,6 @@ def collect(runs: str | Path) -> list[Result]:
 def md_row(*cells: object) -> str:
     """One markdown table row."""
     return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error (sample std / √n; NaN with fewer than two values)."""
-    a = np.asarray(values, dtype=float)
-    if len(a) == 0:
-        return float("nan"), float("nan")
-    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
 
 
 def fmt(values: list[float]) -> str:
@@ -476,12 +469,12 @@ def cost_section(runs: str | Path, results: list[Result], cpu_price_per_core_hou
 
     lines = []
     folders: dict[str, list[tuple[int, Path]]] = defaultdict(list)
-    for done in sorted(Path(runs).rglob("done")):
+    for done in sorted(Path(runs).rglob(DONE_FILE)):
         try:
-            args = json.loads((done.parent / "args.json").read_text())
-        except (OSError, ValueError):
+            args = RunReader(done.parent).args()
+        except UsageError:
             continue
-        if args.get("method") in COST_PREFERENCE and not (args.get("search") or {}).get("candidate"):
+        if args.get("method") in COST_PREFERENCE and not is_search_candidate(args):
             rank = COST_PREFERENCE.index(args["method"])
             folders[str(args.get("dataset") or Path(str(args.get("data"))).name)].append((rank, done.parent))
     for ds in sorted({r.dataset for r in results}):

@@ -37,7 +37,7 @@ from client_distill.methods.registry import method_class
 from client_distill.sweep.config import SweepConfig
 from client_distill.sweep.launch import LaunchOptions, RunPool, open_launcher
 from client_distill.sweep.search import grid_points, load_search, summary, write_search
-from client_distill.train.model_selection import load_records, select
+from client_distill.train.run_reader import RunReader
 from client_distill.train.runspec import RunSpec
 
 SEARCH_FILE = "search.json"
@@ -273,7 +273,7 @@ def execute(
     todo, outcome = [], {"done": [], "skipped": [], "failed": []}
     for spec in specs:
         out = root / run_name(spec)
-        (outcome["skipped"].append(str(out)) if (out / "done").is_file() else todo.append((spec, out)))
+        (outcome["skipped"].append(str(out)) if RunReader(out).done else todo.append((spec, out)))
     buy_teacher_sets(purchases, {spec.teacher for spec, _ in todo})
     # seed by seed (a sweep cut short has every method for its first seeds), longest first within a
     # seed (so the long runs do not start last and leave the other workers idle at the end)
@@ -290,7 +290,7 @@ def execute(
         try:
             for future in bar:
                 out = futures[future]
-                outcome["done" if future.result() == 0 and (out / "done").is_file() else "failed"].append(str(out))
+                outcome["done" if future.result() == 0 and RunReader(out).done else "failed"].append(str(out))
         except KeyboardInterrupt:
             # start no queued run; the runs in flight got the same Ctrl-C (one process group) and
             # stop at once, resumable
@@ -311,7 +311,7 @@ def run_search(cfg: SweepConfig, launch: LaunchOptions) -> dict[str, dict[str, A
         )
     root, chosen = Path(cfg.out), {}
     for method, points in candidates.items():
-        scores = [[select(load_records(root / run_name(s)))["source_val_acc"] for s in runs] for _, runs in points]
+        scores = [[RunReader(root / run_name(s)).output_record()["source_val_acc"] for s in runs] for _, runs in points]
         chosen[method] = summary(cfg.search.grid, method, [p for p, _ in points], scores)
     write_search(root / SEARCH_FILE, chosen)
     return chosen
@@ -336,7 +336,7 @@ def run_sweep(
             if cfg.search
             else plan_sweep(cfg)[0]
         )
-        todo = [str(Path(cfg.out) / run_name(s)) for s in specs if not (Path(cfg.out) / run_name(s) / "done").is_file()]
+        todo = [str(Path(cfg.out) / run_name(s)) for s in specs if not RunReader(Path(cfg.out) / run_name(s)).done]
         for out in todo:
             print(out)
         return {

@@ -1,6 +1,7 @@
 """Model selection on a run's records, without torch (DomainBed keeps the same in ``model_selection.py``).
 
-A run's ``results.jsonl`` holds two kinds of records (field ``model``):
+A run's ``results.jsonl`` (read by :class:`~client_distill.train.run_reader.RunReader`) holds two kinds
+of records (field ``model``):
 
 - ``"checkpoint"``: one per evaluation during training, scored on the source domains' 20 % "out"
   splits only (``source_val_acc``, ``source_val_loss``);
@@ -15,24 +16,16 @@ so the file and the analysis never disagree. The target domain is never looked a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from client_distill.errors import UsageError
 
 #: the model a run outputs, in order of preference: SWAD's average where the run used SWAD, else the
 #: best checkpoint by source validation; zero-shot outputs the teacher itself
 OUTPUT_MODELS = ("swad", "best", "teacher")
-
-
-def load_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/results.jsonl`` (empty if there is none yet)."""
-    path = Path(run_dir) / "results.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def is_better(candidate: Mapping[str, Any], incumbent: Mapping[str, Any] | None) -> bool:
@@ -59,3 +52,12 @@ def select(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if model in finals:
             return dict(finals[model])
     raise UsageError("the run has not finished: no record of the model it outputs yet")
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error over seeds of the models runs output (sample std / √n; NaN with fewer
+    than two values), as the report and the model card give them."""
+    a = np.asarray(values, dtype=float)
+    if len(a) == 0:
+        return float("nan"), float("nan")
+    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from client_distill.errors import UsageError
-from client_distill.train.model_selection import load_records
+from client_distill.train.run_reader import ARGS_FILE, DONE_FILE, RESULTS_FILE, RunReader
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -37,40 +37,33 @@ def save_atomic(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-class RunFolder:
-    """The files of one run (see the module docstring)."""
+class RunFolder(RunReader):
+    """The files of one run (see the module docstring), read as any reader reads them."""
 
     def __init__(self, path: str | Path, rank: int = 0):
-        self.path = Path(path)
+        super().__init__(path)
         self.writer = rank == 0  # under torchrun only rank 0 writes
 
     # ------------------------------------------------------------------------------ identity, end
 
     def claim(self, args: dict[str, Any]) -> None:
         """Make the folder this run's: refuse one that holds another run's ``args.json``."""
-        file = self.path / "args.json"
+        file = self.path / ARGS_FILE
         if file.is_file() and json.loads(file.read_text()) != args:
             raise UsageError(f"{self.path} holds a different run (args.json differs); use another --out")
         if self.writer:
             self.path.mkdir(parents=True, exist_ok=True)
             file.write_text(json.dumps(args, indent=2))
 
-    @property
-    def done(self) -> bool:
-        return (self.path / "done").is_file()
-
     def mark_done(self) -> None:
         if self.writer:
-            (self.path / "done").write_text("done\n")
+            (self.path / DONE_FILE).write_text("done\n")
 
     # ---------------------------------------------------------------------------------- records
 
-    def records(self) -> list[dict[str, Any]]:
-        return load_records(self.path)
-
     def append(self, record: dict[str, Any]) -> None:
         if self.writer:
-            with open(self.path / "results.jsonl", "a") as f:
+            with open(self.path / RESULTS_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------------ weights, checkpoint
@@ -98,7 +91,7 @@ class RunFolder:
         self._promote([name for name in pending if (self.path / (name + ".new")).is_file()])
         for stale in self.path.glob("*.new"):
             stale.unlink()
-        results = self.path / "results.jsonl"
+        results = self.path / RESULTS_FILE
         if state is None:
             results.unlink(missing_ok=True)
             return None
