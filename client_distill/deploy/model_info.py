@@ -3,7 +3,7 @@
 One :class:`ModelInfo` describes both kinds of model ``vl2v predict`` and ``vl2v evaluate`` accept: an
 export (``vl2v export`` writes it as ``metadata.json`` beside ``model.onnx`` or ``model.pt``, so a server
 needs nothing else to feed the model and name its outputs) and a finished run folder (read from the
-run's own files, :func:`client_distill.deploy.export.load_run`). It imports neither torch nor numpy, so the
+run's own files, :func:`client_distill.deploy.run_model.load_run`). It imports neither torch nor numpy, so the
 ONNX prediction path stays light.
 
 The file is meant to grow (a model card's facts: queries paid, teacher, cost): keys this version does

@@ -152,7 +152,7 @@ def open_model(path: str | Path) -> Predictor:
             return TorchScriptPredictor(folder, info)
         raise UsageError(f"{folder}: unknown model format {info.model_format!r} in {METADATA_FILE}")
     if RunReader(folder).is_run:
-        from client_distill.deploy.export import RunPredictor  # torch: a run folder is a PyTorch model
+        from client_distill.deploy.run_model import RunPredictor  # torch: a run folder is a PyTorch model
 
         return RunPredictor(folder)
     raise UsageError(f"{path} is neither a vl2v export (no {METADATA_FILE}) nor a run folder (no {ARGS_FILE})")
