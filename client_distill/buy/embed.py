@@ -23,11 +23,16 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from client_distill.adapters.base import l2_normalise
+from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.selection import FeatureFn, order_samples
 from client_distill.buy.teacher import Teacher
 from client_distill.buy.teacher_set import TeacherSet
-from client_distill.data.datasets import DomainDataset, Sample
+from client_distill.buy.vendor import VendorConfig, open_teacher
+from client_distill.data.datasets import DomainDataset, Sample, open_dataset
 from client_distill.data.image_store import png_bytes
 from client_distill.data.transforms import seeded_view
 from client_distill.errors import UsageError
@@ -156,4 +161,102 @@ def buy(
     on_saved(result)
     if error is not None:
         raise error
+    return result
+
+
+# ------------------------------------------------------------------------------------ the use case
+
+
+@dataclass(frozen=True)
+class PurchaseOrder:
+    """What ``vl2v embed`` buys: a dataset's class prompts and images, within ``max_queries``, written
+    as the teacher set ``out`` (see the module docstring; each field is the flag of the same name)."""
+
+    data: str
+    out: str
+    max_queries: int
+    dataset: str | None = None
+    #: source domains (None: all)
+    domains: tuple[str, ...] | None = None
+    strategy: str = "random"
+    #: the pretrained student whose features ``kcenter`` orders the images by (None: the default student)
+    student: str | None = None
+    views: int = 1
+    #: a file of prompt templates with ``{}`` (None: ``a photo of a {}``)
+    prompts: str | None = None
+    split: str = "in"
+    seed: int = 0
+
+
+#: how a purchase gets the student's features for ``kcenter``: ``(dataset root, student name or None)`` →
+#: :data:`~client_distill.buy.selection.FeatureFn` (:func:`client_distill.train.probe.student_features`,
+#: handed in by the caller: buying sits below training)
+StudentFeatures = Callable[[Path, str], FeatureFn]
+
+
+def buy_teacher_set(
+    order: PurchaseOrder, vendor: VendorConfig, student_features: StudentFeatures | None = None
+) -> TeacherSet:
+    """Buy ``order`` from ``vendor`` (through its cache: what was bought before is free), write the
+    teacher set to ``order.out`` (a partial one too, when the budget, the vendor or Ctrl-C stops the
+    purchase) and print what it cost."""
+    dataset = open_dataset(order.data, order.dataset)
+    domains = list(order.domains) if order.domains else dataset.domains
+    samples = source_samples(dataset, domains, order.split, order.seed)
+    features = None
+    if order.strategy == "kcenter" and student_features is not None:
+        features = student_features(Path(dataset.root), order.student)
+    templates = load_templates(order.prompts)
+    # kcenter only needs to order the images the budget can reach (ceil: a last one may be partial);
+    # a budget of the prompts alone orders nothing (kcenter would otherwise order every image)
+    affordable = -(-max(order.max_queries - len(dataset.classes) * len(templates), 0) // max(order.views, 1))
+    ordered = order_samples(samples, order.strategy, order.seed, features, k=affordable) if affordable else []
+    plan = make_plan(dataset.classes, templates, ordered, order.views, order.max_queries)
+    with open_teacher(vendor, budget=order.max_queries) as teacher:
+        bar = tqdm(total=len(plan), unit="q", desc="embed", dynamic_ncols=True)
+
+        def progress(teacher: Teacher) -> None:
+            bar.n = teacher.hits + teacher.paid
+            bar.set_postfix(paid=teacher.paid, hits=teacher.hits, retries=teacher.adapter.retries, refresh=False)
+            bar.refresh()
+
+        def save(result: TeacherSet) -> None:
+            result.meta["ledger"] = ledger_totals(teacher.cache, teacher.ledger.account)
+            if result.meta["complete"]:
+                result.meta["vendor_usage"] = teacher.vendor_usage()
+            result.save(order.out)
+
+        teacher.on_progress = progress
+        try:
+            meta = {
+                "vendor": teacher.adapter.name,
+                "vendor_url": vendor.resolved().vendor_url,
+                "model": teacher.model,
+                "dataset": dataset.name,
+                "domains": domains,
+                "split": order.split,
+                "strategy": order.strategy,
+                "views": order.views,
+                "seed": order.seed,
+                "budget": order.max_queries,
+            }
+            result = buy(teacher, Path(dataset.root), plan, order.seed, meta, save)
+        except BudgetExhausted as exc:
+            raise BudgetExhausted(
+                f"{exc}. Everything bought is cached and a partial teacher set is in {order.out}; "
+                "top up the key and rerun to continue"
+            ) from exc
+        except TransientError as exc:
+            raise VendorError(
+                f"vendor unavailable, gave up after retries: {exc}. Everything bought is cached; rerun to continue"
+            ) from exc
+        finally:
+            bar.close()
+    q = result.meta["queries"]
+    print(
+        f"bought {len(result.image_embeddings)} images ({q['image_queries_bought']} image queries) "
+        f"and {q['texts']} prompts: "
+        f"paid {q['paid_this_run']} queries this run, {q['cache_hits_this_run']} cache hits; "
+        f"ledger {result.meta['ledger']}; vendor usage {result.meta.get('vendor_usage')}; wrote {order.out}"
+    )
     return result

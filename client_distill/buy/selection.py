@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -82,15 +81,3 @@ def kcenter_order(features: np.ndarray, k: int, rng: np.random.Generator) -> lis
         dist[chosen] = -1.0
     rest = np.setdiff1d(np.arange(n), chosen)
     return chosen + [int(i) for i in rng.permutation(rest)]
-
-
-def student_features(root: str | Path, student_name: str, batch_size: int = 64) -> FeatureFn:
-    """A :data:`FeatureFn` computing the pooled features of the pretrained student ``student_name``
-    on the un-augmented images (eval transform), on the CPU."""
-    from client_distill.train.probe import extract_features
-    from client_distill.train.students import create_student
-
-    def compute(samples: Sequence[Sample]) -> np.ndarray:
-        return extract_features(create_student(student_name, pretrained=True), root, samples, batch_size)[0].numpy()
-
-    return compute

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from client_distill.adapters.registry import add_vendor_arguments
 from client_distill.buy.settings import ClientSettings
+from client_distill.commands.common import add_vendor_arguments, vendor_config
 from client_distill.errors import UsageError
 
 FORMATS = ("onnx", "torchscript")  # client_distill.deploy.export.EXPORT_FORMATS, spelled out: no torch at --help
@@ -59,7 +59,11 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.templates and not args.classes:
         raise UsageError("--templates only applies with --classes")
-    vocabulary = buy_vocabulary(args.run, parse_classes(args.classes), args.templates, args) if args.classes else None
+    vocabulary = (
+        buy_vocabulary(args.run, parse_classes(args.classes), args.templates, vendor_config(args))
+        if args.classes
+        else None
+    )
     info = export_run(args.run, args.out, args.format, vocabulary, args.cpu_price)
     check = info.check or {}
     print(

@@ -7,7 +7,7 @@ import argparse
 
 from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.sweep.launch import LAUNCHERS
+from client_distill.sweep.launchers import LAUNCHERS
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:

@@ -20,18 +20,15 @@ checked from ``/v1/models`` before any query is sent.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from client_distill.adapters.registry import adapter_from_args
-from client_distill.buy.cache import EmbeddingCache
 from client_distill.buy.embed import buy, load_templates, make_plan
 from client_distill.buy.query_ledger import ledger_totals
-from client_distill.buy.teacher import Teacher
+from client_distill.buy.vendor import VendorConfig, open_teacher
 from client_distill.deploy.model_card import teacher_manifest
 from client_distill.errors import UsageError
 from client_distill.methods.registry import method_class
@@ -72,12 +69,10 @@ def require_text_head(run: str | Path) -> dict[str, Any]:
     return args
 
 
-def buy_vocabulary(
-    run: str | Path, classes: list[str], templates_file: str | None, args: argparse.Namespace
-) -> Vocabulary:
-    """Buy the text embeddings of ``classes`` from the vendor ``args`` names (``--vendor``, ``--vendor-url``,
-    ``--api-key``, ``--model``, ``--cache``: the settings of every client command), after checking that it
-    serves the run's teacher (see the module docstring)."""
+def buy_vocabulary(run: str | Path, classes: list[str], templates_file: str | None, vendor: VendorConfig) -> Vocabulary:
+    """Buy the text embeddings of ``classes`` from ``vendor`` (the vendor settings of every client
+    command: ``--vendor``, ``--vendor-url``, ``--api-key``, ``--model``, ``--cache``), after checking that
+    it serves the run's teacher (see the module docstring)."""
     run_args = require_text_head(run)
     manifest = teacher_manifest(run_args.get("teacher"))
     if not manifest.get("model"):
@@ -87,9 +82,7 @@ def buy_vocabulary(
         )
     templates = load_templates(templates_file)
     plan = make_plan(classes, templates, [], views=1, budget=len(classes) * len(templates))
-    cache = EmbeddingCache(Path(args.cache).expanduser())
-    teacher = Teacher(adapter_from_args(args), cache, budget=len(plan.texts))
-    try:
+    with open_teacher(vendor, budget=len(plan.texts)) as teacher:
         served = (teacher.model, teacher.adapter.revision)
         wanted = (manifest["model"], manifest.get("model_revision"))
         if served[0] != wanted[0] or (wanted[1] and served[1] != wanted[1]):
@@ -104,14 +97,11 @@ def buy_vocabulary(
         bought = buy(teacher, Path("."), plan, 0, {}, lambda _: None)
         facts = {
             "templates": templates,
-            "vendor": args.vendor,
+            "vendor": teacher.adapter.name,
             "model": served[0],
             "revision": served[1],
             "price_per_query": teacher.adapter.card.get("price_per_query"),
             "queries": queries,
-            "ledger": ledger_totals(cache, teacher.ledger.account),
+            "ledger": ledger_totals(teacher.cache, teacher.ledger.account),
         }
-    finally:
-        teacher.close()
-        cache.close()
     return Vocabulary(classes, bought.prompts, np.asarray(bought.text_embeddings, dtype=np.float32), facts)

@@ -14,7 +14,6 @@ the client side only ever sees the vendor over HTTP.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from client_distill.buy.local_vendor import start_vendor, vendor_cli
+from client_distill.buy.vendor import VendorConfig
+from client_distill.data.synth import write_synth
 from client_distill.errors import UsageError
+from client_distill.sweep.config import DemoConfig, EmbedConfig, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "sweep" / "configs" / "demo.yaml"
 
@@ -52,13 +54,8 @@ def ensure_data(data: Path, task: str, per_class: int, seed: int) -> None:
     """Render the synthetic task once; a complete folder is reused as it is."""
     if (data / ".complete").is_file():
         return
-    from client_distill.cli import main as vl2v
-
-    argv = ["data", "synth", "--task", task, "--out", str(data), "--per-class", str(per_class), "--seed", str(seed)]
-    if data.exists():
-        argv.append("--overwrite")  # an earlier render was interrupted: redo it deterministically
-    if vl2v(argv) != 0:
-        raise UsageError(f"could not write the synthetic data to {data}")
+    # an earlier render was interrupted when the folder exists: redo it deterministically
+    write_synth(task, data, per_class=per_class, seed=seed, overwrite=data.exists())
     (data / ".complete").write_text("ok\n")
 
 
@@ -67,7 +64,6 @@ def run_demo(
 ) -> Path:
     """Run the demo and return the report's path."""
     from client_distill.report.report import write_report  # these import torch: not at `vl2v --help` time
-    from client_distill.sweep.config import DemoConfig, EmbedConfig, load_config
     from client_distill.sweep.run import run_sweep
 
     cfg = load_config(config, {"data": str(data), "out": str(out / "runs")})
@@ -79,12 +75,10 @@ def run_demo(
         if vendor_url is None:
             vendor_url, api_key = stack.enter_context(local_vendor(out / "vendor", demo.key_budget))
             vendor = "vl2v"
-        # the sweep's `vl2v embed`/`vl2v distill` processes read the vendor (and the cache holding the
-        # query ledger) from the environment, so the key never appears on a command line
-        os.environ.update(VL2V_VENDOR=vendor, VL2V_VENDOR_URL=vendor_url, VL2V_CACHE=cfg.embed.cache)
-        if api_key:
-            os.environ["VL2V_API_KEY"] = api_key
-        outcome = run_sweep(cfg, workers=workers)
+        # the vendor the sweep buys from where its config does not say, the demo's cache holding the
+        # query ledger of its online runs too; the key travels in memory only, never on a command line
+        here = VendorConfig(vendor=vendor, vendor_url=vendor_url, api_key=api_key or None, cache=cfg.embed.cache)
+        outcome = run_sweep(cfg, workers=workers, vendor=here)
     if outcome["failed"]:
         print(
             f"{len(outcome['failed'])} run(s) failed; their logs: "

@@ -7,8 +7,10 @@ Example (every key but ``data``, ``methods`` and ``out`` optional)::
     student: vl2v-broad-resnet
     teacher: teachers/full         # a teacher set with every image bought; budgets subsample it
     teachers: {0.1: teachers/b10}  # optional: a teacher set per budget, bought by `vl2v embed`
-    embed:                         # optional: the sweep buys its teacher sets itself with `vl2v embed`
-      vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
+    embed:                         # optional: the sweep buys its teacher sets itself (as `vl2v embed` does)
+      vendor:                      # whom from: the vendor flags' fields; what is unset is VL2V_*'s
+        vendor_url: http://127.0.0.1:8000
+        api_key: KEY               # a secret: in no teacher set's name, no record, no log
       strategy: random             # or class_balanced, kcenter (see `vl2v embed --help`)
       views: 1
       cache: ~/.cache/vl2v/embeddings
@@ -23,10 +25,15 @@ Example (every key but ``data``, ``methods`` and ``out`` optional)::
       seeds: [0]
     searched: path/search.json     # instead of `search`: the choice of an earlier search of the same task
                                    # (a relative path is relative to the config file)
-    teacher_modes: [cached]        # add `online` (with vendor_args) for the efficiency comparison
+    teacher_modes: [cached]        # add `online` (with `vendor`) for the efficiency comparison
     online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
-    vendor_args: [--vendor-url, http://127.0.0.1:8000, --api-key, KEY]
+    vendor: {vendor_url: http://127.0.0.1:8000, api_key: KEY}   # what online runs buy from
     out: runs/synth-pacs
+
+``vendor`` and ``embed.vendor`` are :class:`~client_distill.buy.vendor.VendorConfig` (``vendor``,
+``vendor_url``, ``api_key``, ``model``, ``concurrency``, ``batch_size``, ``retry_deadline``, ``cache``).
+A config of an earlier version may still give them as ``vendor_args``, a list of the same settings as
+``vl2v`` flags (``[--vendor-url, URL, --api-key, KEY]``); it is read into the typed fields.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from client_distill.buy.vendor import VendorConfig
 from client_distill.errors import UsageError
 from client_distill.methods.catalog import method_names
 from client_distill.train.runspec import TEACHER_MODES, RunSpec
@@ -46,15 +54,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EmbedConfig(_Strict):
-    """How the sweep buys its teacher sets (``vl2v embed`` options)."""
+class _WithVendor(_Strict):
+    """A section with a ``vendor`` field, which also takes the older ``vendor_args`` flag list."""
 
-    vendor_args: list[str] = []
+    vendor: VendorConfig = VendorConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vendor_args(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "vendor_args" in data:
+            data = dict(data)
+            if "vendor" in data:
+                raise ValueError("give either `vendor` or `vendor_args` (its older spelling as flags), not both")
+            argv = data.pop("vendor_args") or []
+            if not isinstance(argv, list):
+                raise ValueError("vendor_args is a list of vl2v vendor flags, e.g. [--vendor-url, URL]")
+            data["vendor"] = VendorConfig.from_flags(argv)
+        return data
+
+
+class EmbedConfig(_WithVendor):
+    """How the sweep buys its teacher sets (``vl2v embed``'s options; ``vendor``: whom from)."""
+
     strategy: Literal["random", "class_balanced", "kcenter"] = "random"
     views: int = Field(1, ge=1)
     cache: str | None = None
     prompts: str | None = None
     student: str | None = None  # whose features kcenter uses
+
+    def buyer(self) -> VendorConfig:
+        """The vendor the sets are bought from, through ``cache`` where the section names one."""
+        return self.vendor if self.cache is None else self.vendor.model_copy(update={"cache": self.cache})
+
+    def identity(self) -> dict[str, Any]:
+        """What of this section names a teacher set (with the set's domains, split, seed and queries):
+        every setting but credentials, the vendor's as its public flags (as earlier versions named
+        their sets, so that finished sets and runs keep their folders)."""
+        return {
+            "vendor_args": self.vendor.flags(),
+            "strategy": self.strategy,
+            "views": self.views,
+            "cache": self.cache,
+            "prompts": self.prompts,
+            "student": self.student,
+        }
 
 
 class SearchConfig(_Strict):
@@ -84,7 +127,7 @@ class DemoConfig(_Strict):
     key_budget: int = Field(100_000, ge=1)
 
 
-class SweepConfig(_Strict):
+class SweepConfig(_WithVendor):
     data: str
     dataset: str | None = None
     student: str = RunSpec.student
@@ -101,7 +144,6 @@ class SweepConfig(_Strict):
     searched: str | None = None
     teacher_modes: list[str] = ["cached"]
     online_methods: list[str] | None = None
-    vendor_args: list[str] = []
     embed: EmbedConfig | None = None
     out: str
     demo: DemoConfig | None = None

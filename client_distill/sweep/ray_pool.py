@@ -6,13 +6,14 @@ or ``ray://HOST:10001`` a given one. Ray places each run where its resources are
 (``--threads N``: N CPUs, N torch threads), and one GPU too when the cluster has GPUs, since a run
 trains on a GPU whenever it sees one and one that was not given a GPU would share it unaccounted.
 
-Each task calls the local pool's per-run entry point, :func:`client_distill.sweep.launch.run_job`, so a
-run behaves the same on either launcher: the same ``sweep_job``, output to the run's ``log.txt``, the
-same exit statuses. Each task runs in a Ray worker process of its own (``max_calls=1``), as isolated
-as the local pool's forked processes: a crash or a leak ends with its run, and the worker's stdout,
-which :func:`run_job` points at the run's log, is never reused. Resuming is the run folders' own
-(:mod:`client_distill.train.run_folder`): the sweep skips runs with ``done``; a partial run resumes from its
-``checkpoint.pt`` wherever it lands, so a task Ray retries after losing its node also resumes.
+Each task calls the per-run entry point of every launcher, :func:`client_distill.sweep.launch.run_job`, so
+a run behaves the same on either launcher: the same job (:mod:`client_distill.sweep.jobs`), output to
+the run's ``log.txt``, the same exit statuses. Each task runs in a Ray worker process of its own
+(``max_calls=1``), as isolated as the local pool's forked processes: a crash or a leak ends with its
+run, and the worker's stdout, which :func:`run_job` points at the run's log, is never reused.
+Resuming is the run folders' own (:mod:`client_distill.train.run_folder`): the sweep skips runs with
+``done``; a partial run resumes from its ``checkpoint.pt`` wherever it lands, so a task Ray retries
+after losing its node also resumes.
 
 What a cluster needs: ``vl2v`` installed on every node, and the sweep's files (data, teacher sets,
 run folders) on a filesystem mounted at the same path everywhere; a task runs in the sweep's working

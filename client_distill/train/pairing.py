@@ -33,10 +33,16 @@ from client_distill.errors import UsageError
 from client_distill.train.augment import BatchAugment, resize
 
 
-def budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, seed: int) -> set[str]:
-    """A seeded random ``budget`` fraction of the source images that have a bought embedding."""
+def check_budget(budget: float) -> float:
+    """``budget`` if it is a fraction in [0, 1] (of the source images whose bought embedding a run uses)."""
     if not 0.0 <= budget <= 1.0:
         raise UsageError(f"budget must be a fraction in [0, 1], got {budget}")
+    return budget
+
+
+def budget_keep(samples: Sequence[Sample], teacher: TeacherSet, budget: float, seed: int) -> set[str]:
+    """A seeded random ``budget`` fraction of the source images that have a bought embedding."""
+    check_budget(budget)
     have = sorted(s.path for s in samples if teacher.image_embedding(s.path) is not None)
     n = int(round(budget * len(samples)))
     rng = np.random.RandomState(seed_hash("budget", seed))

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from client_distill.buy.selection import FeatureFn
 from client_distill.data.datasets import DomainDataset, Sample, class_name
 from client_distill.data.image_store import load_images
 from client_distill.train.augment import normalise, resize
-from client_distill.train.students import Student
+from client_distill.train.runspec import RunSpec
+from client_distill.train.students import Student, create_student
 
 PHOTO = "photo"
 
@@ -50,6 +53,18 @@ def extract_features(
         feats.append(student(normalise(resize(images[index], student.input_size), student.mean, student.std)))
     labels = torch.tensor([s.label for s in samples], dtype=torch.long)
     return (torch.cat(feats) if feats else torch.zeros(0, student.feature_dim)), labels
+
+
+def student_features(root: str | Path, student_name: str | None, batch_size: int = 64) -> FeatureFn:
+    """A :data:`~client_distill.buy.selection.FeatureFn` computing the pooled features of the pretrained
+    student ``student_name`` (None: the default student) on the un-augmented images (eval transform), on
+    the CPU: what ``vl2v embed --strategy kcenter`` orders the images it buys by."""
+    name = student_name or RunSpec.student
+
+    def compute(samples: Sequence[Sample]) -> np.ndarray:
+        return extract_features(create_student(name, pretrained=True), root, samples, batch_size)[0].numpy()
+
+    return compute
 
 
 def fit_linear_probe(

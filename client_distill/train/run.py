@@ -54,6 +54,7 @@ from client_distill.train.pairing import (
     SourceDomain,
     TeacherTable,
     budget_keep,
+    check_budget,
     view_pictures,
     view_seed,
 )
@@ -211,6 +212,12 @@ class Run:
             raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
         if spec.teacher_mode == "online" and online_teacher is None:
             raise UsageError("--teacher-mode online needs a vendor to query (see `vl2v distill --help`)")
+        if spec.budget is not None:  # before anything is built: a budget is checked, never ignored
+            check_budget(spec.budget)
+            if not spec.teacher:
+                raise UsageError(
+                    "a budget keeps a fraction of a teacher set's image embeddings: the run has no teacher set"
+                )
         self.spec, self.online = spec, online_teacher if spec.teacher_mode == "online" else None
         self.stop_after = stop_after  # global step after whose checkpoint to stop, resumably
         self.rank, self.world = _distributed()
