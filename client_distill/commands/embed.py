@@ -1,5 +1,6 @@
-"""``vl2v embed``: buy a dataset's teacher embeddings within a query budget; write a teacher set
-(:func:`client_distill.buy.embed.buy_teacher_set`)."""
+"""``vl2v embed``: buy a dataset's teacher embeddings within a query budget; write a teacher set."""
+
+# the purchase itself: client_distill.buy.embed.buy_teacher_set
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``vl2v sweep``: many distillation runs (methods × budgets × target domains × seeds), DomainBed style,
-with its hparam search; see :mod:`client_distill.sweep.run` for the config format."""
+with its hparam search; see :mod:`client_distill.sweep.config` for the config format."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p = subparsers.add_parser(
         "sweep",
         help="run methods × budgets × target domains × seeds",
-        description="See client_distill/sweep/run.py for the config format.",
+        description="See client_distill/sweep/config.py for the config format.",
     )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument(
