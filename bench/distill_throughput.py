@@ -8,8 +8,8 @@ through the functions ``vl2v distill`` calls:
 - ``method``: on pre-built tensors (the method's own overhead);
 - ``end-to-end`` (the default student's real path): uint8 images held in memory as the run holds them,
   each step drawing ``batch_per_domain`` per source domain, augmenting the batch
-  (:class:`~client_distill.augment.BatchAugment`: crop, flip, colour jitter, greyscale), pairing each
-  input with its bought embedding (:class:`~client_distill.pairing.SourceBatches`), normalising and
+  (:class:`~client_distill.train.augment.BatchAugment`: crop, flip, colour jitter, greyscale), pairing each
+  input with its bought embedding (:class:`~client_distill.train.pairing.SourceBatches`), normalising and
   moving it to the device.
 
 The three are interleaved step by step, alternating the order, so that load from other processes
@@ -31,15 +31,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from client_distill.augment import BatchAugment, normalise
-from client_distill.datasets import Sample
-from client_distill.hparams import resolve_hparams
-from client_distill.methods import Targets, create_method
-from client_distill.pairing import SourceBatches, SourceDomain, TeacherTable
-from client_distill.pretrain_config import DEFAULT_ARCH
-from client_distill.students import create_student
-from client_distill.teacher_set import TeacherSet
-from client_distill.train import autocast, train_step
+from client_distill.buy.teacher_set import TeacherSet
+from client_distill.data.datasets import Sample
+from client_distill.methods.base import Targets
+from client_distill.methods.registry import create_method
+from client_distill.train.augment import BatchAugment, normalise
+from client_distill.train.hparams import resolve_hparams
+from client_distill.train.pairing import SourceBatches, SourceDomain, TeacherTable
+from client_distill.train.pretrain_student_config import DEFAULT_ARCH
+from client_distill.train.run import autocast, train_step
+from client_distill.train.students import create_student
 
 
 def main() -> None:

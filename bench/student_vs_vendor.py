@@ -1,7 +1,7 @@
 """The distilled student's throughput beside the vendor's served throughput, same images, one run, one machine.
 
 Both sides do the whole job from image files to an answer: the student (an ONNX export, as ``vl2v
-predict`` runs it: :func:`client_distill.predict.open_model`, decode + resize + normalise + onnxruntime,
+predict`` runs it: :func:`client_distill.deploy.predict.open_model`, decode + resize + normalise + onnxruntime,
 batches of 64) gives class probabilities; the vendor (``vl2v-vendor serve`` with its default vl2v-tiny
 checkpoint, a real subprocess on a loopback port, its own key) gives image embeddings for batch-64
 requests from two concurrent clients (what ``vl2v embed`` sends; the vendor's zero-shot classifier would
@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's request helpers
 from vendor_throughput import BATCH, body, served_images_per_s  # noqa: E402
 
-from client_distill.demo import local_vendor  # noqa: E402
-from client_distill.model_info import ModelInfo  # noqa: E402
-from client_distill.predict import decode_image, open_model, preprocess  # noqa: E402
+from client_distill.deploy.model_info import ModelInfo  # noqa: E402
+from client_distill.deploy.predict import decode_image, open_model, preprocess  # noqa: E402
+from client_distill.report.demo import local_vendor  # noqa: E402
 from shared.protocol import MODELS_PATH, USAGE_PATH  # noqa: E402
 
 VENDOR_CLIENTS = 2

@@ -1,5 +1,5 @@
 """Seconds per sweep run: a fresh ``python -m client_distill.cli distill`` process (what sweeps did
-before) against a run forked from the sweep's preloaded server (:mod:`client_distill.launcher`),
+before) against a run forked from the sweep's preloaded server (:mod:`client_distill.sweep.local`),
 side by side on the same short runs.
 
 Each pair runs the same ERM run (no teacher needed) into two fresh folders, one after the other, the
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from client_distill.launcher import RunPool
+from client_distill.sweep.local import RunPool
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from client_distill.local_vendor import LocalVendor, free_port, start_vendor
+from client_distill.buy.local_vendor import LocalVendor, free_port, start_vendor
 
 EMBEDDINGS = "/v1/embeddings"
 IDEMPOTENCY = "Idempotency-Key"

@@ -41,9 +41,9 @@ import numpy as np  # noqa: E402
 from postgres_server import start_postgres  # noqa: E402
 from vendor_throughput import body, served_images_per_s, synthetic_jpegs  # noqa: E402
 
-from client_distill.local_vendor import start_vendor  # noqa: E402
-from vendor_server.ledger import SqliteLedger, SqlLedger, new_request_id, open_ledger  # noqa: E402
-from vendor_server.ratelimit import RateLimiter, SharedRateLimiter  # noqa: E402
+from client_distill.buy.local_vendor import start_vendor  # noqa: E402
+from vendor_server.ledger import SqlLedger, new_request_id, open_ledger  # noqa: E402
+from vendor_server.ratelimit import limiter_for  # noqa: E402
 
 CLIENTS = 32
 #: a libpq URL option: this connection's commits do not wait for the WAL to reach the disk
@@ -77,7 +77,7 @@ def throughput(db: str, processes: int, files: list[bytes], rounds: int) -> floa
 def ledger_latency_ms(ledger: SqlLedger, requests: int) -> list[float]:
     """Milliseconds of ledger work per request, as one embeddings request does it."""
     record, secret = ledger.create_key("latency", budget=10**9, rate_limit_qps=1e6)
-    limiter = RateLimiter() if isinstance(ledger, SqliteLedger) else SharedRateLimiter(ledger.take_token)  # type: ignore[attr-defined]
+    limiter = limiter_for(ledger)
     times = []
     for i in range(requests + 20):
         start = time.perf_counter()

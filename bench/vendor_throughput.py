@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from client_distill.local_vendor import start_vendor  # noqa: E402
+from client_distill.buy.local_vendor import start_vendor  # noqa: E402
 from vendor_server.encoder import Encoder  # noqa: E402
 from vendor_server.ledger import Ledger  # noqa: E402
 

@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import torch
 
-from client_distill.diagnostics import diagnose
+from client_distill.report.diagnostics import diagnose
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     data, dataset, student, teacher = sys.argv[1:5]
-    from client_distill.datasets import open_dataset
+    from client_distill.data.datasets import open_dataset
 
     targets = list(open_dataset(data, dataset).domains)
     d = diagnose(data, dataset, student, teacher, targets)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from client_distill.buy.settings import load_settings
 from client_distill.errors import Vl2vError
-from client_distill.settings import load_settings
 from shared.cli import build_parser, call
 
 DESCRIPTION = (

@@ -1,5 +1,5 @@
 """Shared fixtures. The vendor fixtures start the *real* service (``python -m vendor_server.cli
-serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_distill.local_vendor`):
+serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_distill.buy.local_vendor`):
 
 - ``vendor_server_factory(**env)`` → :class:`VendorServer`: a fresh server on its own ledger,
   ``vl2v-tiny`` at random init unless told otherwise; ``env`` are extra environment variables such
@@ -23,7 +23,7 @@ import httpx
 import pytest
 from postgres_server import postgres_db, postgres_server  # noqa: F401  (fixtures: a real PostgreSQL)
 
-from client_distill.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
+from client_distill.buy.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
 
 ADMIN_TOKEN = "test-admin-token"
 SHARED_LIMITS = {

@@ -14,9 +14,9 @@ import timm
 import torch
 from PIL import Image
 
-from client_distill.datasets import open_dataset
-from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
-from client_distill.teacher_set import TeacherSet
+from client_distill.buy.teacher_set import TeacherSet
+from client_distill.data.datasets import open_dataset
+from client_distill.train.students import IMAGENET_MEAN, IMAGENET_STD, Student, save_student
 
 DOMAINS = ("art", "photo", "sketch")
 CLASSES = ("cat", "dog")
@@ -76,7 +76,7 @@ def make_finished_runs(root: Path, runs: dict[str, tuple[str, dict]], per_class:
     """``root/runs/<name>``: each of ``runs`` (name → method, hparams) trained to the end with the
     smoke profile on a tiny world of ``per_class`` images per class and domain, sketch held out; the
     teacher set is :func:`make_teacher_set`'s with ``teacher``'s options."""
-    from client_distill.train import RunSpec, run_distill
+    from client_distill.train.run import RunSpec, run_distill
 
     data = make_images(root / "data", per_class=per_class)
     make_teacher_set(data, root / "teacher", **teacher)

@@ -27,7 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from client_distill.local_vendor import free_port
+from client_distill.buy.local_vendor import free_port
 from shared.protocol import encode_vector
 
 DIM = 8

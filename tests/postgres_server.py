@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from client_distill.local_vendor import free_port
+from client_distill.buy.local_vendor import free_port
 
 REQUIRE_ENV = "VL2V_REQUIRE_POSTGRES"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from client_distill.augment import (
+from client_distill.train.augment import (
     BatchAugment,
     adjust_brightness,
     adjust_contrast,

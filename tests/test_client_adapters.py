@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from fake_vendors import DIM, QUOTA, Script, fake_vector, mock_transport, png_bytes, serve
 
-from client_distill.adapters.base import MAX_RETRY_AFTER_S
 from client_distill.adapters.errors import (
     AdapterError,
     AuthError,
@@ -24,10 +23,12 @@ from client_distill.adapters.errors import (
     ModelChanged,
     TransientError,
 )
+from client_distill.adapters.limits import too_large
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
+from client_distill.adapters.retry import MAX_RETRY_AFTER_S
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.teacher import Teacher
 from client_distill.errors import UsageError
-from client_distill.teacher import Teacher
 
 URL = "http://vendor.test"
 
@@ -158,6 +159,21 @@ def test_vl2v_refuses_answers_from_other_weights():
     with pytest.raises(ModelChanged):
         asyncio.run(go())
     assert len(script.requests) == 1  # never retried
+
+
+def test_our_vendors_item_limit_is_read_from_the_limit_field_of_its_refusal():
+    """Our vendor's 413 ``too_many_items`` states its item limit as a field (``error.limit``): the adapter
+    goes straight to it, whatever the message's words say (the words are read only for vendors that send
+    no field; halving would have sent 6 and 6)."""
+    refusal = {"type": "invalid_request_error", "code": "too_many_items", "message": "too many items", "limit": 5}
+    script = Script(errors=[(413, {"error": refusal}, {})])
+    adapter = fake("vl2v", script)
+    vecs = embed(adapter, "text", [f"t{i}" for i in range(12)])
+    assert vecs.shape == (12, DIM) and adapter.item_limit("text") == 5
+    assert [len(body["input"]) for _, body in script.requests] == [12, 5, 5, 2]
+    words = {**refusal, "message": "12 items in one request; the limit is 256"}
+    request = httpx.Request("POST", URL + "/v1/embeddings")
+    assert too_large(httpx.Response(413, json={"error": words}, request=request)).limit == 5  # the field wins
 
 
 # -- retries -----------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from fake_vendors import QUOTA, Script, png_bytes, serve
 
 from client_distill.adapters.errors import BudgetExhausted
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
-from client_distill.ledger import Ledger, ledger_totals
-from client_distill.settings import load_settings
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.query_ledger import Ledger, ledger_totals
+from client_distill.buy.settings import load_settings
+from client_distill.buy.teacher import Teacher
 from shared.cli import build_parser, run
 
 

@@ -9,7 +9,6 @@ answered 413, and a tally of what it charged (one query per item of every 200)."
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -22,12 +21,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from client_distill.adapters.base import data_uri, too_large
+from client_distill.adapters.base import data_uri
 from client_distill.adapters.errors import InvalidInput
-from client_distill.adapters.registry import adapter_from_args, create_adapter
-from client_distill.cache import CacheDirLimits, EmbeddingCache
-from client_distill.ledger import ledger_totals
-from client_distill.teacher import Teacher
+from client_distill.adapters.limits import too_large
+from client_distill.adapters.registry import create_adapter
+from client_distill.buy.cache import CacheDirLimits, EmbeddingCache
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.teacher import Teacher
+from client_distill.buy.vendor import VendorConfig
 
 MAX_IMAGES = 32  # infinity's default per-request cap for images
 
@@ -208,24 +209,15 @@ def test_other_400s_are_not_taken_for_a_size_limit():
 def test_the_learned_limit_is_kept_in_the_cache_for_the_next_run(tmp_path):
     vendor = Infinity()
     images = [png_bytes(i, size=8) for i in range(40)]
-    args = argparse.Namespace(
-        vendor="openai",
-        vendor_url=None,
-        api_key="k",
-        model=None,
-        concurrency=4,
-        batch_size=None,
-        retry_deadline=60.0,
-        cache=str(tmp_path),
-    )
+    config = VendorConfig(vendor="openai", api_key="k", concurrency=4, retry_deadline=60.0, cache=str(tmp_path))
     with serve(vendor) as url:
-        args.vendor_url = url
-        embed(adapter_from_args(args), "image", images[:35])
+        config = config.model_copy(update={"vendor_url": url})
+        embed(config.open_adapter(), "image", images[:35])
         first = len(vendor.requests)
-        embed(adapter_from_args(args), "image", images)  # a new run: starts at 32, no refusal
+        embed(config.open_adapter(), "image", images)  # a new run: starts at 32, no refusal
         assert vendor.requests[first:] == [(32, 200), (8, 200)]
-        args.batch_size = 64  # an explicit size is tried as given
-        embed(adapter_from_args(args), "image", images)
+        config = config.model_copy(update={"batch_size": 64})  # an explicit size is tried as given
+        embed(config.open_adapter(), "image", images)
         assert vendor.requests[first + 2] == (0, 422)
     assert CacheDirLimits(tmp_path).learned_limit(f"openai|{url}/embeddings|clip-vit-b-32|image") == MAX_IMAGES
 

@@ -25,10 +25,10 @@ from fake_vendors import Script, answer, model_list, serve
 
 from client_distill.adapters.errors import TransientError
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
-from client_distill.ledger import ledger_totals
-from client_distill.local_vendor import free_port
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.local_vendor import free_port
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.teacher import Teacher
 
 TEXTS = ["a photo of a dog", "a photo of a cat", "a photo of a bird", "a photo of a fish"]
 OVERLOADED = (503, {"error": {"message": "overloaded", "code": "overloaded"}}, {"Retry-After": "1"})

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from client_distill.datasets import Sample
-from client_distill.embed import make_plan
+from client_distill.buy.embed import make_plan
+from client_distill.buy.selection import kcenter_order, order_samples
+from client_distill.data.datasets import Sample
 from client_distill.errors import UsageError
-from client_distill.selection import kcenter_order, order_samples, student_features
-from client_distill.students import create_student, save_student
+from client_distill.train.probe import student_features
+from client_distill.train.students import create_student, save_student
 
 
 def samples(n_per_class: int, classes: int = 3) -> list[Sample]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from client_distill.buy.settings import ClientSettings, load_settings
 from client_distill.cli import COMMAND_MODULES, main
-from client_distill.settings import ClientSettings, load_settings
 from shared.cli import build_parser
 
 ENV = {

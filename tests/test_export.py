@@ -18,14 +18,16 @@ from distill_world import make_finished_runs, make_images
 from PIL import Image
 
 from client_distill.cli import main
-from client_distill.datasets import open_dataset
+from client_distill.data.datasets import open_dataset
+from client_distill.data.image_store import decode
+from client_distill.deploy.export import CHECK_TOLERANCE, ExportError, export_run, verify
+from client_distill.deploy.model_info import METADATA_FILE, ModelInfo, Preprocessing
+from client_distill.deploy.predict import decode_image, open_model, preprocess
+from client_distill.deploy.run_model import load_run
 from client_distill.errors import UsageError
-from client_distill.export import CHECK_TOLERANCE, ExportError, export_run, load_run, verify
-from client_distill.image_store import decode
-from client_distill.model_info import METADATA_FILE, ModelInfo, Preprocessing
-from client_distill.model_selection import load_records, select
-from client_distill.predict import decode_image, open_model, preprocess
-from client_distill.train import RunSpec, run_distill
+from client_distill.train.model_selection import select
+from client_distill.train.run import RunSpec, run_distill
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 #: the runs the tests export: ADiP outputs SWAD's average (rebuilt from checkpoint.pt), ERM its best

@@ -15,15 +15,15 @@ import torch
 from distill_world import make_finished_runs
 from fake_vendors import DIM, Script, serve
 
-from client_distill.cache import EmbeddingCache
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.query_ledger import ledger_totals
 from client_distill.cli import main
-from client_distill.cost import break_even
-from client_distill.ledger import ledger_totals
-from client_distill.model_card import CARD_FILE
-from client_distill.model_info import ModelInfo
-from client_distill.model_selection import load_records
-from client_distill.predict import open_model
-from client_distill.report import write_report
+from client_distill.deploy.cost import break_even
+from client_distill.deploy.model_card import CARD_FILE
+from client_distill.deploy.model_info import ModelInfo
+from client_distill.deploy.predict import open_model
+from client_distill.report.report import write_report
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 PRICE = 0.001

@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 from shape_drawings import CLASSES, make_dataset
 
-from client_distill.local_vendor import free_port
-from client_distill.teacher_set import TeacherSet
+from client_distill.buy.local_vendor import free_port
+from client_distill.buy.teacher_set import TeacherSet
 
 ROOT = Path(__file__).resolve().parents[1]
 INFINITY = ROOT / "tests" / "infinity"

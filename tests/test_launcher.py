@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from client_distill.cli import main as vl2v
-from client_distill.launcher import INTERRUPTED, RunPool
+from client_distill.sweep.launch import INTERRUPTED
+from client_distill.sweep.local import RunPool
 
 
 def _logged_json(log) -> dict:

@@ -28,11 +28,11 @@ import pytest
 from processes import default_sigint
 from test_sweep_report import write_config
 
+from client_distill.buy.local_vendor import free_port
 from client_distill.cli import main
-from client_distill.local_vendor import free_port
-from client_distill.sweep import plan_sweep, run_name
-from client_distill.sweep_config import load_config
-from client_distill.train import run_distill
+from client_distill.sweep.config import load_config
+from client_distill.sweep.plan import plan_sweep, run_name
+from client_distill.train.run import run_distill
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_READY_S = 60

@@ -1,4 +1,4 @@
-"""`client_distill.local_vendor`: a vendor that cannot start is reported at once, naming its log.
+"""`client_distill.buy.local_vendor`: a vendor that cannot start is reported at once, naming its log.
 (Starting one that works is what every vendor fixture in conftest.py does.)"""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from client_distill.local_vendor import VendorStartError, start_vendor
+from client_distill.buy.local_vendor import VendorStartError, start_vendor
 
 
 def test_a_vendor_that_exits_is_reported_with_its_log(tmp_path):

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from distill_world import make_student
 
 from client_distill.errors import UsageError
-from client_distill.hparams import DEFAULTS, HPARAMS, resolve_hparams
-from client_distill.methods import METHODS, Targets, TextHead, cosine_distill_loss, create_method, kd_loss
-from client_distill.students import IMAGENET_MEAN, IMAGENET_STD, Student, create_student
+from client_distill.methods.base import Targets, TextHead, cosine_distill_loss, kd_loss
+from client_distill.methods.registry import create_method, methods
+from client_distill.train.hparams import DEFAULTS, HPARAMS, resolve_hparams
+from client_distill.train.students import IMAGENET_MEAN, IMAGENET_STD, Student, create_student
 
 torch.set_num_threads(1)
 D, C = 8, 3
@@ -173,12 +174,12 @@ def test_align_trains_only_the_head_and_distill_only_the_backbone():
 
 
 def test_joint_and_baseline_stages():
-    assert [s.trains for s in METHODS["adip_joint"].stages] == [frozenset({"backbone", "head"})]
-    assert [s.name for s in METHODS["lp_ft"].stages] == ["probe", "finetune"] and METHODS["lp_ft"].stages[
+    assert [s.trains for s in methods()["adip_joint"].stages] == [frozenset({"backbone", "head"})]
+    assert [s.name for s in methods()["lp_ft"].stages] == ["probe", "finetune"] and methods()["lp_ft"].stages[
         1
     ].init_from_best
-    assert METHODS["lp"].stages[0].trains == frozenset({"head"})
-    assert not METHODS["erm"].uses_teacher_images and not METHODS["adip_text_only"].uses_teacher_images
+    assert methods()["lp"].stages[0].trains == frozenset({"head"})
+    assert not methods()["erm"].uses_teacher_images and not methods()["adip_text_only"].uses_teacher_images
     assert resolve_hparams("adip_image_only")["lambda"] == 1.0 and resolve_hparams("adip_text_only")["lambda"] == 0.0
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from client_distill.adapters.errors import InvalidInput, ModelChanged
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.teacher import Teacher
 from vendor_server import models
 
 TEXTS = ["a photo of a dog", "a photo of a cat", "a sketch of a horse"]

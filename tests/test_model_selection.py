@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from client_distill.errors import UsageError
-from client_distill.model_selection import best_checkpoint, is_better, select
+from client_distill.train.model_selection import best_checkpoint, is_better, select
 
 
 def checkpoint(step: int, stage_index: int, source_val: float, target: float) -> dict:
@@ -44,8 +44,9 @@ def test_select_returns_the_output_model_swad_first():
 
 
 def test_model_selection_and_the_report_import_without_torch():
-    modules = (
-        "client_distill.model_selection, client_distill.report, client_distill.search, client_distill.sweep_config"
+    modules = ", ".join(
+        ("client_distill.train.model_selection", "client_distill.report.report", "client_distill.sweep.search")
+        + ("client_distill.sweep.config",)
     )
     code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_distill.paired import paired
+from client_distill.report.paired import paired
 
 
 def test_a_consistent_gain_holds_and_its_interval_is_students_t():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_distill import premises
+from client_distill.report import premises
 
 
 def test_measure_per_target_and_mean():

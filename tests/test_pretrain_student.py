@@ -11,8 +11,8 @@ import torch
 
 from client_distill.cli import main
 from client_distill.errors import UsageError
-from client_distill.pretrain_student import PretrainConfig, pretrain_student
-from client_distill.students import create_student
+from client_distill.train.pretrain_student import PretrainConfig, pretrain_student
+from client_distill.train.students import create_student
 from shared.world import CLASS_NAMES, CLIENT_STYLES, render
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from client_distill.errors import UsageError
-from client_distill.students import create_student, project_checkpoints, save_student
+from client_distill.train.students import create_student, project_checkpoints, save_student
 
 torch.set_num_threads(1)
 
@@ -83,7 +83,7 @@ def test_committed_photo_student_loads() -> None:
     student = create_student("vl2v-photo-resnet").eval()
     assert student.feature_dim == 512 and student.input_size == 64
     assert student.head is not None and len(student.head["classes"]) >= 48
-    ckpt_file = Path(__file__).parents[1] / "client_distill" / "weights" / "vl2v-photo-resnet.pt"
+    ckpt_file = Path(__file__).parents[1] / "client_distill" / "train" / "weights" / "vl2v-photo-resnet.pt"
     assert ckpt_file.stat().st_size <= 20 * 2**20
     with torch.no_grad():
         assert student(torch.randn(2, 3, 64, 64)).shape == (2, 512)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from client_distill.swad import LossValley, Segment, SegmentAverage
+from client_distill.train.swad import LossValley, Segment, SegmentAverage
 
 
 def segment(i: int, loss: float) -> Segment:

@@ -17,15 +17,17 @@ from distill_world import make_images, make_student, make_teacher_set
 from processes import default_sigint
 
 from client_distill.cli import main
-from client_distill.datasets import open_dataset
+from client_distill.data.datasets import open_dataset
 from client_distill.errors import UsageError
-from client_distill.hparams import resolve_hparams
-from client_distill.model_selection import load_records, select
-from client_distill.report import collect, write_report
-from client_distill.search import choose, grid_points
-from client_distill.sweep import SEARCH_FILE, plan_sweep, public_vendor_args, run_name, run_sweep
-from client_distill.sweep_config import EmbedConfig, load_config
-from client_distill.train import run_distill
+from client_distill.report.report import collect, write_report
+from client_distill.sweep.config import EmbedConfig, load_config
+from client_distill.sweep.plan import plan_sweep, run_name
+from client_distill.sweep.run import SEARCH_FILE, run_sweep
+from client_distill.sweep.search import choose, grid_points
+from client_distill.train.hparams import resolve_hparams
+from client_distill.train.model_selection import select
+from client_distill.train.run import run_distill
+from client_distill.train.run_reader import load_records
 
 
 def expand(cfg, **changes):
@@ -104,7 +106,11 @@ def test_teacher_set_names_never_depend_on_credentials(tmp_path):
     assert [s.teacher for s in first] != [
         s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:10", "--api-key", "old-secret")
     ]
-    assert public_vendor_args(["--api-key", "k", "--model", "m", "--api-key=k2"]) == ["--model", "m"]
+    # the key is a secret by construction: in no dump, no repr, no public flag of the config
+    embed = EmbedConfig(vendor_args=["--api-key", "s3cret", "--model", "m", "--api-key=s3cret2"])
+    assert embed.vendor.flags() == ["--model", "m"] and embed.vendor.secret == "s3cret2"
+    shown = (embed.model_dump(), embed.identity(), embed.model_dump_json(), repr(embed), str(embed.vendor))
+    assert all("s3cret" not in str(text) for text in shown)
 
 
 def test_sweep_buys_only_what_its_methods_use(tmp_path):
@@ -119,9 +125,7 @@ def test_sweep_buys_only_what_its_methods_use(tmp_path):
 
     def image_queries(**changes):  # {(method, mode, budget): image queries its teacher set buys, None without a set}
         specs, purchases = plan_sweep(cfg.model_copy(update={k: v for k, v in changes.items()}))
-        images = {
-            out: int(argv[argv.index("--max-queries") + 1]) - 2 for out, argv in purchases.items()
-        }  # 2 class prompts
+        images = {out: order.max_queries - 2 for out, order in purchases.items()}  # 2 class prompts
         assert set(images) == {s.teacher for s in specs} - {None}
         return {(s.method, s.teacher_mode, s.budget): images.get(s.teacher) for s in specs}
 

@@ -19,14 +19,15 @@ import torch.distributed as dist
 from distill_world import LoopbackVendor, make_images, make_student, make_teacher_set
 from PIL import Image
 
-from client_distill.augment import resize
+from client_distill.buy.embed import view_bytes
 from client_distill.cli import main
-from client_distill.datasets import open_dataset
-from client_distill.embed import view_bytes
+from client_distill.data.datasets import open_dataset
+from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
-from client_distill.image_store import pictures_tensor
-from client_distill.model_selection import load_records, select
-from client_distill.train import Run, RunSpec, run_distill
+from client_distill.train.augment import resize
+from client_distill.train.model_selection import select
+from client_distill.train.run import Run, RunSpec, run_distill
+from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
 VOLATILE = {"images_per_s"}
@@ -301,7 +302,7 @@ import torch.distributed as dist
 sys.path.insert(0, {tests!r})
 from distill_world import LoopbackVendor
 
-from client_distill.train import RunSpec, run_distill
+from client_distill.train.run import RunSpec, run_distill
 
 world = Path({world!r})
 spec = RunSpec(method="adip", data=str(world / "data"), test_domain="sketch", teacher=str(world / "teacher"),

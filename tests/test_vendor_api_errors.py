@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from vendor_server import ledger_errors
 from vendor_server.api_errors import from_ledger_error
+from vendor_server.ledger import errors as ledger_errors
 
 
 @pytest.mark.parametrize(

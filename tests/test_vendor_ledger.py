@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from vendor_server.ledger import Ledger, hash_secret, new_request_id
-from vendor_server.ledger_errors import (
+from vendor_server.ledger.errors import (
     BudgetExceeded,
     IdempotencyInProgress,
     IdempotencyMismatch,

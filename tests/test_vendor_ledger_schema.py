@@ -11,8 +11,8 @@ import pytest
 
 from vendor_server.cli import main
 from vendor_server.ledger import Ledger, hash_secret, new_request_id
-from vendor_server.ledger_errors import UnsupportedSchema
-from vendor_server.ledger_schema import SCHEMA_VERSION, schema_version
+from vendor_server.ledger.errors import UnsupportedSchema
+from vendor_server.ledger.schema import SCHEMA_VERSION, schema_version
 
 #: the schema as vl2v-vendor created it before it had a version (``git show 8314966:vendor_server/ledger.py``),
 #: kept literally: the migrations must take exactly these files forward

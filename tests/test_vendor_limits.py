@@ -15,8 +15,8 @@ from vendor_payloads import b64, image_file, image_item, raw_png
 
 from client_distill.adapters.errors import BudgetExhausted
 from client_distill.adapters.registry import create_adapter
-from client_distill.cache import EmbeddingCache
-from client_distill.teacher import Teacher
+from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.teacher import Teacher
 from vendor_server import models
 from vendor_server.api_errors import InvalidInput, Overloaded
 from vendor_server.decoding import DecodePool

@@ -7,7 +7,8 @@ import pytest
 
 from vendor_server import ratelimit
 from vendor_server.api_errors import RateLimited
-from vendor_server.ratelimit import RateLimiter
+from vendor_server.ledger import SqliteLedger
+from vendor_server.ratelimit import RateLimiter, SharedRateLimiter, limiter_for
 
 
 def test_a_purge_by_a_slow_key_does_not_refill_a_fast_keys_bucket(monkeypatch):
@@ -33,3 +34,17 @@ def test_buckets_that_are_full_again_are_forgotten(monkeypatch):
     limiter.hit("key:slow-2", 1)  # purges: the fast bucket is full again, the slow one is not
     assert set(limiter._buckets) == {"key:slow-1", "key:slow-2"}
     assert limiter.peek("key:fast", 1e6).remaining == 1_000_000  # a forgotten bucket is a full one
+
+
+def test_a_sqlite_ledger_keeps_no_shared_buckets(tmp_path):
+    """One vendor process per SQLite ledger: its keys are limited in the process's memory, and the
+    ledger says so through its interface (the PostgreSQL case: test_vendor_postgres_ledger.py)."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    try:
+        limiter = limiter_for(ledger)
+        assert type(limiter) is RateLimiter and not isinstance(limiter, SharedRateLimiter)
+        assert not ledger.shares_rate_buckets
+        with pytest.raises(NotImplementedError):
+            ledger.take_token("key:k", 1.0, 1)
+    finally:
+        ledger.close()

@@ -149,7 +149,7 @@ def test_client_tasks_are_disjoint_from_the_vendor_and_student_corpora(style, cl
     """No client image, whatever its data seed, is an image the vendor's or the student's corpus was (or
     could be) rendered from: corpus seeds 0-3 (the vendor's committed model used 0-2) against client
     seeds 0-3, the calibration seed 101 and a large one, over the first images of three cells."""
-    from client_distill.pretrain_student import corpus_words
+    from client_distill.train.pretrain_student import corpus_words
 
     client = _images(Stream.CLIENT, _world_words, (0, 1, 2, 3, 101, 2**31 - 1), style, class_name, 4)
     vendor = _images(Stream.VENDOR, _world_words, range(4), style, class_name, 4)

@@ -3,7 +3,7 @@
 
 Raising these anywhere below a route (auth, image decoding, batcher) is the only way the service
 reports a client-visible failure, so the status/code table lives in one place. The ledger raises
-its own errors (:mod:`vendor_server.ledger_errors`), which :func:`from_ledger_error` maps onto
+its own errors (:mod:`vendor_server.ledger.errors`), which :func:`from_ledger_error` maps onto
 these."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from shared.protocol import ErrorDetail, ErrorResponse
-from vendor_server import ledger_errors
+from vendor_server.ledger import errors as ledger_errors
 
 
 class ApiError(Exception):

@@ -25,46 +25,26 @@ from vendor_server.decoding import DecodePool
 from vendor_server.deps import ServiceState
 from vendor_server.encoder import Encoder
 from vendor_server.images import ImageLimits
-from vendor_server.ledger import SqliteLedger, SqlLedger
-from vendor_server.ledger import open_ledger as open_db
+from vendor_server.ledger import SqlLedger, open_ledger
 from vendor_server.metrics import Metrics
 from vendor_server.middleware import ServiceMiddleware
 from vendor_server.models import weights_revision
 from vendor_server.openapi import install_openapi
-from vendor_server.ratelimit import RateLimiter, SharedRateLimiter
+from vendor_server.ratelimit import limiter_for
 from vendor_server.routes import ROUTERS
 from vendor_server.settings import VendorSettings
 
 log = logging.getLogger("vl2v.vendor")
 
 
-def open_ledger(settings: VendorSettings) -> SqlLedger:
-    """The ledger ``settings`` name (``serve`` opens it before the model load, so a bad ``--db`` fails fast)."""
-    return open_db(
-        settings.db,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        synchronous=settings.db_synchronous,
-        lease_s=settings.db_lease_s,
-        pool_size=settings.db_pool_size,
-    )
-
-
-def rate_limiter(ledger: SqlLedger) -> RateLimiter:
-    """Per-key buckets in the ledger's database when it is shared (every replica sees one bucket per
-    key), else in this process's memory."""
-    if isinstance(ledger, SqliteLedger):
-        return RateLimiter()
-    return SharedRateLimiter(ledger.take_token)  # type: ignore[attr-defined]
-
-
 def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | None = None) -> FastAPI:
     """The service; it owns ``ledger`` (opened from ``settings`` when not given) and closes it at shutdown."""
     metrics = Metrics()
-    ledger = ledger or open_ledger(settings)
+    ledger = ledger or open_ledger(settings.db, **settings.ledger_options())
     service = ServiceState(
         settings=settings,
         ledger=ledger,
-        limiter=rate_limiter(ledger),
+        limiter=limiter_for(ledger),
         metrics=metrics,
         batcher=MicroBatcher(
             {"image": encoder.encode_images, "text": encoder.encode_texts},
@@ -122,5 +102,5 @@ def worker_app() -> FastAPI:
     from vendor_server.settings import load_settings
 
     settings = load_settings()
-    ledger = open_ledger(settings)
+    ledger = open_ledger(settings.db, **settings.ledger_options())
     return create_app(settings, Encoder(settings.model, settings.pretrained_source(), settings.seed), ledger)

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from vendor_server.api_errors import InvalidApiKey
 from vendor_server.deps import LedgerDep, LimiterDep, SettingsDep
 from vendor_server.ledger import KeyRecord, SqlLedger
-from vendor_server.ledger_errors import UnknownApiKey
+from vendor_server.ledger.errors import UnknownApiKey
 from vendor_server.ratelimit import RateLimiter, RateStatus
 
 

@@ -6,7 +6,7 @@ import sys
 
 from shared.cli import build_parser, run
 from vendor_server.errors import VendorCliError
-from vendor_server.ledger_errors import LedgerError
+from vendor_server.ledger.errors import LedgerError
 
 #: command modules, in ``--help`` order; each has ``register(subparsers)``
 COMMAND_MODULES = [

@@ -1,5 +1,5 @@
 """Errors of the vendor's command line (the HTTP API's errors are in :mod:`vendor_server.api_errors`,
-the ledger's in :mod:`vendor_server.ledger_errors`)."""
+the ledger's in :mod:`vendor_server.ledger.errors`)."""
 
 
 class VendorCliError(Exception):

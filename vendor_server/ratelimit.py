@@ -18,8 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vendor_server.api_errors import RateLimited, retry_after
+
+if TYPE_CHECKING:
+    from vendor_server.ledger import SqlLedger
 
 POLICY = "requests"
 MAX_IDLE_BUCKETS = 10_000
@@ -91,9 +95,10 @@ class RateLimiter:
 
 class SharedRateLimiter(RateLimiter):
     """Key buckets (``key:…``) taken through ``take(bucket, qps, burst) -> (taken, tokens left)``, a
-    shared store's atomic update (:meth:`vendor_server.ledger_postgres.PostgresLedger.take_token`);
-    every other bucket in this process's memory. ``hit`` does a database round trip for a key, so
-    callers run it off the event loop (:mod:`vendor_server.auth` does)."""
+    shared store's atomic update (:meth:`~vendor_server.ledger.core.SqlLedger.take_token` of a ledger
+    that :attr:`~vendor_server.ledger.core.SqlLedger.shares_rate_buckets`); every other bucket
+    in this process's memory. ``hit`` does a database round trip for a key, so callers run it off the
+    event loop (:mod:`vendor_server.auth` does)."""
 
     def __init__(self, take: Callable[[str, float, int], tuple[bool, float]]) -> None:
         super().__init__()
@@ -107,6 +112,12 @@ class SharedRateLimiter(RateLimiter):
         if not taken:
             raise _limited(tokens, burst, qps)
         return _status(tokens, burst, qps)
+
+
+def limiter_for(ledger: SqlLedger) -> RateLimiter:
+    """Per-key buckets in the ledger's database where it shares them (every replica sees one bucket per
+    key), else in this process's memory."""
+    return SharedRateLimiter(ledger.take_token) if ledger.shares_rate_buckets else RateLimiter()
 
 
 def _limited(tokens: float, burst: int, qps: float) -> RateLimited:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,7 +37,7 @@ class VendorSettings(BaseSettings):
     #: NORMAL (WAL) survives kill -9 of the server; FULL also survives power loss, at ~6 ms per commit
     db_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     #: PostgreSQL: a vendor process silent for this long is taken for dead and its reservations are
-    #: refunded (vendor_server.ledger_postgres); it renews its heartbeat every third of it
+    #: refunded (vendor_server.ledger.postgres); it renews its heartbeat every third of it
     db_lease_s: float = Field(30.0, ge=1)
     #: PostgreSQL: connections per vendor process
     db_pool_size: int = Field(10, ge=1)
@@ -69,6 +69,15 @@ class VendorSettings(BaseSettings):
     #: 0 (the default): an image is one query whatever its size; N: ceil(pixels / N) queries
     pixels_per_query: int = Field(0, ge=0)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    def ledger_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`vendor_server.ledger.open_ledger` these settings give ``db``."""
+        return {
+            "idempotency_ttl_s": self.idempotency_ttl_s,
+            "synchronous": self.db_synchronous,
+            "lease_s": self.db_lease_s,
+            "pool_size": self.db_pool_size,
+        }
 
     @field_validator("db", mode="before")
     @classmethod

@@ -1,47 +1,33 @@
-"""The one small interface every vendor adapter implements, and the HTTP machinery they share.
+"""The one small interface every vendor adapter implements, and what they share.
 
 An adapter turns raw inputs (texts, the exact bytes of image files) into L2-normalised float32
 vectors by calling one vendor's embeddings endpoint. Subclasses only say how *their* vendor wants
-the body, the auth header and the errors; batching to the vendor's limit, bounded concurrency,
-retries with backoff that honour ``Retry-After``, and content-derived ``Idempotency-Key`` headers
-live here once.
+the body, the auth header and the errors. :class:`Adapter` puts together, once for all of them:
 
-Budget safety is delegated to a :class:`Spend` guard the caller passes in: the adapter calls
-``reserve`` before every attempt that could add a charge (the first send of a batch, and a resend
-after an ambiguous failure to a vendor that does not honour idempotency keys) and ``release``
-when the vendor provably did not charge: a 4xx/429/503 answer or a request that never left (refused
-connection), also when the retries run out on such failures. Only a send that may have been billed
-(sent, answer lost: read timeout, reset after sending, a 5xx other than 503) keeps its reservation,
-which the caller's ledger holds *in doubt* until a rerun settles it. So a caller that refuses to
-reserve beyond its budget can never be billed beyond it, whatever fails, and its books count no
-refusal as spent.
-
-Vendors cap the items (or bytes) per request and few publish the cap: a refusal for size
-(:class:`RequestTooLarge`) halves the request until it passes, and the size that passed is kept per
-modality (and, with a :class:`LimitMemory`, across runs).
+- the HTTP exchange (:mod:`~client_distill.adapters.transport`);
+- retries with backoff that honour ``Retry-After`` (:mod:`~client_distill.adapters.retry`);
+- budget safety, a reservation before every send that may be billed and its release when the vendor
+  provably did not charge (:mod:`~client_distill.adapters.reservations`), with content-derived
+  ``Idempotency-Key`` headers;
+- the item limit per request, learned from the vendor's size refusals (:mod:`~client_distill.adapters.limits`);
+- here: splitting any number of inputs into requests, bounded concurrency, and the price of a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import hashlib
 import io
 import json
-import random
-import re
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
 from PIL import Image
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential_jitter
 
 from client_distill.adapters.errors import (
     AdapterError,
@@ -52,34 +38,15 @@ from client_distill.adapters.errors import (
     TransientError,
     VendorError,
 )
+from client_distill.adapters.limits import ItemLimits, LimitMemory, too_large
+from client_distill.adapters.reservations import Modality, Reservation, Spend
+from client_distill.adapters.retry import RetryPolicy, parse_retry_after
+from client_distill.adapters.transport import Transport, error_info
 from shared.protocol import IDEMPOTENCY_HEADER, REQUEST_ID_HEADER, decode_vector, image_queries
 
-Modality = Literal["text", "image"]
 Payload = str | bytes
 
-#: longest ``Retry-After`` we obey as given; longer hints are capped so a run never stalls for hours
-MAX_RETRY_AFTER_S = 60.0
-
-
-class Spend(Protocol):
-    """What an adapter asks before it sends something that may be billed."""
-
-    def reserve(self, batch_id: str, modality: Modality, n: int) -> None:
-        """Count the ``n`` queries of batch ``batch_id`` as spent before they are sent; raise
-        BudgetExhausted to refuse."""
-
-    def release(self, batch_id: str, n: int) -> None:
-        """Give back a reservation the vendor provably did not charge."""
-
-
-class LimitMemory(Protocol):
-    """Where an adapter keeps the item limits it learned, so a later run starts with them."""
-
-    def learned_limit(self, key: str) -> int | None:
-        """The items per request that last worked for ``key`` (vendor, URL, model, modality)."""
-
-    def remember_limit(self, key: str, limit: int) -> None:
-        """Keep ``limit`` for ``key``."""
+__all__ = ["Adapter", "BatchResult", "LimitMemory", "Modality", "Payload", "Spend", "data_uri", "l2_normalise"]
 
 
 @dataclass
@@ -133,107 +100,6 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
-def _without_echo(value: Any) -> Any:
-    """An error body less the ``input`` fields pydantic validation errors echo (FastAPI's 422, e.g.
-    infinity's): they repeat the whole request (megabytes of base64) and the user's own texts, which
-    must neither flood a message nor be read as the vendor's words."""
-    if isinstance(value, dict):
-        return {k: _without_echo(v) for k, v in value.items() if k != "input"}
-    if isinstance(value, list):
-        return [_without_echo(v) for v in value]
-    return value
-
-
-def error_info(response: httpx.Response) -> tuple[str, str]:
-    """``(code, message)`` from the error shapes vendors use: ``{"error": {"code"|"type",
-    "message"}}`` (OpenAI, ours), ``{"error": "..."}``, or FastAPI's ``{"detail": ...}`` (Jina)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", response.text[:300]
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("code") or err.get("type") or ""), str(err.get("message") or err)
-    if isinstance(err, str):
-        return err, err
-    detail = _without_echo(body.get("detail", body) if isinstance(body, dict) else body)
-    return "", detail if isinstance(detail, str) else json.dumps(detail)[:300]
-
-
-#: what a 400/422 says when the request had too many items or bytes, not bad ones (OpenAI's "maximum",
-#: pydantic's "too_long" / "at most 32 items", ours "too_many_items", proxies' "exceeds ... length")
-_TOO_LARGE = re.compile(
-    r"too[\s_-]*(many|long|large|big)|at[\s_]+most|max(imum)?[\s_-]*(items|inputs|length|batch|size)"
-    r"|\bbatch\b|\blength\b|exceed",
-    re.IGNORECASE,
-)
-#: an item count a refusal names: pydantic's "at most 32 items" / ``"max_length": 32``, ours "the limit is 256"
-_ITEM_LIMIT = (
-    re.compile(r"at most (\d+) (?:items|inputs|images|texts|elements)", re.IGNORECASE),
-    re.compile(r"too_long.*?\"max_length\": (\d+)", re.IGNORECASE | re.DOTALL),
-    re.compile(r"items in one request; the limit is (\d+)", re.IGNORECASE),
-)
-
-
-def error_text(response: httpx.Response) -> str:
-    """All an error answer says (less echoed input), for telling a size refusal from other 4xx."""
-    try:
-        return json.dumps(_without_echo(response.json()))
-    except ValueError:
-        return response.text[:4000]
-
-
-#: a refusal about one item (ours: "input[3]: text longer than 500 characters"), which no smaller request helps
-_ONE_ITEM = re.compile(r"\binput\[\d+\]")
-
-
-def too_large(response: httpx.Response) -> RequestTooLarge | None:
-    """The size refusal ``response`` is, or None: a 413 (bytes or items) or a 400/422 that says the
-    list, batch or input is too long or has too many items, with the item limit it names; None too
-    when it names the one item that is too large (that item fails in a request of any size)."""
-    status = response.status_code
-    text = error_text(response)
-    if status != 413 and not (status in (400, 422) and _TOO_LARGE.search(text)):
-        return None
-    code, message = error_info(response)
-    if _ONE_ITEM.search(message):
-        return None
-    limit = next((int(m.group(1)) for rx in _ITEM_LIMIT if (m := rx.search(text))), None)
-    return RequestTooLarge(
-        f"vendor refused the request as too large ({status}{f' {code}' if code else ''}: {message})",
-        status,
-        code,
-        limit,
-    )
-
-
-_BACKOFF = wait_exponential_jitter(multiplier=0.25, max=10.0, jitter=0.5)
-
-
-def _wait_for(state: RetryCallState) -> float:
-    """Backoff: the vendor's ``Retry-After`` plus a little jitter when given, else 0.25 s doubling per
-    attempt up to 10 s, plus up to 0.5 s of jitter (so many clients that failed together do not
-    return together)."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, TransientError) and exc.retry_after is not None:
-        return exc.retry_after + random.uniform(0.0, 0.25)
-    return _BACKOFF(state)
-
-
 class Adapter(ABC):
     """Async client of one embedding vendor. Use as ``async with adapter: ...``.
 
@@ -246,14 +112,16 @@ class Adapter(ABC):
     ``revision`` is part of :attr:`model_key`, so other weights under the same name never hit cache
     entries or idempotent replays of the old ones.
 
-    ``transport`` replaces the network under the adapter's ``httpx.AsyncClient`` (httpx's own seam:
-    an ``httpx.MockTransport`` in unit tests, a proxy or an ASGI app elsewhere); ``sleep`` is how it
-    waits between retries (tests pass one that records the waits asked for and returns at once).
+    ``transport`` replaces the network under the adapter's ``httpx.AsyncClient``
+    (:class:`~client_distill.adapters.transport.Transport`); ``retry_deadline_s``, ``max_attempts`` and
+    ``sleep`` are its :class:`~client_distill.adapters.retry.RetryPolicy` (tests pass a ``sleep`` that
+    records the waits asked for and returns at once).
 
     ``batch_limit`` is the most items per request to start with (default: the adapter's
     :attr:`default_batch_limit`); a vendor's size refusal lowers it per modality
-    (:meth:`item_limit`). ``limits`` keeps what was learned across runs: a run without an explicit
-    ``batch_limit`` starts at the remembered size (an explicit one is tried as given, and relearned).
+    (:meth:`item_limit`, :class:`~client_distill.adapters.limits.ItemLimits`). ``limits`` keeps what was
+    learned across runs: a run without an explicit ``batch_limit`` starts at the remembered size (an
+    explicit one is tried as given, and relearned).
     """
 
     name: ClassVar[str]
@@ -286,17 +154,22 @@ class Adapter(ABC):
         self.card: dict[str, Any] = {}
         self.batch_limit = int(batch_limit or self.default_batch_limit)
         self.limits = limits
-        self._explicit_limit = batch_limit is not None
-        self._item_limits: dict[Modality, int] = {}  # per modality: what this instance may send
-        self._remembered: dict[Modality, int | None] = {}  # what ``limits`` held when first asked
         self.concurrency = max(1, int(concurrency))
-        self.timeout_s = timeout_s
-        self.retry_deadline_s = retry_deadline_s
-        self.max_attempts = max_attempts
-        self.retries = 0  # transient failures retried, for progress and reports
-        self._transport = transport
-        self._sleep = sleep
-        self._client: httpx.AsyncClient | None = None
+        self.item_limits = ItemLimits(self.batch_limit, batch_limit is not None, limits, self.limit_key)
+        self.retry = RetryPolicy(retry_deadline_s, max_attempts, sleep)
+        self.transport = Transport(
+            self.base_url,
+            headers=self.headers,
+            classify=self.classify,
+            concurrency=self.concurrency,
+            timeout_s=timeout_s,
+            transport=transport,
+        )
+
+    @property
+    def retries(self) -> int:
+        """Transient failures retried so far, for progress and reports."""
+        return self.retry.retries
 
     # -- what a subclass describes ---------------------------------------------------------------
 
@@ -381,12 +254,7 @@ class Adapter(ABC):
     # -- shared machinery ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Adapter:
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(self.timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=self.concurrency + 2),
-            transport=self._transport,
-        )
+        self.transport.open()
         try:
             if self.model is None:
                 self.model = await self._retrying(self.default_model)
@@ -397,9 +265,7 @@ class Adapter(ABC):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.transport.close()
 
     def idempotency_key(self, modality: Modality, payloads: Sequence[Payload], salt: str = "") -> str:
         """Derived from the content, so a resend of the same batch (after a timeout, a vendor
@@ -411,39 +277,12 @@ class Adapter(ABC):
         return "vl2v-" + h.hexdigest()[:48]
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP exchange; error answers and network failures become our exceptions."""
-        if self._client is None:
-            raise RuntimeError("use the adapter as `async with adapter:`")
-        headers = {**self.headers(), **kwargs.pop("headers", {})}
-        try:
-            response = await self._client.request(method, path, headers=headers, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # never reached the vendor: nothing can have been billed
-            raise TransientError(f"cannot connect to {self.base_url}: {type(exc).__name__} {exc}") from exc
-        except (httpx.WriteError, httpx.WriteTimeout) as exc:
-            # the request never arrived whole, and no vendor bills a request it has not read
-            raise TransientError(f"{type(exc).__name__} sending to {self.base_url}: {exc}") from exc
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise TransientError(f"{type(exc).__name__} talking to {self.base_url}: {exc}", maybe_charged=True) from exc
-        if response.status_code >= 400:
-            raise self.classify(response)
-        return response
+        """One HTTP exchange (:meth:`Transport.request <client_distill.adapters.transport.Transport.request>`)."""
+        return await self.transport.request(method, path, **kwargs)
 
     async def _retrying(self, call: Callable[..., Any], *args: Any) -> Any:
-        """Await ``call(*args)`` (an async function: tenacity runs plain callables synchronously),
-        retrying transient failures."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=_wait_for,
-            stop=stop_after_delay(self.retry_deadline_s) | stop_after_attempt(self.max_attempts),
-            before_sleep=self._count_retry,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return await retrying(call, *args)
-
-    def _count_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
+        """Await ``call(*args)``, retrying transient failures (:class:`~client_distill.adapters.retry.RetryPolicy`)."""
+        return await self.retry.call(call, *args)
 
     def parse(self, payload: dict[str, Any], n: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Vectors (in input order) and usage from an OpenAI-shaped answer (``data[].index``)."""
@@ -461,59 +300,34 @@ class Adapter(ABC):
     ) -> BatchResult:
         """Embed ``payloads`` in one request, retrying transient failures.
 
-        The reservation is held while the batch may be billed and released the moment it provably
-        was not: on a refusal (4xx), and when the retries run out on refusals and refused
-        connections (429, 503, ``ConnectError``) or the caller gives up (cancelled) between tries.
-        It stays spent only when a send may have been billed: for a vendor without idempotency keys
-        each such send keeps its own reservation and a resend reserves anew; for one with them, the
-        one reservation covers every resend (a replay is free), so it is kept if any send may have
-        been billed, unless the vendor then refused the same key outright (it would have replayed a
-        charged one)."""
+        The reservation (:class:`~client_distill.adapters.reservations.Reservation`) is held while the
+        batch may be billed and released the moment it provably was not: on a refusal (4xx), and when
+        the retries run out on refusals and refused connections (429, 503, ``ConnectError``) or the
+        caller gives up (cancelled) between tries. It stays spent only when a send may have been billed."""
         n = len(payloads)
         cost = self.price(modality, payloads)
         body = self.body(modality, payloads)
         key = self.idempotency_key(modality, payloads, salt)
         headers = {IDEMPOTENCY_HEADER: key}
-        reserved = 0  # queries reserved for the sends still to be settled by this call
-        maybe_billed = False  # a send under the current reservation may have been billed
-        in_flight = False  # a send is out: cancelled now, its fate is unknown
-
-        def release() -> None:
-            nonlocal reserved, maybe_billed
-            if spend is not None and reserved:
-                spend.release(key, reserved)
-            reserved, maybe_billed = 0, False
+        reservation = Reservation(spend, key, modality, cost, self.idempotent)
 
         async def attempt() -> httpx.Response:
-            nonlocal reserved, maybe_billed, in_flight
-            if spend is not None and reserved == 0:
-                spend.reserve(key, modality, cost)
-                reserved = cost
-            in_flight = True  # until an answer or a known failure: a cancelled send stays in doubt
+            reservation.before_send()
             try:
                 response = await self._request("POST", self.embeddings_path, json=body, headers=headers)
             except TransientError as exc:
-                in_flight = False
-                if exc.maybe_charged:
-                    if self.idempotent:
-                        maybe_billed = True  # the resend is a free replay: one reservation for all
-                    else:
-                        reserved, maybe_billed = 0, False  # that send stays spent; a resend pays again
+                reservation.lost(exc.maybe_charged)
                 raise
             except VendorError:
-                in_flight = False
-                release()  # a refusal: not charged (and an idempotent vendor would replay a charged key)
+                reservation.refused()
                 raise
-            in_flight = False
+            reservation.answered()
             return response
 
         try:
             response = await self._retrying(attempt)
         except BaseException:
-            # retries ran out, the budget refused a resend, or the caller gave up: what is still
-            # reserved was provably not charged unless a send may have been billed or is still out
-            if not maybe_billed and not in_flight:
-                release()
+            reservation.given_up()
             raise
         try:
             payload = response.json()
@@ -533,30 +347,7 @@ class Adapter(ABC):
         """The most ``modality`` items this adapter sends in one request: :attr:`batch_limit`, or
         less once the vendor refused a size (here or, without an explicit ``batch_limit``, in an
         earlier run whose :class:`LimitMemory` this adapter was given)."""
-        if modality not in self._item_limits:
-            remembered = self.limits.learned_limit(self.limit_key(modality)) if self.limits is not None else None
-            self._remembered[modality] = remembered
-            limit = self.batch_limit
-            if remembered is not None and remembered > 0 and not self._explicit_limit:
-                limit = min(limit, remembered)
-            self._item_limits[modality] = limit
-        return self._item_limits[modality]
-
-    def _shrink(self, modality: Modality, refused: int, exc: RequestTooLarge) -> None:
-        """After ``refused`` items were refused for size: the item limit the vendor named if it is
-        below that, else half; never above what another request already learned."""
-        named = exc.limit if exc.limit is not None and 1 <= exc.limit < refused else None
-        self._item_limits[modality] = max(1, min(self.item_limit(modality), named or refused // 2))
-
-    def _remember_limits(self) -> None:
-        """Keep the limits learned by a purchase that went through (a failed one may have shrunk for
-        an item that no size would pass)."""
-        if self.limits is None:
-            return
-        for modality, limit in self._item_limits.items():
-            if limit < self.batch_limit and limit != self._remembered.get(modality):
-                self.limits.remember_limit(self.limit_key(modality), limit)
-                self._remembered[modality] = limit
+        return self.item_limits.get(modality)
 
     async def embed_many(
         self,
@@ -595,7 +386,7 @@ class Adapter(ABC):
                         raise InvalidInput(
                             f"{self.name} vendor refuses even a single {modality} item: {exc}", exc.status, exc.code
                         ) from exc
-                    self._shrink(modality, len(part), exc)
+                    self.item_limits.shrink(modality, len(part), exc)
                     continue  # the same items again, in smaller requests
                 if on_batch is not None:
                     on_batch(start + offset, part, result)
@@ -614,7 +405,7 @@ class Adapter(ABC):
         await asyncio.gather(*(run(s) for s in starts))
         if errors:
             raise errors[0]
-        self._remember_limits()
+        self.item_limits.remember()
         if not starts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate([results[s] for s in sorted(results)])

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from client_distill.adapters.base import Adapter, Modality, Payload, error_info
+from client_distill.adapters.base import Adapter, Modality, Payload
 from client_distill.adapters.errors import BudgetExhausted
+from client_distill.adapters.transport import error_info
 
 DEFAULT_MODEL = "jina-clip-v2"
 

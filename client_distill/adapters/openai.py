@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from client_distill.adapters.base import Adapter, Modality, Payload, data_uri, error_info
+from client_distill.adapters.base import Adapter, Modality, Payload, data_uri
 from client_distill.adapters.errors import BudgetExhausted, InvalidInput
+from client_distill.adapters.transport import error_info
 
 #: error codes/types OpenAI-compatible servers use for "out of money", not "slow down"
 QUOTA_CODES = {"insufficient_quota", "budget_exceeded", "billing_hard_limit_reached"}

@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from client_distill.adapters.registry import adapter_from_args, add_vendor_arguments
-from client_distill.cache import EmbeddingCache
-from client_distill.ledger import ledger_totals
-from client_distill.settings import ClientSettings
-from client_distill.teacher import Teacher
+from client_distill.buy.settings import ClientSettings
+from client_distill.buy.vendor import cache_stats
+from client_distill.commands.common import add_vendor_arguments, vendor_config
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -26,16 +24,6 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def show_stats(args: argparse.Namespace) -> int:
-    cache = EmbeddingCache(args.cache)
-    try:
-        report = {**cache.stats(), "ledger": ledger_totals(cache)}
-        lookups = report["hits"] + report["misses"]
-        report["hit_rate"] = round(report["hits"] / lookups, 4) if lookups else None
-        if args.vendor_url:
-            with Teacher(adapter_from_args(args), cache) as teacher:
-                report["account_ledger"] = ledger_totals(cache, teacher.ledger.account)
-                report["vendor_usage"] = teacher.vendor_usage()
-    finally:
-        cache.close()
-    print(json.dumps(report, indent=2))
+    vendor = vendor_config(args) if args.vendor_url else None
+    print(json.dumps(cache_stats(args.cache, vendor), indent=2))
     return 0

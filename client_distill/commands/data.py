@@ -6,13 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
+from client_distill.buy.settings import ClientSettings
+from client_distill.data.synth import DEFAULT_PER_CLASS, write_synth
 from shared.world import TASKS
-from shared.world.writer import write_task
-
-#: per class and domain: enough for an 80/20 split and a CPU demo; PACS itself has ~100-800
-DEFAULT_PER_CLASS = 150
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -35,13 +31,13 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _synth(args: argparse.Namespace) -> int:
-    if args.size < 8 or args.per_class < 1 or args.workers < 1:
-        raise UsageError("--size must be ≥ 8, --per-class and --workers ≥ 1")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"{args.out} exists and is not a folder")
-    try:
-        n = write_task(TASKS[args.task], args.out, args.size, args.per_class, args.seed, args.overwrite, args.workers)
-    except FileExistsError as exc:
-        raise UsageError(str(exc)) from None
-    print(f"wrote {n} images of {args.task} to {args.out}")
+    write_synth(
+        args.task,
+        args.out,
+        size=args.size,
+        per_class=args.per_class,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        workers=args.workers,
+    )
     return 0

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from client_distill.adapters.registry import ADAPTERS
-from client_distill.demo import DEFAULT_CONFIG, run_demo
+from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
+from client_distill.report.demo import DEFAULT_CONFIG, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:

@@ -1,15 +1,15 @@
-"""``vl2v distill``: one distillation run. Also :func:`execute` and :func:`sweep_job`, the run itself,
-which :mod:`client_distill.sweep` hands each of its RunSpecs to."""
+"""``vl2v distill``: one distillation run (:func:`client_distill.train.job.distill`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from client_distill.adapters.registry import add_vendor_arguments
-from client_distill.errors import Vl2vError
-from client_distill.hparams import PROFILES, parse_overrides
-from client_distill.runspec import METHOD_NAMES, TEACHER_MODES, RunSpec
-from client_distill.settings import ClientSettings, load_settings
+from client_distill.buy.settings import ClientSettings
+from client_distill.commands.common import add_vendor_arguments, fraction_flag, vendor_config
+from client_distill.errors import UsageError
+from client_distill.methods.catalog import method_names
+from client_distill.train.hparams import PROFILES, parse_overrides
+from client_distill.train.runspec import TEACHER_MODES, RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
             "Rerun the same command to resume. Under torchrun it trains data-parallel (DDP)."
         ),
     )
-    p.add_argument("--method", required=True, choices=sorted(METHOD_NAMES))
+    p.add_argument("--method", required=True, choices=method_names())
     p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
     p.add_argument("--dataset", default=None, help="a known dataset name (pacs, synth-pacs, ...)")
     p.add_argument("--test-domain", required=True, help="the held-out target domain")
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
         "--budget",
         type=float,
         default=None,
-        help="use a seeded random fraction of the source images' bought embeddings",
+        help="with --teacher: use a seeded random fraction (in [0, 1]) of the source images' bought embeddings",
     )
     p.add_argument(
         "--teacher-mode", default="cached", choices=TEACHER_MODES, help="online: buy every augmented view at every step"
@@ -66,72 +66,17 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.set_defaults(func=_distill)
 
 
-def _online_teacher(args: argparse.Namespace):
-    """The vendor, bought from without the cache (``use_cache=False``): the official recipe."""
-    from client_distill.adapters.registry import adapter_from_args
-    from client_distill.cache import EmbeddingCache
-    from client_distill.teacher import Teacher
-
-    return Teacher(adapter_from_args(args), EmbeddingCache(args.cache), use_cache=False)
-
-
-def execute(spec: RunSpec, out: str, vendor: argparse.Namespace | None, stop_after: int | None = None) -> int:
-    """Run ``spec`` into ``out`` (``vendor``: the vendor options, needed by online runs) and print
-    its result line; the exit status."""
-    from client_distill.train import run_distill  # torch only once a run starts: `vl2v --help` stays instant
-
-    teacher = _online_teacher(vendor) if spec.teacher_mode == "online" and vendor is not None else None
-    try:
-        r = run_distill(spec, out, teacher, stop_after)
-    finally:
-        if teacher is not None:
-            teacher.close()
-            teacher.cache.close()
-    if r is None:
-        print(f"stopped after step {stop_after}; rerun the same command to continue")
-        return 0
-    i = r["test_env"]
-    print(
-        f"{spec.method} → {r['test_domain']}: target (in split) {100 * r[f'env{i}_in_acc']:.1f} %, "
-        f"source val {100 * r['source_val_acc']:.1f} % ({r['model']} model, {r['stage']} stage, step {r['step']}); "
-        f"image queries {r['queries_images']}, evaluation queries {r['queries_eval_images']}"
-    )
-    return 0
-
-
-def sweep_job(spec: RunSpec, out: str, vendor_args: list[str]) -> int:
-    """One run of a sweep, in a launcher process: the RunSpec itself, no command line round trip;
-    ``vendor_args`` (``--vendor-url`` …) are parsed only for an online run."""
-    from shared.cli import call
-
-    def job() -> int:
-        vendor = None
-        if spec.teacher_mode == "online":
-            settings = load_settings()  # the sweep's environment (a bad value is a one-line error, like any)
-            parser = argparse.ArgumentParser(prog="vl2v sweep (online run)")
-            add_vendor_arguments(parser, settings)
-            parser.add_argument("--cache", default=settings.cache)
-            vendor = parser.parse_args(vendor_args)
-        return execute(spec, out, vendor)
-
-    return call("vl2v distill", job, (Vl2vError,))
-
-
 def _distill(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.hparams)
     if args.steps is not None:
         overrides["steps"] = args.steps
-    same = (
-        "method",
-        "data",
-        "dataset",
-        "test_domain",
-        "seed",
-        "teacher",
-        "student",
-        "profile",
-        "budget",
-        "teacher_mode",
+    budget = fraction_flag("--budget", args.budget, "the source images whose bought embeddings the run uses")
+    if budget is not None and args.teacher is None:
+        raise UsageError("--budget keeps a fraction of a teacher set's image embeddings: give the set with --teacher")
+    same = ("method", "data", "dataset", "test_domain", "seed", "teacher", "student", "profile", "teacher_mode")
+    spec = RunSpec(
+        **{k: getattr(args, k) for k in same}, budget=budget, pretrained=not args.random_init, hparams=overrides
     )
-    spec = RunSpec(**{k: getattr(args, k) for k in same}, pretrained=not args.random_init, hparams=overrides)
-    return execute(spec, args.out, args, args.stop_after)
+    from client_distill.train.job import distill  # torch only once a run starts: flag errors come at once
+
+    return distill(spec, args.out, vendor_config(args), args.stop_after)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from client_distill.datasets import open_dataset
+from client_distill.buy.settings import ClientSettings
+from client_distill.data.datasets import open_dataset
 from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
 
-SPLITS = ("all", "in", "out")  # client_distill.evaluate.SPLITS
+SPLITS = ("all", "in", "out")  # client_distill.deploy.evaluate.SPLITS
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from client_distill.evaluate import evaluate, format_table  # torch-free for an ONNX export
-    from client_distill.predict import open_model
+    from client_distill.deploy.evaluate import evaluate, format_table  # torch-free for an ONNX export
+    from client_distill.deploy.predict import open_model
 
     predictor = open_model(args.model)
     data = open_dataset(args.data, args.dataset)

@@ -1,17 +1,17 @@
 """``vl2v export``: a finished run's output model as one standalone classifier (ONNX or TorchScript) with
 its preprocessing and class names in ``metadata.json`` and its model card in ``MODEL_CARD.md``, checked
 against PyTorch before it is written; ``--classes`` exports a text-head student for other classes, their
-prompts bought from the vendor through the client's budgeted cache (:mod:`client_distill.open_vocab`)."""
+prompts bought from the vendor through the client's budgeted cache (:mod:`client_distill.deploy.open_vocab`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from client_distill.adapters.registry import add_vendor_arguments
+from client_distill.buy.settings import ClientSettings
+from client_distill.commands.common import add_vendor_arguments, vendor_config
 from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
 
-FORMATS = ("onnx", "torchscript")  # client_distill.export.EXPORT_FORMATS, spelled out: no torch at --help
+FORMATS = ("onnx", "torchscript")  # client_distill.deploy.export.EXPORT_FORMATS, spelled out: no torch at --help
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -53,13 +53,17 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _export(args: argparse.Namespace) -> int:
-    from client_distill.export import export_run  # torch: not for `vl2v --help`
-    from client_distill.model_card import break_even_text
-    from client_distill.open_vocab import buy_vocabulary, parse_classes
+    from client_distill.deploy.export import export_run  # torch: not for `vl2v --help`
+    from client_distill.deploy.model_card import break_even_text
+    from client_distill.deploy.open_vocab import buy_vocabulary, parse_classes
 
     if args.templates and not args.classes:
         raise UsageError("--templates only applies with --classes")
-    vocabulary = buy_vocabulary(args.run, parse_classes(args.classes), args.templates, args) if args.classes else None
+    vocabulary = (
+        buy_vocabulary(args.run, parse_classes(args.classes), args.templates, vendor_config(args))
+        if args.classes
+        else None
+    )
     info = export_run(args.run, args.out, args.format, vocabulary, args.cpu_price)
     check = info.check or {}
     print(

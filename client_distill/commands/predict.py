@@ -12,11 +12,11 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.settings import ClientSettings
 
 if TYPE_CHECKING:
-    from client_distill.predict import Failure, Prediction
+    from client_distill.deploy.predict import Failure, Prediction
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from client_distill.predict import classify_files, collect_inputs, open_model  # torch-free for ONNX
+    from client_distill.deploy.predict import classify_files, collect_inputs, open_model  # torch-free for ONNX
 
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from client_distill.datasets import open_dataset
-from client_distill.settings import ClientSettings
+from client_distill.buy.settings import ClientSettings
+from client_distill.data.datasets import open_dataset
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from client_distill.probe import format_table, probe_domains  # torch: not for `vl2v --help`
-    from client_distill.students import create_student
+    from client_distill.train.probe import format_table, probe_domains  # torch: not for `vl2v --help`
+    from client_distill.train.students import create_student
 
     dataset = open_dataset(args.data, args.dataset)
     student = create_student(args.student, pretrained=not args.random_init)

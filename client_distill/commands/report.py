@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from client_distill.settings import ClientSettings
+from client_distill.buy.settings import ClientSettings
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _report(args: argparse.Namespace) -> int:
-    from client_distill.report import write_report  # not at `vl2v --help` time
+    from client_distill.report.report import write_report  # not at `vl2v --help` time
 
     print(write_report(args.runs, args.out, diagnostics=args.diagnostics, cost=args.cost))
     return 0

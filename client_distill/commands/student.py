@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.pretrain_config import BROAD_STYLES, DEFAULT_ARCH, PretrainConfig
-from client_distill.settings import ClientSettings
+from client_distill.train.pretrain_student_config import BROAD_STYLES, DEFAULT_ARCH, PretrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
@@ -56,7 +56,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         )
     import torch  # torch and timm only once a command needs them: `vl2v --help` stays instant
 
-    from client_distill.pretrain_student import pretrain_student
+    from client_distill.train.pretrain_student import pretrain_student
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -1,20 +1,20 @@
 """``vl2v sweep``: many distillation runs (methods × budgets × target domains × seeds), DomainBed style,
-with its hparam search; see :mod:`client_distill.sweep` for the config format."""
+with its hparam search; see :mod:`client_distill.sweep.config` for the config format."""
 
 from __future__ import annotations
 
 import argparse
 
+from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
-from client_distill.launcher import LAUNCHERS
-from client_distill.settings import ClientSettings
+from client_distill.sweep.launchers import LAUNCHERS
 
 
 def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -> None:
     p = subparsers.add_parser(
         "sweep",
         help="run methods × budgets × target domains × seeds",
-        description="See client_distill/sweep.py for the config format.",
+        description="See client_distill/sweep/config.py for the config format.",
     )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument(
@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from client_distill.sweep import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
-    from client_distill.sweep_config import load_config
+    from client_distill.sweep.config import load_config
+    from client_distill.sweep.run import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
 
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise UsageError("--workers and --threads must be at least 1")

@@ -1,17 +1,8 @@
-"""Distillation methods, one small class each, in one registry (``create_method(name, ...)``)."""
+"""Distillation methods. A method is one class, in one module of this package (or anywhere else that
+registers it): it declares its ``name``, its ``stages``, the hparams that make it what it is
+(``hparam_defaults``) and how it exports (``export_head``), and ``@register_method`` makes it known.
+Nothing else lists it: the command line's choices are read from this package's source without torch
+(:mod:`~client_distill.methods.catalog`), the trainer, the sweep and the export ask the registry
+(:mod:`~client_distill.methods.registry`) for the class.
 
-from client_distill.methods import adip, baselines  # noqa: F401  (registers the methods)
-from client_distill.methods.base import Method, Stage, Targets, TextHead, cosine_distill_loss, kd_loss
-from client_distill.methods.registry import METHODS, create_method, register_method
-
-__all__ = [
-    "METHODS",
-    "Method",
-    "Stage",
-    "Targets",
-    "TextHead",
-    "cosine_distill_loss",
-    "create_method",
-    "kd_loss",
-    "register_method",
-]
+This ``__init__`` imports nothing, so that the torch-free catalog can be imported alone."""

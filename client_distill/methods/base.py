@@ -7,8 +7,9 @@ wrapper sees the forward it must synchronise) and whose ``logits`` is its predic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -94,10 +95,22 @@ def kd_loss(
 
 
 class Method(nn.Module):
-    """Base of every method. Subclasses set ``stages`` and implement ``build_head``, ``loss``, ``logits``."""
+    """Base of every method. A method is one subclass, registered with ``@register_method``
+    (:mod:`client_distill.methods.registry`), that declares:
+
+    - ``name``: what runs, sweeps and the command line call it (its own, not inherited);
+    - ``stages``: what each stage trains (``()``: nothing, the teacher itself);
+    - ``hparam_defaults``: the hparams that make it what it is (an ablation's λ), over the registry's
+      defaults (:func:`client_distill.train.hparams.resolve_hparams`);
+    - ``export_head``: how ``vl2v export`` folds it into one classifier: ``"text"``, the student, its
+      head and the zero-shot text head ``s·cos(z, T_c)`` (which also takes other classes' prompts,
+      ``--classes``); ``"linear"``, the student and its linear head; None, nothing to export;
+    - the flags below, and ``build_head``, ``loss``, ``logits``."""
 
     name: ClassVar[str]
     stages: ClassVar[tuple[Stage, ...]]
+    hparam_defaults: ClassVar[Mapping[str, Any]] = {}
+    export_head: ClassVar[Literal["text", "linear"] | None] = None
     needs_text: ClassVar[bool] = True  # needs the teacher's class text embeddings
     needs_student: ClassVar[bool] = True
     uses_teacher_images: ClassVar[bool] = True  # the training loss uses I^t (so online mode queries)

@@ -14,8 +14,10 @@ FULL = frozenset({BACKBONE, HEAD})
 
 
 class Classifier(Method):
-    """A student with a linear classifier (F→C) trained with cross-entropy."""
+    """A student with a linear classifier (F→C) trained with cross-entropy; the linear head predicts, and
+    is what an export computes (KD's text head only teaches)."""
 
+    export_head = "linear"
     needs_text = False
     uses_teacher_images = False
 
@@ -29,32 +31,36 @@ class Classifier(Method):
         return self.head(self.student(x))
 
 
-@register_method("erm")
+@register_method
 class ERM(Classifier):
     """DomainBed ERM: full fine-tuning with a linear head."""
 
+    name = "erm"
     stages = (Stage("train", FULL),)
 
 
-@register_method("lp")
+@register_method
 class LinearProbe(Classifier):
     """Linear probe: only the classifier on the frozen student."""
 
+    name = "lp"
     stages = (Stage("probe", frozenset({HEAD})),)
 
 
-@register_method("lp_ft")
+@register_method
 class LPFT(Classifier):
     """LP-FT (Kumar et al. 2022): a linear probe, then full fine-tuning from the best probe checkpoint."""
 
+    name = "lp_ft"
     stages = (Stage("probe", frozenset({HEAD})), Stage("finetune", FULL, init_from_best=True))
 
 
-@register_method("kd")
+@register_method
 class KD(Classifier):
     """Textbook logit KD from the teacher's zero-shot classifier (teacher logits = s·cos(I^t, T_c) at its own scale s,
     computed from cached embeddings) into a student with a linear head; τ and α in the hparams."""
 
+    name = "kd"
     needs_text = True
     uses_teacher_images = True
     stages = (Stage("train", FULL),)
@@ -73,12 +79,13 @@ class KD(Classifier):
         )
 
 
-@register_method("zero_shot")
+@register_method
 class ZeroShot(Method):
     """The teacher itself: s·cos(I^t_x, T_c) from the teacher's embeddings of the evaluated images.
     Nothing is trained; the image queries it needs are evaluation queries, counted apart from the
     training budget."""
 
+    name = "zero_shot"
     stages = ()
     needs_student = False
     uses_teacher_images = False

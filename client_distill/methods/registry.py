@@ -1,46 +1,65 @@
-"""The method registry: ``@register_method("adip")`` on a class, ``create_method("adip", ...)`` to build one."""
+"""The method registry: ``@register_method`` on a class makes it a method by its ``name``;
+:func:`method_class` and :func:`create_method` find it. The first lookup imports every module of this
+package (each registers its classes), so a method is one new module and nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from client_distill.errors import UsageError
-from client_distill.methods.base import CLIP_LOGIT_SCALE
-from client_distill.runspec import METHOD_NAMES
+from client_distill.methods.base import CLIP_LOGIT_SCALE, Method
 
-METHODS: dict[str, type] = {}
-M = TypeVar("M", bound=type)
-
-
-def register_method(name: str) -> Callable[[M], M]:
-    """Class decorator: make the method available to ``create_method`` and ``vl2v distill --method``."""
-
-    def wrap(cls: M) -> M:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} registered twice")
-        if name not in METHOD_NAMES:
-            raise ValueError(
-                f"method {name!r} is missing from client_distill.runspec.METHOD_NAMES (the CLI's torch-free list)"
-            )
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return wrap
+_METHODS: dict[str, type[Method]] = {}
+_loaded = False
+M = TypeVar("M", bound=type[Method])
 
 
-def method_class(name: str, has_text: bool = True) -> type:
+def register_method(cls: M) -> M:
+    """Class decorator: the method ``cls.name`` (declared in the class itself, not inherited), available
+    to :func:`create_method`, ``vl2v distill --method`` and sweeps."""
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'{cls.__qualname__} declares no `name = "..."` of its own to be registered under')
+    if name in _METHODS and _METHODS[name] is not cls:
+        raise ValueError(f"method {name!r} registered twice")
+    if not issubclass(cls, Method):
+        raise TypeError(f"{cls.__qualname__} is not a Method")
+    _METHODS[name] = cls
+    return cls
+
+
+def registered() -> list[str]:
+    """The names registered so far, without loading anything (the catalog's run-time part)."""
+    return list(_METHODS)
+
+
+def methods() -> Mapping[str, type[Method]]:
+    """Every registered method by name; the first call imports this package's modules."""
+    global _loaded
+    if not _loaded:
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            importlib.import_module(f"{__package__}.{module.name}")
+        _loaded = True
+    return MappingProxyType(_METHODS)
+
+
+def method_class(name: str, has_text: bool = True) -> type[Method]:
     """The class registered as ``name``; a user error if unknown, or if it needs the teacher's text
     embeddings and ``has_text`` is False (checked before anything expensive is built)."""
-    if name not in METHODS:
-        raise UsageError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
-    if METHODS[name].needs_text and not has_text:
+    known = methods()
+    if name not in known:
+        raise UsageError(f"unknown method {name!r}; choose from {', '.join(sorted(known))}")
+    if known[name].needs_text and not has_text:
         raise UsageError(f"method {name!r} needs the teacher's class text embeddings: pass --teacher DIR")
-    return METHODS[name]
+    return known[name]
 
 
 def create_method(
@@ -51,7 +70,7 @@ def create_method(
     num_classes: int,
     hparams: dict[str, Any],
     logit_scale: float = CLIP_LOGIT_SCALE,
-):
+) -> Method:
     """Build method ``name`` around ``student`` (None for ``zero_shot``), with the teacher's class text
     embeddings ``[C, D]`` (None for methods that never use the teacher) and its logit scale."""
     cls = method_class(name, has_text=text_embeddings is not None)

@@ -52,7 +52,7 @@ def _ledger(args: argparse.Namespace):
 
 def _call(args: argparse.Namespace, op):
     """Run ``op(ledger)`` on the ledger at ``--db`` and close it; its refusals (an unknown key, a bad
-    budget) are :class:`~vendor_server.ledger_errors.LedgerError`, which the CLI prints as one line."""
+    budget) are :class:`~vendor_server.ledger.errors.LedgerError`, which the CLI prints as one line."""
     ledger = _ledger(args)
     try:
         return op(ledger)
@@ -60,7 +60,16 @@ def _call(args: argparse.Namespace, op):
         ledger.close()
 
 
+def _queries(flag: str, value: int, minimum: int) -> None:
+    """Refuse a query count the ledger would refuse, before the ledger is opened (or created)."""
+    from vendor_server.ledger import MAX_BUDGET
+
+    if not minimum <= value <= MAX_BUDGET:
+        raise VendorCliError(f"{flag} is a number of queries between {minimum} and {MAX_BUDGET}, got {value}")
+
+
 def _create(args: argparse.Namespace) -> None:
+    _queries("--budget", args.budget, 0)
     _, secret = _call(args, lambda ledger: ledger.create_key(args.name, args.budget, args.rate_limit))
     print(secret)
 
@@ -91,6 +100,7 @@ def _revoke(args: argparse.Namespace) -> None:
 
 
 def _topup(args: argparse.Namespace) -> None:
+    _queries("--queries", args.queries, 1)
     _print_usage(args, lambda ledger: ledger.topup(args.key_id, args.queries))
 
 

@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from vendor_server.app import create_app, open_ledger
+    from vendor_server.app import create_app
     from vendor_server.encoder import Encoder
     from vendor_server.errors import VendorCliError
-    from vendor_server.ledger import is_postgres_url
+    from vendor_server.ledger import is_postgres_url, open_ledger
     from vendor_server.settings import load_settings
 
     overrides = {
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             f"--workers {settings.workers} needs a ledger the workers can share: --db postgresql://... "
             "(a SQLite ledger serves one process)"
         )
-    ledger = open_ledger(settings)  # a bad --db is reported at once, not after a model load
+    # a bad --db is reported at once, not after a model load
+    ledger = open_ledger(settings.db, **settings.ledger_options())
     common = {"host": settings.host, "port": settings.port, "log_level": args.log_level}
     if settings.workers > 1:
         ledger.close()  # each worker opens its own; this one only checked the URL and the schema

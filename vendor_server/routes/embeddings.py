@@ -45,7 +45,7 @@ from vendor_server.auth import Caller
 from vendor_server.deps import ServiceDep
 from vendor_server.images import ImageLimits, InspectedImage, inspect_image
 from vendor_server.ledger import KeyRecord
-from vendor_server.ledger_errors import BudgetExceeded, LedgerError
+from vendor_server.ledger.errors import BudgetExceeded, LedgerError
 from vendor_server.openapi import API_KEY_SCHEME, error_responses, raw_json_body
 from vendor_server.pricing import request_queries
 from vendor_server.settings import VendorSettings

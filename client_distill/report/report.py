@@ -1,0 +1,577 @@
+"""``vl2v report``: DomainBed's collect_results for our runs, plus the query-budget axis, the hparam
+search and the premise diagnostics.
+
+For every finished protocol run the result is the model it outputs
+(:func:`~client_distill.train.model_selection.select`: SWAD's average where the run used SWAD, else the
+best checkpoint by training-domain validation; the target is never used to choose), scored on the target
+domain's 80 % "in" split (``env{test}_in_acc``, as DomainBed and the paper's code report). Cells are
+mean ± standard error over seeds (sample std / √n; "–" with one seed). Writes ``report.md`` and
+``accuracy_vs_budget.png``.
+
+Queries are what a run *paid*: its records' final totals (an online run pays for every step). A folder
+must hold one protocol run per (method, teacher mode, budget, target, seed): two runs of the same cell
+with other settings would be pooled as if they were more seeds, so that is refused. The search's
+candidate runs are reported apart, through the summary each protocol run carries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from client_distill.errors import UsageError, Vl2vError
+from client_distill.report import premises
+from client_distill.train.model_selection import mean_se, select
+from client_distill.train.run_reader import DONE_FILE, RunReader, is_search_candidate
+
+DIAGNOSTICS_FILE = "diagnostics.json"
+
+
+@dataclass(frozen=True)
+class Result:
+    """The output model of one protocol run, reduced to what the tables need."""
+
+    dataset: str
+    method: str
+    teacher_mode: str
+    budget: float | None
+    test_domain: str
+    seed: int
+    ood: float  # target domain, "in" split
+    id: float  # source domains, "out" splits (the selection criterion)
+    model: str  # swad / best / teacher
+    queries_images: int  # paid by the whole run for training
+    queries_eval_images: int
+    args: dict[str, Any]
+    hparams: dict[str, Any]  # as the run resolved them
+
+    @property
+    def row(self) -> tuple[str, str, float]:
+        return (self.method, self.teacher_mode, -1.0 if self.budget is None else self.budget)
+
+
+def row_label(row: tuple[str, str, float]) -> str:
+    method, mode, budget = row
+    label = method if budget < 0 else f"{method} @ {budget:.0%}"
+    return label + (" (online)" if mode == "online" else "")
+
+
+def collect(runs: str | Path) -> list[Result]:
+    """Every finished protocol run (``done`` marker) under ``runs``; a second run of the same table
+    cell and seed is a :class:`UsageError` naming both. Search candidates are left out."""
+    out, seen = [], {}
+    for done in sorted(Path(runs).rglob(DONE_FILE)):
+        records = RunReader(done.parent).records()
+        if not records:
+            continue
+        r = select(records)
+        args = r["args"]
+        if is_search_candidate(args):
+            continue
+        paid = {
+            k: max(int(x.get(k) or 0) for x in records) for k in ("queries_images", "queries_eval_images")
+        }  # running totals
+        result = Result(
+            dataset=r["dataset"],
+            method=args["method"],
+            teacher_mode=args["teacher_mode"],
+            budget=args["budget"],
+            test_domain=r["test_domain"],
+            seed=args["seed"],
+            ood=r[f"env{r['test_env']}_in_acc"],
+            id=r["source_val_acc"],
+            model=r["model"],
+            queries_images=paid["queries_images"],
+            queries_eval_images=paid["queries_eval_images"],
+            args=args,
+            hparams=r["hparams"],
+        )
+        cell = (result.dataset, result.row, result.test_domain, result.seed)
+        if cell in seen:
+            raise UsageError(
+                f"{seen[cell]} and {done.parent} are both {row_label(result.row)} on {result.test_domain}, "
+                f"seed {result.seed} (other settings?); report them from separate folders"
+            )
+        seen[cell] = str(done.parent)
+        out.append(result)
+    return out
+
+
+def md_row(*cells: object) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "X"
+    m, se = mean_se(values)
+    return f"{100 * m:.1f} ± {'–' if np.isnan(se) else f'{100 * se:.1f}'}"
+
+
+def per_seed_average(results: list[Result], domains: list[str], attr: str = "ood") -> list[float]:
+    """The average over target domains, one value per seed that has every domain."""
+    by_seed: dict[int, dict[str, float]] = defaultdict(dict)
+    for r in results:
+        by_seed[r.seed][r.test_domain] = getattr(r, attr)
+    return [float(np.mean([d[x] for x in domains])) for d in by_seed.values() if all(x in d for x in domains)]
+
+
+#: what the runs output, by the set of their ``swad`` values
+OUTPUT_MODEL = {
+    frozenset({True}): "model SWAD's loss-valley average (n_converge/n_tolerance/ratio {window})",
+    frozenset({False}): "model the best checkpoint by source validation",
+    frozenset(): "model SWAD's average where SWAD is on, else the best checkpoint",
+}
+
+
+def _protocol_lines(results: list[Result]) -> list[str]:
+    """What every trained run shares (or the values it takes), so a reader knows what was run."""
+    trained = [r for r in results if r.method != "zero_shot"]
+    if not trained:
+        return []
+
+    def values(key: str) -> str:
+        return ", ".join(str(v) for v in sorted({r.hparams[key] for r in trained}, key=str))
+
+    swad = {r.hparams["swad"] for r in trained}
+    window = f"{values('swad_n_converge')}/{values('swad_n_tolerance')}/{values('swad_tolerance_ratio')}"
+    by_method: dict[str, set] = defaultdict(set)
+    for r in trained:
+        by_method[r.method].add(r.hparams["lr"])
+    lrs = ", ".join(f"{m} {'/'.join(str(v) for v in sorted(vs))}" for m, vs in sorted(by_method.items()))
+    return [
+        f"Student {', '.join(sorted({r.args['student'] for r in trained}))} (hparams profile "
+        f"{', '.join(sorted({r.args['profile'] for r in trained}))}): {values('steps')} steps per stage (two-stage "
+        f"methods train each stage as long), {values('batch_per_domain')} images per source domain per step, Adam "
+        f"(weight decay {values('weight_decay')}), source validation every {values('checkpoint_freq')} steps; output "
+        + OUTPUT_MODEL.get(frozenset(swad), OUTPUT_MODEL[frozenset()]).format(window=window)
+        + f". Learning rates: {lrs}"
+        + (" (chosen per target domain: see the search)." if any(len(v) > 1 for v in by_method.values()) else "."),
+    ]
+
+
+def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) -> str:
+    """The markdown report: per dataset, the OOD table, ID vs OOD, the efficiency of cached vs
+    online, the hparam search and the premise diagnostics."""
+    synthetic = any(r.dataset.startswith("synth") for r in results)
+    lines = [
+        "# Results" + (" (SYNTHETIC world: the project's own miniature, not a real benchmark)" if synthetic else ""),
+        "",
+        'Accuracy (%) on the target domain\'s 80 % "in" split (`env{i}_in_acc`) of the model each run outputs,',
+        'chosen by training-domain validation only (source domains\' 20 % "out" splits); mean ± standard error',
+        "over seeds.",
+        "ID is that model's source validation accuracy: the selection criterion itself, so optimistic.",
+        "Image queries are what each run paid in all (mean over its runs).",
+        "",
+        *_protocol_lines(results),
+        "",
+    ]
+    for ds in sorted({r.dataset for r in results}):
+        rs = [r for r in results if r.dataset == ds]
+        domains = sorted({r.test_domain for r in rs})
+        rows = sorted({r.row for r in rs})
+        lines += [f"## {ds}", "", "| Method | " + " | ".join(domains) + " | Avg |", "|---" * (len(domains) + 2) + "|"]
+        for row in rows:
+            mine = [r for r in rs if r.row == row]
+            cells = [fmt([r.ood for r in mine if r.test_domain == d]) for d in domains]
+            lines.append(f"| {row_label(row)} | " + " | ".join(cells) + f" | {fmt(per_seed_average(mine, domains))} |")
+        lines += [
+            "",
+            f"### {ds}: in-domain (source validation) vs out-of-domain (target), averaged over target domains",
+            "",
+            "| Method | ID | OOD | ID − OOD | image queries (training) | image queries (evaluation) | seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            mine = [r for r in rs if r.row == row]
+            ids, oods = per_seed_average(mine, domains, "id"), per_seed_average(mine, domains)
+            gap = 100 * (np.mean(ids) - np.mean(oods)) if ids and oods else float("nan")
+            q = np.mean([r.queries_images for r in mine])
+            qe = np.mean([r.queries_eval_images for r in mine])
+            # seeds: how many seeds have every target domain (the averages and their errors use those)
+            lines.append(
+                f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |"
+            )
+        lines += efficiency(rs, rows, domains)
+        lines += search_table(rs)
+        lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: list[str]) -> list[str]:
+    """Cached (budget-aware) vs online (every augmented view bought) on the same tasks and seeds: the
+    queries each paid and the OOD accuracy each reached; the cached row is the method's largest budget."""
+    online = [row for row in rows if row[1] == "online"]
+    if not online:
+        return []
+    lines = [
+        "",
+        "### Cached teacher set vs online teacher (official recipe: every augmented view queried)",
+        "",
+        md_row(
+            "Method",
+            "cached: image queries",
+            "cached: OOD",
+            "online: image queries",
+            "online: OOD",
+            "queries online / cached",
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    for row in online:
+        cached = [r for r in rows if r[0] == row[0] and r[1] == "cached"]
+        if not cached:
+            continue
+        c_rs = [r for r in rs if r.row == max(cached, key=lambda x: x[2])]
+        o_rs = [r for r in rs if r.row == row]
+        qc, qo = np.mean([r.queries_images for r in c_rs]), np.mean([r.queries_images for r in o_rs])
+        ratio = f"{qo / qc:.1f}×" if qc else "∞"
+        lines.append(
+            md_row(
+                row[0],
+                f"{qc:.0f}",
+                fmt(per_seed_average(c_rs, domains)),
+                f"{qo:.0f}",
+                fmt(per_seed_average(o_rs, domains)),
+                ratio,
+            )
+        )
+    return lines
+
+
+def search_table(rs: list[Result]) -> list[str]:
+    """Each method's hparam search per target domain, as its protocol runs record it: grid, the
+    candidates' source-validation scores, the choice."""
+    searches = {}
+    for r in rs:
+        s = r.args.get("search")
+        if s and "chosen" in s:
+            searches.setdefault((r.method, s.get("target", r.test_domain)), s)
+    if not searches:
+        return ["", "### Hparam search", "", "None recorded: every method ran with the config's hparams."]
+    first = next(iter(searches.values()))
+    lines = [
+        "",
+        "### Hparam search (the same grid for every method; chosen per target domain on source validation only)",
+        "",
+        f"Grid: `{json.dumps(first['grid'])}`. Criterion: {first['criterion']}."
+        + (f" From `{first['source']}`." if first.get("source") else ""),
+        "",
+        "| Method | target | candidates: source validation (%) | chosen |",
+        "|---|---|---|---|",
+    ]
+    for (method, target), s in sorted(searches.items()):
+        cells = ", ".join(f"{_point(c['hparams'])}: {100 * c['score']:.1f}" for c in s["candidates"])
+        lines.append(f"| {method} | {target} | {cells} | {_point(s['chosen'])} |")
+    return lines
+
+
+def _point(hparams: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()))
+
+
+def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -> list[str]:
+    """The premises the method relies on, measured (see :mod:`client_distill.report.diagnostics`)."""
+    if not diag or "error" in diag:
+        why = f"could not be computed: {diag['error']}" if diag else "not computed (`vl2v report --no-diagnostics`)"
+        return ["", "### Premise diagnostics", "", why[0].upper() + why[1:] + "."]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    shares = lambda s: " / ".join(f"{100 * s[k]:.0f} %" for k in ("class", "style", "residual")) if s else "–"  # noqa: E731
+    params = lambda n: "not stated by the vendor" if n is None else f"{n / 1e6:.2f} M"  # noqa: E731
+    erm = [r for r in rs if r.method == "erm"]
+    probe = diag.get("frozen_probe_ood", {})
+    protos = diag.get("teacher_prototypes", {})
+    probe_avg = pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)
+    teacher = f"teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')})"
+    rows = [
+        (
+            f"{teacher} zero-shot per domain, every image",
+            ", ".join(f"{d} {pct(v)}" for d, v in diag.get("teacher_zero_shot", {}).items()),
+        ),
+        (
+            "teacher image embeddings: variance share class / style / residual",
+            shares(diag.get("teacher_embedding_variance")),
+        ),
+        (
+            f"student init ({diag['student']}) features: variance share class / style / residual",
+            shares(diag.get("student_feature_variance")),
+        ),
+        (
+            "student init: frozen-feature linear probe (L-BFGS), OOD per target",
+            ", ".join(f"{d} {pct(probe.get(d))}" for d in domains) + f"; avg {probe_avg}",
+        ),
+        (
+            "ERM fine-tuned (this protocol), OOD per target",
+            ", ".join(f"{d} {fmt([r.ood for r in erm if r.test_domain == d])}" for d in domains),
+        ),
+        (
+            "teacher space, Table A: target accuracy by nearest text prototype (E1) / source-image class mean (E3)",
+            ", ".join(f"{d} {pct(protos[d]['e1'])} / {pct(protos[d]['e3'])}" for d in domains if d in protos) or "–",
+        ),
+        (
+            "parameters: teacher image tower / student",
+            f"{params(diag.get('teacher_image_params'))} / {params(diag.get('student_params'))}",
+        ),
+        (
+            "teacher logit scale (KD and the text head use it)",
+            scale_text(diag.get("teacher_logit_scale")),
+        ),
+        ("ID (source validation) of every method", "see the ID vs OOD table: an under-trained run shows there"),
+    ]
+    bands = premises.load_bands(rs[0].dataset)
+    measured = premises.measure(premise_inputs(rs, domains, diag))
+    return [
+        "",
+        "### Premise diagnostics",
+        "",
+        md_row("premise", "measured"),
+        "|---|---|",
+        *(md_row(*row) for row in rows),
+        "",
+        "### The paper's regime: the premises" + (" against their pre-registered bands" if bands else ""),
+        "",
+        "Each premise in accuracy points per target, then the mean over targets (`client_distill/report/premises.py`;",
+        "bands: `client_distill/report/premises.yaml`, pre-registered in `docs/results/calibration.md`). Teacher:",
+        "the `zero_shot` runs where the report has them, else E1 (the same classifier).",
+        "",
+        *premises.table(domains, measured, bands),
+    ]
+
+
+def premise_inputs(rs: list[Result], domains: list[str], diag: dict) -> dict[str, dict[str, float | None]]:
+    """Per target, what :func:`client_distill.report.premises.measure` needs, from the runs (ERM, zero-shot:
+    means over seeds) and the diagnostics (probe, E1, E3)."""
+
+    def mean_of(method: str, domain: str, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in rs if r.method == method and r.test_domain == domain]
+        return float(np.mean(values)) if values else None
+
+    out = {}
+    for d in domains:
+        protos = diag.get("teacher_prototypes", {}).get(d, {})
+        teacher = mean_of("zero_shot", d, "ood")
+        out[d] = {
+            "probe": diag.get("frozen_probe_ood", {}).get(d),
+            "erm_ood": mean_of("erm", d, "ood"),
+            "erm_id": mean_of("erm", d, "id"),
+            "teacher": teacher if teacher is not None else protos.get("e1"),
+            "e1": protos.get("e1"),
+            "e3": protos.get("e3"),
+        }
+    return out
+
+
+def scale_text(scale: float | None) -> str:
+    return "not stated: 100 (CLIP's) assumed" if scale is None else f"{scale:.1f}"
+
+
+def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
+    """Diagnostics per dataset, computed from what the runs name (data, student, the zero-shot run's
+    full teacher set) and cached in ``out/diagnostics.json`` under those inputs."""
+    cache_file = out / DIAGNOSTICS_FILE
+    cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    found = {}
+    for ds in sorted({r.dataset for r in results}):
+        rs = [r for r in results if r.dataset == ds]
+        students = [r.args for r in rs if r.method != "zero_shot"]
+        teachers = [r.args["teacher"] for r in rs if r.method == "zero_shot" and r.args.get("teacher")]
+        if not students:
+            continue
+        inputs = {
+            "data": students[0]["data"], "dataset": students[0]["dataset"], "student": students[0]["student"],
+            "teacher": teachers[0] if teachers else None, "targets": sorted({r.test_domain for r in rs}),
+        }  # fmt: skip
+        if cached.get(ds, {}).get("inputs") == inputs:
+            found[ds] = cached[ds]
+            continue
+        from client_distill.report.diagnostics import diagnose  # torch: only when there is something to compute
+
+        try:
+            found[ds] = {
+                **diagnose(inputs["data"], inputs["dataset"], inputs["student"], inputs["teacher"], inputs["targets"]),
+                "inputs": inputs,
+            }
+        except Vl2vError as exc:  # e.g. the data moved, or a relative path read from another directory
+            found[ds] = {"error": str(exc), "inputs": inputs}
+    cache_file.write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
+def plot(results: list[Result], path: Path) -> Path:
+    """OOD accuracy (average over target domains) against the image queries paid for training, from 0
+    on a linear axis; error bars are standard errors over seeds. Methods that buy no image for training
+    are horizontal lines: the teacher's zero-shot (dotted: its queries are evaluation queries), ERM and
+    the probes (dashed). Online runs, which pay an order of magnitude more, sit on a second axis to the
+    right, past a break, so the cached budgets keep their resolution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r.dataset for r in results})
+    has_online = any(r.teacher_mode == "online" for r in results)
+    fig, axes = plt.subplots(
+        1, len(datasets) * (2 if has_online else 1), figsize=(7.5 * len(datasets), 4.8), squeeze=False, sharey=False,
+        gridspec_kw={"width_ratios": [4, 1] * len(datasets)} if has_online else None,
+    )  # fmt: skip
+    axes = axes[0]
+    for k, ds in enumerate(datasets):
+        ax = axes[2 * k] if has_online else axes[k]
+        right = axes[2 * k + 1] if has_online else None
+        rs = [r for r in results if r.dataset == ds]
+        domains = sorted({r.test_domain for r in rs})
+        methods = sorted({r.method for r in rs})
+        points: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+        for row in sorted({r.row for r in rs}):
+            mine = [r for r in rs if r.row == row]
+            m, se = mean_se(per_seed_average(mine, domains))
+            points[(row[0], row[1])].append(
+                (float(np.mean([r.queries_images for r in mine])), 100 * m, 0.0 if np.isnan(se) else 100 * se)
+            )
+        for (method, mode), pts in sorted(points.items()):
+            colour = plt.cm.tab10(methods.index(method) % 10)
+            pts.sort()
+            xs, ys, es = (np.array(v) for v in zip(*pts, strict=True))
+            if mode == "online" and right is not None:
+                right.errorbar(
+                    xs,
+                    ys,
+                    yerr=es,
+                    marker="*",
+                    markersize=12,
+                    capsize=3,
+                    color=colour,
+                    linestyle="none",
+                    label=f"{method} (online)",
+                )
+            elif len(pts) == 1 and xs[0] == 0:
+                label = "teacher (vendor CLIP) zero-shot" if method == "zero_shot" else f"{method} (no image queries)"
+                ax.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour, label=label)
+                ax.axhspan(ys[0] - es[0], ys[0] + es[0], color=colour, alpha=0.12, linewidth=0)
+                if right is not None:
+                    right.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour)
+            else:
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colour, label=method)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("image queries paid for training (cached teacher set)")
+        ax.set_ylabel(f"OOD accuracy (%), mean over {len(domains)} target domain(s)")
+        ax.set_title(f"{ds} (SYNTHETIC world)" if ds.startswith("synth") else ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        if right is not None:
+            right.set_ylim(ax.get_ylim())
+            right.set_xlabel("online: every view")
+            right.grid(alpha=0.3)
+            right.tick_params(labelleft=False)
+            right.legend(fontsize=7, loc="lower right")
+            xs = [x for (_, mode), pts in points.items() if mode == "online" for x, _, _ in pts]
+            if xs:
+                right.set_xlim(min(xs) * 0.8, max(xs) * 1.2)
+                ticks = sorted({round(x) for x in xs})
+                right.set_xticks(ticks, [f"{x:,}" for x in ticks])
+            for a, side in ((ax, 1), (right, 0)):  # the break marks between the two axes
+                a.plot(
+                    [side, side],
+                    [0, 0],
+                    transform=a.transAxes,
+                    marker=[(-1, -2), (1, 2)],
+                    markersize=10,
+                    color="k",
+                    clip_on=False,
+                )
+            ax.spines["right"].set_visible(False)
+            right.spines["left"].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: methods tried first as the cost section's representative student (any exportable run would do: every
+#: method of a protocol trains the same student; a text head adds one matrix product)
+COST_PREFERENCE = ("adip", "adip_joint", "sd", "erm", "lp_ft", "kd", "lp")
+
+
+def cost_section(runs: str | Path, results: list[Result], cpu_price_per_core_hour: float = 0.0) -> list[str]:
+    """The student against the teacher, per dataset: one representative run is exported to a temporary
+    folder (:func:`client_distill.deploy.export.export_run`, so the numbers are those its model card states:
+    parameters, one-thread CPU latency and throughput under PyTorch and onnxruntime, the teacher's price
+    per query from the ``/v1/models`` card its teacher set kept), then each table row's mean training
+    image queries become a break-even number of predictions (:func:`client_distill.deploy.cost.break_even`,
+    against the vendor's zero-shot classifier). A dataset whose runs cannot be exported says why."""
+    import tempfile
+
+    from client_distill.deploy.cost import break_even, speed_rows
+    from client_distill.deploy.export import export_run  # torch: only when a report is written
+
+    lines = []
+    folders: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for done in sorted(Path(runs).rglob(DONE_FILE)):
+        try:
+            args = RunReader(done.parent).args()
+        except UsageError:
+            continue
+        if args.get("method") in COST_PREFERENCE and not is_search_candidate(args):
+            rank = COST_PREFERENCE.index(args["method"])
+            folders[str(args.get("dataset") or Path(str(args.get("data"))).name)].append((rank, done.parent))
+    for ds in sorted({r.dataset for r in results}):
+        lines += [f"## {ds}: cost against the teacher", ""]
+        card, why = None, "no run of a method with a student"
+        for _, folder in sorted(folders.get(ds, []), key=lambda x: x[0])[:1]:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    info = export_run(folder, Path(tmp) / "export", "onnx", None, cpu_price_per_core_hour)
+                card = info.extra["model_card"]
+            except (Vl2vError, OSError, KeyError, ValueError, RuntimeError) as exc:  # the report still stands
+                why = f"{folder.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if card is None:
+            lines += [f"Not measured ({why}).", ""]
+            continue
+        c, price, texts = card["cost"], card["teacher"]["price_per_query"], card["queries"]["class_texts"]
+        per_core = max(s["throughput_batch64"] for s in c["speeds"])
+        lines += [
+            f"Student `{card['data']['dataset']}` run `{info.run['id']}` ({info.method}, exported to ONNX): "
+            f"{c['student_params']:,} parameters, {c['image_size']}×{c['image_size']} input; teacher "
+            f"`{card['teacher']['model']}` at {price} per query (`/v1/models`). Measured on one CPU thread:",
+            "",
+            *speed_rows(c["speeds"]),
+            "",
+            f"Break-even: predictions after which the student, including the queries that trained it, is cheaper "
+            f"than {c['break_even']['alternative']}; {c['break_even']['assumption']}.",
+            "",
+            "| Method | image queries (training) | break-even predictions |",
+            "|---|---|---|",
+        ]
+        rs = [r for r in results if r.dataset == ds and r.method != "zero_shot"]
+        for row in sorted({r.row for r in rs}):
+            q = float(np.mean([r.queries_images for r in rs if r.row == row]))
+            b = break_even(round(q) + texts, texts, price, per_core, cpu_price_per_core_hour)
+            n = "never" if b["predictions"] is None else f"{b['predictions']:,}"
+            lines.append(f"| {row_label(row)} | {q:.0f} | {n} |")
+        lines.append("")
+    return lines
+
+
+def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True, cost: bool = True) -> Path:
+    """Collect the finished runs under ``runs`` and write ``report.md`` and ``accuracy_vs_budget.png``
+    (with the premise diagnostics unless ``diagnostics`` is False, and the cost against the teacher
+    unless ``cost`` is False)."""
+    results = collect(runs)
+    if not results:
+        raise UsageError(f"no finished runs (folders with a `done` marker) under {runs}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    diag = compute_diagnostics(results, out) if diagnostics else None
+    costs = "\n".join(["", *cost_section(runs, results)]) if cost else ""
+    (out / "report.md").write_text(
+        tables(results, diag) + costs + "\n\n![OOD accuracy vs image queries](accuracy_vs_budget.png)\n"
+    )
+    plot(results, out / "accuracy_vs_budget.png")
+    return out / "report.md"

@@ -1,0 +1,33 @@
+"""``vl2v distill`` as a function: one run of a :class:`~client_distill.train.runspec.RunSpec` into a folder,
+with the vendor an online run buys from, and the one result line a user reads. The command line and
+the sweep's workers (:mod:`client_distill.sweep.jobs`) call it alike."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from client_distill.buy.vendor import VendorConfig, open_teacher
+from client_distill.train.run import run_distill
+from client_distill.train.runspec import RunSpec
+
+
+def distill(spec: RunSpec, out: str | Path, vendor: VendorConfig | None = None, stop_after: int | None = None) -> int:
+    """Run (or resume, or skip if finished) ``spec`` into ``out`` and print its result line; an online
+    run buys every view from ``vendor`` (over the environment's settings), without the cache (the
+    official recipe). ``stop_after``: stop resumably at the first checkpoint at or after that step."""
+    with contextlib.ExitStack() as stack:
+        teacher = None
+        if spec.teacher_mode == "online" and vendor is not None:
+            teacher = stack.enter_context(open_teacher(vendor, use_cache=False))
+        r = run_distill(spec, out, teacher, stop_after)
+    if r is None:
+        print(f"stopped after step {stop_after}; rerun the same command to continue")
+        return 0
+    i = r["test_env"]
+    print(
+        f"{spec.method} → {r['test_domain']}: target (in split) {100 * r[f'env{i}_in_acc']:.1f} %, "
+        f"source val {100 * r['source_val_acc']:.1f} % ({r['model']} model, {r['stage']} stage, step {r['step']}); "
+        f"image queries {r['queries_images']}, evaluation queries {r['queries_eval_images']}"
+    )
+    return 0
