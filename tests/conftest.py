@@ -25,6 +25,10 @@ from postgres_server import postgres_db, postgres_server  # noqa: F401  (fixture
 
 from client_distill.buy.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
 
+#: no test pays torch.compile's start-up (a sweep's fork server would compile the hue kernel);
+#: tests/test_augment.py turns it on for the test of the compiled kernel itself
+os.environ["VL2V_COMPILE"] = "0"
+
 ADMIN_TOKEN = "test-admin-token"
 SHARED_LIMITS = {
     "VL2V_VENDOR_MAX_BODY_BYTES": "600000",

@@ -82,3 +82,37 @@ def test_a_batch_is_a_function_of_its_generator_and_each_image_is_drawn_apart():
         32, (0.0,) * 3, (1.0,) * 3, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, jitter=0.0, grayscale_p=0.0
     )
     assert torch.equal(plain(x, torch.Generator()), x.float() / 255)  # every random part off: the image itself
+
+
+@pytest.mark.slow
+def test_compiled_hue_is_bit_identical_and_forked_processes_inherit_it(monkeypatch):
+    """warm_up compiles the hue rotation; batches equal the eager ones bit for bit (so a run resumed
+    without it continues exactly), and a process forked afterwards (a sweep's run, forked from its
+    server) uses the kernel without compiling again."""
+    import os
+
+    from torch._dynamo.utils import counters
+
+    from client_distill.train import augment
+
+    aug = BatchAugment(24, (0.5,) * 3, (0.25,) * 3)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    eager = aug(x, torch.Generator().manual_seed(5))
+    monkeypatch.setattr(augment, "_compiled_hue", None)
+    monkeypatch.setenv(augment.COMPILE_ENV, "0")
+    assert augment.warm_up() is False and augment._compiled_hue is None  # turned off
+    monkeypatch.delenv(augment.COMPILE_ENV)
+    assert augment.warm_up() is True and augment._compiled_hue is not None
+    assert torch.equal(aug(x, torch.Generator().manual_seed(5)), eager)
+    compiled_frames = counters["stats"]["unique_graphs"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another batch size, no new graph, the same pixels as eager
+        fast = aug(x[:7], torch.Generator().manual_seed(6))
+        no_new_graph = counters["stats"]["unique_graphs"] == compiled_frames
+        augment._compiled_hue = None
+        ok = no_new_graph and torch.equal(fast, aug(x[:7], torch.Generator().manual_seed(6)))
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"

@@ -34,8 +34,9 @@ from pathlib import Path
 
 from client_distill.sweep.launch import INTERRUPTED, LaunchOptions, run_job
 
-#: what every run of a sweep imports (its jobs: the trainer, the purchase); the server imports it once
-PRELOAD = ["torch", "timm", "client_distill.sweep.jobs"]
+#: what every run of a sweep imports (its jobs: the trainer, the purchase) and the compiled augmentation
+#: kernel; the server imports (and compiles) them once
+PRELOAD = ["torch", "timm", "client_distill.sweep.jobs", "client_distill.train.compiled"]
 
 
 class RunPool(contextlib.AbstractContextManager):

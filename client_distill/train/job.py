@@ -5,9 +5,11 @@ the sweep's workers (:mod:`client_distill.sweep.jobs`) call it alike."""
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from client_distill.buy.vendor import VendorConfig, open_teacher
+from client_distill.train import augment
 from client_distill.train.run import run_distill
 from client_distill.train.runspec import RunSpec
 
@@ -16,6 +18,8 @@ def distill(spec: RunSpec, out: str | Path, vendor: VendorConfig | None = None, 
     """Run (or resume, or skip if finished) ``spec`` into ``out`` and print its result line; an online
     run buys every view from ``vendor`` (over the environment's settings), without the cache (the
     official recipe). ``stop_after``: stop resumably at the first checkpoint at or after that step."""
+    if os.environ.get(augment.COMPILE_ENV) == "1":  # a long single run: compile (a sweep's server already did)
+        augment.warm_up()
     with contextlib.ExitStack() as stack:
         teacher = None
         if spec.teacher_mode == "online" and vendor is not None:
