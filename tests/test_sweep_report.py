@@ -367,3 +367,15 @@ def test_every_protocol_target_needs_its_own_search_choice(tmp_path):
     assert {(s.test_domain, s.hparams["lr"]) for s in specs} == {("sketch", 0.01), ("art", 0.1)}
     with pytest.raises(UsageError, match="no search result for erm on art"):
         plan_sweep(cfg, {"erm": {"sketch": pick}})
+
+
+def test_a_failed_run_is_reported_by_the_last_line_of_its_log(tmp_path):
+    from client_distill.sweep.run import last_line
+
+    log = tmp_path / "log.txt"
+    assert last_line(log) == "no log written"
+    log.write_text("step 1\nTraceback (most recent call last):\nRuntimeError: loss is not finite\n\n")
+    assert last_line(log) == "RuntimeError: loss is not finite"
+    from client_distill.sweep.local import _status
+
+    assert _status(-11) == "signal SIGSEGV" and _status(2) == "exit status 2"

@@ -4,6 +4,7 @@ with its hparam search; see :mod:`client_distill.sweep.config` for the config fo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from client_distill.buy.settings import ClientSettings
 from client_distill.errors import UsageError
@@ -43,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 def _sweep(args: argparse.Namespace) -> int:
     from client_distill.sweep.config import load_config
-    from client_distill.sweep.run import run_sweep  # torch only once a sweep starts: `vl2v --help` stays instant
+    from client_distill.sweep.run import (
+        last_line,
+        run_sweep,
+    )  # torch only once a sweep starts: `vl2v --help` stays instant
 
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise UsageError("--workers and --threads must be at least 1")
@@ -66,5 +70,5 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{len(outcome['done'])} runs finished, {len(outcome['skipped'])} already done, {len(outcome['failed'])} failed"
     )
     for path in outcome["failed"]:
-        print(f"failed: {path} (see {path}/log.txt)")
+        print(f"failed: {path} ({last_line(Path(path) / 'log.txt')}; see {path}/log.txt)")
     return 1 if outcome["failed"] else 0

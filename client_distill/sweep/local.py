@@ -70,6 +70,9 @@ class RunPool(contextlib.AbstractContextManager):
         process.join()
         if process.exitcode in (INTERRUPTED, -signal.SIGINT):
             self._stopping.set()
+        elif process.exitcode:  # what ended it goes on record next to what the run itself wrote
+            with open(Path(args[2]) / "log.txt", "a") as log:
+                print(f"vl2v sweep: this run's process ended with {_status(process.exitcode)}", file=log)
         return process.exitcode
 
     def cancel(self) -> None:
@@ -79,6 +82,15 @@ class RunPool(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _status(exitcode: int) -> str:
+    """``exit status N`` or ``signal NAME`` (a negative ``exitcode``, as :mod:`multiprocessing` reports one)."""
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-exitcode).name}"
+        return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
 
 
 def _main(*args) -> None:
