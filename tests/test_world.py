@@ -188,3 +188,21 @@ def test_classes_come_with_their_typical_colour_and_habitat_mostly():
     }
     assert not any("savanna" in c or "dry grass" in c for c in said)  # no backdrop drawn, none named
     assert any("savanna" in caption("elephant", "photo", a, rng) for _ in range(200))
+
+
+def test_each_medium_draws_a_class_with_another_class_look():
+    """Class-dependent domain shift: outside photos a class usually wears the look of another class, the
+    same one in every image of that style, so source-style class means point elsewhere in a new style."""
+    from shared.world.context import TYPICAL, TYPICAL_LOOK, convention
+
+    assert all(convention("photo")[name] == name for name in TYPICAL_LOOK)
+    for style in ("art_painting", "cartoon", "product"):
+        borrowed = convention(style)
+        assert sorted(borrowed.values()) == sorted(TYPICAL_LOOK)  # a permutation of the looks ...
+        assert not any(borrowed[name] == name for name in TYPICAL_LOOK)  # ... that moves every class
+    lender = convention("cartoon")["elephant"]
+    palette, habitat = TYPICAL_LOOK[lender]
+    attrs = [render("elephant", "cartoon", np.random.default_rng(k), size=16)[1] for k in range(200)]
+    assert np.mean([a["habitat"] == habitat for a in attrs]) > TYPICAL - 0.1
+    assert np.mean([a["colour"] in palette for a in attrs]) > TYPICAL - 0.1
+    assert convention("cartoon") != convention("art_painting")

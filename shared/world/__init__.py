@@ -29,7 +29,7 @@ def render(class_name: str, style: str, rng: np.random.Generator, size: int = 64
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; styles: {', '.join(STYLE_NAMES)}")
     look = STYLES[style]
-    scene = compose(class_name, rng, size * SUPERSAMPLE, clutter=look.clutter, centred=look.centred)
+    scene = compose(class_name, rng, size * SUPERSAMPLE, clutter=look.clutter, centred=look.centred, style=style)
     img = look.paint(scene, rng).resize((size, size), Image.LANCZOS)
     return img, scene.attrs
 

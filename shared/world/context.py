@@ -9,10 +9,20 @@ probability :data:`TYPICAL`, and uniformly otherwise (a red elephant indoors hap
 
 A habitat is painted by the styles that draw a backdrop (:mod:`shared.world.styles`); captions may name
 it ("a photo of a grey elephant in the savanna").
+
+Each medium also has its own conventions (:func:`convention`): photos show a class with its own typical
+look, while every other style draws it, as often, with the typical look of another class, fixed per style
+(in this world's cartoons the elephant is usually the giraffe's yellow, in its savanna). Real media do
+this too (a painted sky, a cartoon's palette, a sketch's missing backdrop), and it is what makes a domain
+shift depend on the class: the images of one class move differently from one style to the next, so
+class means taken from the source styles point at the wrong class in a new one, while the class's name,
+whatever it is drawn like, does not move (the paper's Table A premise, E1 ≫ E3).
 """
 
 from __future__ import annotations
 
+import functools
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,10 +85,27 @@ TYPICAL_LOOK: dict[str, tuple[tuple[str, ...], str]] = {
 }  # fmt: skip
 
 
-def draw_look(class_name: str, colours: list[str], rng: np.random.Generator) -> tuple[str, str, str]:
-    """``(main colour, accent colour, habitat)`` of a fresh scene: the class's typical colour and
-    habitat each with probability :data:`TYPICAL`, else uniform over ``colours`` / the habitats."""
-    palette, habitat = TYPICAL_LOOK[class_name]
+@functools.cache
+def convention(style: str) -> dict[str, str]:
+    """Whose typical look each class takes in ``style``: its own in photos; in any other style, a
+    derangement of the classes fixed by the style's name (no class keeps its own look)."""
+    names = list(TYPICAL_LOOK)
+    if style == "photo":
+        return {name: name for name in names}
+    rng = np.random.default_rng(zlib.crc32(style.encode()))
+    while True:
+        order = rng.permutation(len(names))
+        if not np.any(order == np.arange(len(names))):
+            return {name: names[j] for name, j in zip(names, order, strict=True)}
+
+
+def draw_look(
+    class_name: str, colours: list[str], rng: np.random.Generator, style: str = "photo"
+) -> tuple[str, str, str]:
+    """``(main colour, accent colour, habitat)`` of a fresh scene in ``style``: the typical colour and
+    habitat of the class's look in that style (:func:`convention`) each with probability
+    :data:`TYPICAL`, else uniform over ``colours`` / the habitats."""
+    palette, habitat = TYPICAL_LOOK[convention(style)[class_name]]
     main = palette[rng.integers(len(palette))] if rng.random() < TYPICAL else colours[rng.integers(len(colours))]
     accent = colours[rng.integers(len(colours))]
     names = list(HABITATS)

@@ -94,13 +94,18 @@ def _occluder(rng: np.random.Generator, centre, scale: float, canvas: int) -> El
 
 
 def compose(
-    class_name: str, rng: np.random.Generator, canvas: int, clutter: bool = True, centred: bool = False
+    class_name: str,
+    rng: np.random.Generator,
+    canvas: int,
+    clutter: bool = True,
+    centred: bool = False,
+    style: str = "photo",
 ) -> Scene:
     """Draw a member of ``class_name`` and place it with a colour and a habitat (usually its class's:
     :mod:`shared.world.context`), a random pose, position and scale; add clutter and, sometimes, an
-    occluder. ``attrs`` records what a caption may mention."""
+    occluder. ``attrs`` records what a caption may mention; ``style`` picks the medium's conventions."""
     parts = draw(class_name, rng)
-    colour, accent, habitat = draw_look(class_name, list(COLOURS), rng)
+    colour, accent, habitat = draw_look(class_name, list(COLOURS), rng, style)
     scale = rng.uniform(0.5, 0.85)
     room = (1 - scale) / 2 if not centred else 0.03
     centre = (0.5 + rng.uniform(-room, room), 0.5 + rng.uniform(-room, room))
