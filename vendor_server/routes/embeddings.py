@@ -149,6 +149,7 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
                     log.exception("inference failed for %s", request_id)
                     raise InferenceFailed("the model failed on this request; it was not charged") from exc
                 raise
+    service.traffic.images(key.id, image_rows)
     service.metrics.queries_charged.labels("text").inc(len(texts))
     service.metrics.queries_charged.labels("image").inc(queries - len(texts))
     return Response(response, media_type="application/json")
