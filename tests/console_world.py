@@ -38,12 +38,14 @@ def noise_png(rng: np.random.Generator, size: int = 32) -> str:
 
 @dataclass
 class Traffic:
-    """What :func:`send_traffic` sent: the keys' ids and the answers it got, by outcome."""
+    """What :func:`send_traffic` sent: the keys' ids and the answers it got, by outcome (all, and per
+    key id; ``""``: no key)."""
 
     wide: str
     narrow: str
     limited: str
     outcomes: Counter
+    by_key: dict[str, Counter]
 
     @property
     def expected_outcomes(self) -> dict[str, int]:
@@ -58,27 +60,29 @@ def send_traffic(urls: list[str], ledger: SqlLedger, wide_requests: int = 20) ->
     narrow, narrow_secret = ledger.create_key("narrow", 10_000)
     limited, limited_secret = ledger.create_key("limited", 10_000, rate_limit_qps=1.0)
     outcomes: Counter = Counter()
+    by_key: dict[str, Counter] = {"": Counter()}
     narrow_pool = [noise_png(rng) for _ in range(NARROW_IMAGES)]
     calls = 0
 
-    def post(secret: str | None, body: dict) -> int:
+    def post(key: tuple[str, str] | None, body: dict) -> None:
         nonlocal calls
         url = urls[calls % len(urls)]
         calls += 1
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        status = httpx.post(f"{url}/v1/embeddings", json=body, headers=headers, timeout=60).status_code
-        outcomes[outcome_of(status)] += 1
-        return status
+        headers = {"Authorization": f"Bearer {key[1]}"} if key else {}
+        outcome = outcome_of(httpx.post(f"{url}/v1/embeddings", json=body, headers=headers, timeout=60).status_code)
+        outcomes[outcome] += 1
+        by_key.setdefault(key[0] if key else "", Counter())[outcome] += 1
 
     for _ in range(wide_requests + 1):
-        post(wide_secret, {"input": [{"image": noise_png(rng)} for _ in range(BATCH)]})
+        post((wide.id, wide_secret), {"input": [{"image": noise_png(rng)} for _ in range(BATCH)]})
     for i in range(wide_requests):
-        post(narrow_secret, {"input": [{"image": narrow_pool[(i + j) % NARROW_IMAGES]} for j in range(BATCH)]})
+        images = [{"image": narrow_pool[(i + j) % NARROW_IMAGES]} for j in range(BATCH)]
+        post((narrow.id, narrow_secret), {"input": images})
     for _ in range(4):  # a burst at a 1 request/s key: the first passes, the rest are limited
-        post(limited_secret, {"input": ["a photo of a cat"]})
-    post(narrow_secret, {"input": []})  # 400
+        post((limited.id, limited_secret), {"input": ["a photo of a cat"]})
+    post((narrow.id, narrow_secret), {"input": []})  # 400
     post(None, {"input": ["no key"]})  # 401, counted without a key
-    return Traffic(wide=wide.id, narrow=narrow.id, limited=limited.id, outcomes=outcomes)
+    return Traffic(wide=wide.id, narrow=narrow.id, limited=limited.id, outcomes=outcomes, by_key=by_key)
 
 
 def wait_for_outcomes(ledger: SqlLedger, expected: dict[str, int], timeout_s: float = 20.0) -> dict[str, int]:
