@@ -12,6 +12,7 @@ tests/test_console_browser.py``). Without Chromium the tests skip, and fail unde
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import shutil
@@ -87,12 +88,14 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def screenshot(driver, folder: Path, name: str) -> Path:
-    """The whole page (the window is grown to its height), as ``folder/name.png``."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(WINDOW[0], max(WINDOW[1], height + 20))
+    """The whole page, beyond the window's height (Chromium's DevTools capture), as ``folder/name.png``."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     path = folder / f"{name}.png"
-    driver.save_screenshot(str(path))
-    driver.set_window_size(*WINDOW)
+    path.write_bytes(base64.b64decode(shot["data"]))
     assert path.stat().st_size > 10_000  # something was drawn
     return path
 
