@@ -75,9 +75,9 @@ class TrafficRecorder:
             self._count(key_id, cells, now)
 
     def _count(self, key_id: str, cells: np.ndarray, now: float) -> None:
-        for cell, n in zip(*np.unique(cells, return_counts=True), strict=True):
-            images, first = self._cells.get((key_id, int(cell)), (0, now))
-            self._cells[(key_id, int(cell))] = (images + int(n), first)
+        for cell in cells.tolist():
+            images, first = self._cells.get((key_id, cell), (0, now))
+            self._cells[(key_id, cell)] = (images + 1, first)
 
     # --- the background thread --------------------------------------------------------------------
 

@@ -18,8 +18,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vendor_server.ledger.core import SqlLedger
+from vendor_server.ledger.core import Db, SqlLedger
 
+#: rows per upsert statement (4 columns: within SQLite's oldest limit of 999 bound parameters)
+UPSERT_ROWS = 200
 #: the outcomes ``request_outcomes`` counts, in the order the console shows them
 OUTCOMES = ("200", "402", "429", "4xx", "5xx")
 
@@ -65,20 +67,21 @@ class LedgerReports:
         ``cells[(key_id, cell)] = (images, first seen)``; a cell's first sighting is kept once stored."""
         if not outcomes and not cells:
             return
+        outcome_rows = [(*bucket, requests) for bucket, requests in sorted(outcomes.items())]
+        cell_rows = [(*cell, *counts) for cell, counts in sorted(cells.items())]
         with self.ledger._tx() as db:
-            for (hour, key_id, outcome), requests in sorted(outcomes.items()):
-                db.execute(
-                    "INSERT INTO request_outcomes (hour, key_id, outcome, requests) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (hour, key_id, outcome) DO UPDATE SET requests = request_outcomes.requests + "
-                    "excluded.requests",
-                    (hour, key_id, outcome, requests),
-                )
-            for (key_id, cell), (images, first_seen) in sorted(cells.items()):
-                db.execute(
-                    "INSERT INTO coverage_cells (key_id, cell, images, first_seen) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (key_id, cell) DO UPDATE SET images = coverage_cells.images + excluded.images",
-                    (key_id, cell, images, first_seen),
-                )
+            _upsert(
+                db,
+                "request_outcomes (hour, key_id, outcome, requests)",
+                outcome_rows,
+                "(hour, key_id, outcome) DO UPDATE SET requests = request_outcomes.requests + excluded.requests",
+            )
+            _upsert(
+                db,
+                "coverage_cells (key_id, cell, images, first_seen)",
+                cell_rows,
+                "(key_id, cell) DO UPDATE SET images = coverage_cells.images + excluded.images",
+            )
 
     def partition(self) -> tuple[int, int, list[float]] | None:
         """The stored coverage partition ``(seed, dim, thresholds)``, if one was fitted."""
@@ -175,6 +178,15 @@ class LedgerReports:
                 (bucket_s, key_id),
             ).fetchall()
         return {int(row["bucket"]): int(row["cells"]) for row in rows}
+
+
+def _upsert(db: Db, into: str, rows: list[tuple], conflict: str) -> None:
+    """``INSERT INTO into VALUES rows… ON CONFLICT conflict``, :data:`UPSERT_ROWS` rows per statement
+    (one round trip each on PostgreSQL; rows are distinct, as one statement must not touch a row twice)."""
+    for start in range(0, len(rows), UPSERT_ROWS):
+        chunk = rows[start : start + UPSERT_ROWS]
+        marks = ", ".join("(" + ", ".join("?" for _ in row) + ")" for row in chunk)
+        db.execute(f"INSERT INTO {into} VALUES {marks} ON CONFLICT {conflict}", [v for row in chunk for v in row])
 
 
 def _key_filter(key_id: str | None) -> tuple[str, tuple[str, ...]]:
