@@ -6,7 +6,8 @@ on and off.
    16 images, at the served model's embedding size and at CLIP ViT-B's (512); and the background
    flush's database work (the upserts into a real SQLite ledger), per request flushed.
 2. End to end: ``bench/vendor_load.py`` against a real vendor, alternately with the counters on and
-   off (``--no-coverage``), ``--rounds`` times each, same seed: throughput and 200-latency p50/p99.
+   off (``--no-coverage``; on-off, off-on, …, so a slow drift of the machine's load cancels out),
+   ``--rounds`` times each, same seed: throughput and 200-latency p50/p99.
 
     python bench/console_coverage_cost.py                           # 2 rounds of 16 clients x 20 s each way
     python bench/console_coverage_cost.py --rounds 3 --seconds 30
@@ -96,7 +97,7 @@ def main() -> int:
     print(f"2. end to end: bench/vendor_load.py, {args.clients} clients x {args.seconds:g} s, alternating", flush=True)
     runs: dict[bool, list[tuple[float, int, int]]] = {True: [], False: []}
     for round_ in range(args.rounds):
-        for coverage in (True, False):
+        for coverage in (True, False) if round_ % 2 == 0 else (False, True):  # ABBA: drift cancels out
             rate, p50, p99 = load_round(coverage, args.clients, args.seconds, args.seed)
             runs[coverage].append((rate, p50, p99))
             print(

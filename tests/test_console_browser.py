@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import ADMIN_TOKEN, VendorServer
 from console_world import send_traffic, wait_for_outcomes
+from required import missing
 
 from client_distill.buy.local_vendor import free_port
 from vendor_server.ledger import SqlLedger, open_ledger
@@ -43,9 +44,7 @@ def browser_binaries() -> tuple[str, str]:
             "Chromium or chromedriver is not installed; install Debian's chromium and chromium-driver packages "
             "(.ci/run does) to run the browser tests"
         )
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
-        pytest.skip(reason)
+        missing(reason, REQUIRE_ENV)
     return chromium, driver
 
 

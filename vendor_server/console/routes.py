@@ -32,6 +32,7 @@ from vendor_server.auth import client_bucket
 from vendor_server.console.charts import stacked_bars
 from vendor_server.console.coverage import BITS
 from vendor_server.console.session import (
+    SESSION_S,
     LoginRequired,
     Session,
     check_csrf,
@@ -142,7 +143,7 @@ async def login(request: Request, token: AdminToken, service: ServiceDep) -> Res
         raise LoginRequired("wrong admin token", code="invalid_admin_token")
     _, cookie = new_session(token)
     response = _redirect("/console")
-    response.set_cookie(value=cookie, max_age=None, **cookie_options(request))  # type: ignore[arg-type]
+    response.set_cookie(value=cookie, max_age=SESSION_S, **cookie_options(request))  # type: ignore[arg-type]
     return response
 
 
