@@ -111,6 +111,10 @@ def test_create_top_up_and_revoke_round_trip(vendor_server_factory) -> None:
             assert (refused.status_code, _code(refused)) == (400, code)
         missing = console.post("/console/keys/key_nope/topup", queries="1")
         assert (missing.status_code, _code(missing)) == (404, "key_not_found")
+        as_json = console.http.post("/console/keys", json={"csrf": console.csrf, "name": "x", "budget": 1})
+        assert (as_json.status_code, _code(as_json)) == (415, "unsupported_media_type")
+        huge = console.post("/console/keys", name="x" * 20_000, budget="1")
+        assert (huge.status_code, _code(huge)) == (413, "payload_too_large")
         assert len(ledger.keys()) == 1
     finally:
         console.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
@@ -27,7 +28,14 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from shared.protocol import ModelCard
-from vendor_server.api_errors import ApiError, InvalidInput, NotFound, from_ledger_error, validation_message
+from vendor_server.api_errors import (
+    ApiError,
+    InvalidInput,
+    NotFound,
+    UnsupportedMediaType,
+    from_ledger_error,
+    validation_message,
+)
 from vendor_server.auth import client_bucket
 from vendor_server.console.charts import stacked_bars
 from vendor_server.console.coverage import BITS
@@ -47,6 +55,7 @@ from vendor_server.ledger import KeyRecord, SqlLedger
 from vendor_server.ledger.errors import LedgerError
 from vendor_server.ledger.reports import OUTCOMES, KeyCoverage, LedgerReports
 from vendor_server.routes.admin import CreateKey, TopUp
+from vendor_server.routes.embeddings import read_body
 
 #: a key at or past this share of its budget is flagged
 NEAR_BUDGET = 0.9
@@ -54,6 +63,9 @@ NEAR_BUDGET = 0.9
 SPANS = {"48h": (3600, 48), "30d": (86400, 30)}
 #: cells first reached this recently count as the coverage's growth
 GROWTH_S = 24 * 3600
+#: the largest form body accepted (the forms hold a few short fields)
+FORM_BYTES = 16 * 1024
+FORM_FIELDS = 20
 #: sign-in attempts per second per client address
 LOGIN_QPS = 1.0
 OUTCOME_COLORS = {"200": "#2e7d32", "402": "#f9a825", "429": "#6a1b9a", "4xx": "#1565c0", "5xx": "#c62828"}
@@ -115,7 +127,7 @@ async def signed_in(request: Request, token: AdminToken) -> Session:
             raise error
         raise LoginRequired("sign in first: this console session is missing or expired")
     if request.method != "GET":
-        check_csrf(session, _field(await request.form(), "csrf"))
+        check_csrf(session, (await _form(request)).get("csrf"))
     return session
 
 
@@ -137,7 +149,7 @@ async def login_form(request: Request, token: AdminToken) -> Response:
 @router.post("/login")
 async def login(request: Request, token: AdminToken, service: ServiceDep) -> Response:
     refuse_cross_site(request)
-    given = _field(await request.form(), "token") or ""
+    given = (await _form(request)).get("token", "")
     if not token_matches(given, token):
         service.limiter.hit("console:" + client_bucket(request), LOGIN_QPS)  # guessing is slow
         raise LoginRequired("wrong admin token", code="invalid_admin_token")
@@ -214,12 +226,12 @@ async def keys_page(request: Request, session: SignedIn, ledger: LedgerDep, card
 
 @router.post("/keys")
 async def create_key(request: Request, session: SignedIn, ledger: LedgerDep, card: CardDep) -> Response:
-    form = await request.form()
+    form = await _form(request)
     body = _validated(
         CreateKey,
-        name=(_field(form, "name") or "").strip(),
+        name=form.get("name", "").strip(),
         budget=_integer(form, "budget"),
-        rate_limit_qps=(_field(form, "rate_limit_qps") or "").strip() or None,
+        rate_limit_qps=form.get("rate_limit_qps", "").strip() or None,
     )
 
     def create() -> tuple[KeyRecord, str, list[KeyRow]]:
@@ -235,7 +247,7 @@ async def create_key(request: Request, session: SignedIn, ledger: LedgerDep, car
 
 @router.post("/keys/{key_id}/topup")
 async def topup(request: Request, key_id: str, session: SignedIn, ledger: LedgerDep) -> Response:
-    form = await request.form()
+    form = await _form(request)
     body = _validated(TopUp, queries=_integer(form, "queries"))
     await asyncio.to_thread(ledger.topup, key_id, body.queries)
     return _redirect(_back(form, key_id))
@@ -244,7 +256,7 @@ async def topup(request: Request, key_id: str, session: SignedIn, ledger: Ledger
 @router.post("/keys/{key_id}/revoke")
 async def revoke(request: Request, key_id: str, session: SignedIn, ledger: LedgerDep) -> Response:
     await asyncio.to_thread(ledger.revoke, key_id)
-    return _redirect(_back(await request.form(), key_id))
+    return _redirect(_back(await _form(request), key_id))
 
 
 @router.get("/keys/{key_id}")
@@ -368,20 +380,35 @@ def _redirect(location: str) -> Response:
     return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
 
-def _back(form: Mapping[str, Any], key_id: str) -> str:
+def _back(form: Mapping[str, str], key_id: str) -> str:
     """Where a key's form returns: its own page when sent from there, else the keys page."""
-    return f"/console/keys/{key_id}" if _field(form, "from") == "key" else "/console/keys"
+    return f"/console/keys/{key_id}" if form.get("from") == "key" else "/console/keys"
 
 
-def _field(form: Mapping[str, Any], name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
+async def _form(request: Request) -> dict[str, str]:
+    """The request's form (``application/x-www-form-urlencoded``, what the pages' forms send), read once
+    and kept for the route after its dependencies; a body over :data:`FORM_BYTES` is refused (413)
+    before it is all read, any other content type too (415)."""
+    form = getattr(request.state, "console_form", None)
+    if form is None:
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType(
+                f"send the form as application/x-www-form-urlencoded, not {content_type or '(none)'!r}"
+            )
+        body = await read_body(request, FORM_BYTES)
+        try:
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=FORM_FIELDS))
+        except ValueError:
+            raise InvalidInput(f"a console form has at most {FORM_FIELDS} fields", code="invalid_form") from None
+        request.state.console_form = form
+    return form
 
 
-def _integer(form: Mapping[str, Any], name: str) -> int | str | None:
+def _integer(form: Mapping[str, str], name: str) -> int | str | None:
     """A whole-number field as an int; anything else as it came, for the model to refuse with its message."""
-    value = (_field(form, name) or "").strip().replace("_", "").replace(",", "")
-    return int(value) if value.isdigit() else _field(form, name)
+    value = form.get(name, "").strip().replace("_", "").replace(",", "")
+    return int(value) if value.isdigit() else form.get(name)
 
 
 def _validated(model: type[Any], **fields: Any) -> Any:
