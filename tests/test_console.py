@@ -174,7 +174,12 @@ def test_nothing_without_a_session_and_no_cross_site_post(vendor_server_factory)
 def test_the_console_is_off_without_an_admin_token(vendor_server_factory) -> None:
     server = vendor_server_factory()
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        for answer in (client.get("/console"), client.get("/console/login"), client.post("/console/login")):
+        for answer in (
+            client.get("/console"),
+            client.get("/console/login"),
+            client.post("/console/login"),
+            client.get("/console/static/console.css"),
+        ):
             assert (answer.status_code, answer.json()["error"]["code"]) == (404, "console_disabled")
         assert "/console" not in str(client.get("/openapi.json").json()["paths"])
 

@@ -166,7 +166,7 @@ async def logout(request: Request, session: SignedIn) -> Response:
     return response
 
 
-@router.get("/static/console.css")
+@router.get("/static/console.css", dependencies=[Depends(admin_token)])
 async def stylesheet() -> Response:
     css = resources.files("vendor_server.console").joinpath("static", "console.css").read_text()
     return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
