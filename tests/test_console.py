@@ -71,11 +71,12 @@ def test_the_pages_show_the_shared_ledger(replicas: list[VendorServer]) -> None:
         assert chart_values(wide_page, "outcomes") == dict(traffic.by_key[traffic.wide]) == {"200": 20, "402": 1}
         assert chart_values(wide_page, "growth")["new cells"] > 200
 
-        # coverage: the key whose images are all different ranks first, the narrow one reached 3 cells
+        # coverage: the key whose images are all different ranks first, the narrow one reached at most its 3
+        # images' cells (fewer if two share one: on PostgreSQL, which replica's sample fits the partition varies)
         coverage = console.get("/console/coverage")
         ranked = re.findall(r'<tr data-key-id="([^"]+)">.*?<td class="num cells">([\d,]+)</td>', coverage, re.S)
         assert [key_id for key_id, _ in ranked] == [traffic.wide, traffic.narrow]
-        assert int(ranked[0][1].replace(",", "")) > 200 and ranked[1][1] == "3"
+        assert int(ranked[0][1].replace(",", "")) > 200 and 1 <= int(ranked[1][1]) <= 3
     finally:
         console.close()
         ledger.close()
