@@ -19,6 +19,7 @@ each restart: the reservations the crash left were refunded (none left from befo
     python bench/vendor_load.py                               # 64 clients x 60 s
     python bench/vendor_load.py --clients 16 --seconds 15
     python bench/vendor_load.py --kill                        # the kill -9 run, 3 kills (each restart loads the model)
+    python bench/vendor_load.py --no-coverage                 # the console's coverage counters off
 
 Exit status 0 when every key reconciles and no answer was a 5xx, else 1. Loopback only; the vendor
 is stopped (or killed) before the script exits.
@@ -461,6 +462,11 @@ def main() -> int:
         "--idempotent-share", type=float, default=0.3, help="requests with an Idempotency-Key (no --kill)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-coverage",
+        action="store_true",
+        help="serve with the console's coverage counters off (VL2V_VENDOR_COVERAGE=0), to measure what they cost",
+    )
     parser.add_argument("--workdir", type=Path, help="where the ledger and the vendor's log go (default: a temp dir)")
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0 or args.kill < 0:
@@ -474,6 +480,8 @@ def main() -> int:
         admin_token = secrets.token_urlsafe(24)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}  # the bench's own settings only
         env["VL2V_ADMIN_TOKEN"] = admin_token
+        if args.no_coverage:
+            env["VL2V_VENDOR_COVERAGE"] = "0"
         vendor = Vendor(db=workdir / "ledger.sqlite3", log=workdir / "vendor.log", port=free_port(), env=env)
         stack.callback(vendor.stop)
         vendor.start()
@@ -488,7 +496,8 @@ def main() -> int:
             f"load: {args.clients} clients x {args.seconds:g} s over {len(KEYS)} keys "
             f"({', '.join(s.name for s in KEYS)}); Idempotency-Key on "
             + ("every request (kill mode)" if args.kill else f"{args.idempotent_share:.0%} of requests")
-            + (f"; kill -9 x {args.kill}" if args.kill else ""),
+            + (f"; kill -9 x {args.kill}" if args.kill else "")
+            + f"; coverage counters {'off' if args.no_coverage else 'on'}",
             flush=True,
         )
         secrets_by_key = create_keys(url, admin_token)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from required import missing
 
 from client_distill.buy.local_vendor import free_port
 
@@ -52,9 +53,7 @@ def require_postgres() -> Path:
             "PostgreSQL is not installed (no initdb/pg_ctl on PATH or under /usr/lib/postgresql/*/bin); "
             "install Debian's postgresql package (.ci/run does) to run the shared-ledger tests"
         )
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
-        pytest.skip(reason)
+        missing(reason, REQUIRE_ENV)
     return found
 
 

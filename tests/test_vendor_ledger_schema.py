@@ -12,7 +12,8 @@ import pytest
 from vendor_server.cli import main
 from vendor_server.ledger import Ledger, hash_secret, new_request_id
 from vendor_server.ledger.errors import UnsupportedSchema
-from vendor_server.ledger.schema import SCHEMA_VERSION, schema_version
+from vendor_server.ledger.reports import LedgerReports
+from vendor_server.ledger.schema import MIGRATIONS, SCHEMA_VERSION, schema_version
 
 #: the schema as vl2v-vendor created it before it had a version (``git show 8314966:vendor_server/ledger.py``),
 #: kept literally: the migrations must take exactly these files forward
@@ -108,6 +109,28 @@ def test_an_unversioned_ledger_is_upgraded_with_its_data_intact(tmp_path):
         ledger.close()
     Ledger(path).close()  # opening a current ledger again changes nothing
     assert version_of(path) == SCHEMA_VERSION
+
+
+def test_a_ledger_of_the_previous_release_gains_the_consoles_counters(tmp_path):
+    """Version 3 (before the operator console): its books intact, the console's tables added, empty."""
+    path = tmp_path / "v3.sqlite3"
+    v0_ledger(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in (statement for migration in MIGRATIONS[:3] for statement in migration):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.close()
+
+    ledger = Ledger(path)
+    try:
+        assert version_of(path) == SCHEMA_VERSION == 4
+        assert (ledger.key("key_old").used, ledger.usage("key_old").requests) == (5, 2)
+        reports = LedgerReports(ledger)
+        assert reports.coverage(recent_since=0.0) == ([], 0) and reports.partition() is None
+        reports.add({(1, "key_old", "200"): 1}, {})
+        assert reports.outcomes_by_key(0) == {"key_old": {"200": 1}}
+    finally:
+        ledger.close()
 
 
 def test_a_new_ledger_starts_at_the_current_version(tmp_path):

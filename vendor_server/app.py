@@ -21,11 +21,14 @@ from fastapi import FastAPI
 from shared.protocol import EmbeddingRequest, ModelCard
 from vendor_server.api_errors import install_handlers
 from vendor_server.batcher import MicroBatcher
+from vendor_server.console.routes import router as console_router
+from vendor_server.console.traffic import TrafficRecorder
 from vendor_server.decoding import DecodePool
 from vendor_server.deps import ServiceState
 from vendor_server.encoder import Encoder
 from vendor_server.images import ImageLimits
 from vendor_server.ledger import SqlLedger, open_ledger
+from vendor_server.ledger.reports import LedgerReports
 from vendor_server.metrics import Metrics
 from vendor_server.middleware import ServiceMiddleware
 from vendor_server.models import weights_revision
@@ -65,15 +68,20 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | N
             image_params=encoder.image_params,
             pixels_per_query=settings.pixels_per_query,
         ),
+        traffic=TrafficRecorder(LedgerReports(ledger), coverage=settings.coverage),
     )
     app = FastAPI(title="vl2v vendor", summary="CLIP embeddings, metered per query", lifespan=_lifespan)
     app.state.service = service
     install_handlers(app)
     install_openapi(app, body_models=(EmbeddingRequest,))
     app.add_middleware(
-        ServiceMiddleware, metrics=metrics, limiter=service.limiter, default_qps=settings.default_rate_limit
+        ServiceMiddleware,
+        metrics=metrics,
+        limiter=service.limiter,
+        default_qps=settings.default_rate_limit,
+        traffic=service.traffic,
     )
-    for router in ROUTERS:
+    for router in (*ROUTERS, console_router):
         app.include_router(router)
     return app
 
@@ -87,11 +95,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("refunded %d request(s) left unfinished by a previous crash", refunded)
     service.decoder.start()
     await service.batcher.start()
+    await asyncio.to_thread(service.traffic.start)
     service.ready = True
     yield
     service.ready = False
     await service.batcher.stop()
     service.decoder.stop()
+    await asyncio.to_thread(service.traffic.stop)
     service.ledger.close()
 
 

@@ -10,6 +10,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.datastructures import State
 
 from vendor_server.api_errors import InvalidApiKey
 from vendor_server.deps import LedgerDep, LimiterDep, SettingsDep
@@ -40,17 +41,23 @@ async def authenticated_key(
         if secret is None:
             raise InvalidApiKey("missing API key: send 'Authorization: Bearer <key>'")
         # one thread hop for both: with a shared ledger the key's rate limit is a database round trip too
-        key, request.state.rate = await asyncio.to_thread(_identify, ledger, limiter, secret, default_qps)
+        key, request.state.rate = await asyncio.to_thread(
+            _identify, ledger, limiter, secret, default_qps, request.state
+        )
     except (InvalidApiKey, UnknownApiKey):
         request.state.rate = limiter.hit(client_bucket(request), default_qps)
         raise
     return key
 
 
-def _identify(ledger: SqlLedger, limiter: RateLimiter, secret: str, default_qps: float) -> tuple[KeyRecord, RateStatus]:
+def _identify(
+    ledger: SqlLedger, limiter: RateLimiter, secret: str, default_qps: float, state: State
+) -> tuple[KeyRecord, RateStatus]:
     """The key and its rate-limit status, both blocking calls (database round trips with a shared
-    ledger), so the caller runs this on a thread, once, and keeps the event loop free."""
+    ledger), so the caller runs this on a thread, once, and keeps the event loop free. The key's id
+    goes into ``state.key_id`` before the limit is spent, so a 429 is counted against the key too."""
     key = ledger.authenticate(secret)
+    state.key_id = key.id
     return key, limiter.hit("key:" + key.id, key.rate_limit_qps or default_qps)
 
 

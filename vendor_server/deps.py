@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from shared.protocol import ModelCard
 from vendor_server.batcher import MicroBatcher
+from vendor_server.console.traffic import TrafficRecorder
 from vendor_server.decoding import DecodePool
 from vendor_server.images import ImageLimits
 from vendor_server.ledger import SqlLedger
@@ -37,6 +38,8 @@ class ServiceState:
     decoder: DecodePool
     #: what ``/v1/models`` says about the served model, revision included (fixed at start-up)
     card: ModelCard
+    #: the console's counters (answers by outcome, coverage cells), added to the ledger in batches
+    traffic: TrafficRecorder
     #: True from the end of start-up (crash recovery done, batcher running) until shutdown begins
     ready: bool = False
 

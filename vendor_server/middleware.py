@@ -1,6 +1,6 @@
 """The outermost per-request concerns, as plain ASGI middleware (cheap, and it sees every response,
-errors included): a request id and rate-limit headers on every response, request metrics, and a
-JSON 500 for anything a route let escape."""
+errors included): a request id and rate-limit headers on every response, request metrics, each
+``/v1`` answer counted for the console, and a JSON 500 for anything a route let escape."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.protocol import REQUEST_ID_HEADER
 from vendor_server.api_errors import ApiError
 from vendor_server.auth import client_bucket
+from vendor_server.console.traffic import TrafficRecorder
 from vendor_server.ledger import new_request_id
 from vendor_server.metrics import Metrics
 from vendor_server.ratelimit import RateLimiter
@@ -26,11 +27,14 @@ class ServiceMiddleware:
     every response the ``X-Request-Id`` and rate-limit headers: the caller's key bucket when a
     route authenticated one (``request.state.rate``), else the client address's, unspent."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter, default_qps: float):
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, limiter: RateLimiter, default_qps: float, traffic: TrafficRecorder
+    ):
         self.app = app
         self.metrics = metrics
         self.limiter = limiter
         self.default_qps = default_qps
+        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,3 +71,5 @@ class ServiceMiddleware:
             path = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(path, scope["method"], str(status["code"])).inc()
             self.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
+            if scope["path"].startswith("/v1/"):  # the API's answers, per key (the console's outcomes)
+                self.traffic.answered(getattr(request.state, "key_id", None), status["code"])

@@ -69,6 +69,9 @@ class VendorSettings(BaseSettings):
     #: 0 (the default): an image is one query whatever its size; N: ceil(pixels / N) queries
     pixels_per_query: int = Field(0, ge=0)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+    #: count the embedding-space cells each key's images reach, for the console's extraction coverage
+    #: (vendor_server.console.coverage); 0 turns the counting off
+    coverage: bool = True
 
     def ledger_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`vendor_server.ledger.open_ledger` these settings give ``db``."""

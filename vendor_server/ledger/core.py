@@ -111,6 +111,9 @@ class SqlLedger(abc.ABC):
     #: (``FOR UPDATE``) serialises charges per key; SQLite's write transaction already holds a lock
     #: on the whole file, and has no such clause
     LOCK_KEY = ""
+    #: ``floor({column} / ?)`` in SQL, a time's bucket (:mod:`vendor_server.ledger.reports`): SQLite's CAST
+    #: truncates, which for positive times is the floor; PostgreSQL's CAST rounds, hence its FLOOR
+    TIME_BUCKET = "CAST({column} / ? AS INTEGER)"
 
     def __init__(self, idempotency_ttl_s: float) -> None:
         self._ttl = idempotency_ttl_s

@@ -77,6 +77,7 @@ class _PgDb:
 
 class PostgresLedger(SqlLedger):
     LOCK_KEY = " FOR UPDATE"
+    TIME_BUCKET = "CAST(FLOOR({column} / ?) AS BIGINT)"
 
     def __init__(
         self,

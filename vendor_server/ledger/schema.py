@@ -31,6 +31,32 @@ from typing import Any
 
 from vendor_server.ledger.errors import UnsupportedSchema
 
+#: the console's tables (SQLite migration 4, PostgreSQL migration 2): counters, upserted in batches
+#: by vendor_server.console.traffic, so the numbers come from the shared ledger, not one process
+TRAFFIC_TABLES: tuple[str, ...] = (
+    """CREATE TABLE request_outcomes (
+        key_id TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (hour, key_id, outcome)
+    )""",
+    """CREATE TABLE coverage_cells (
+        key_id TEXT NOT NULL,
+        cell INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        PRIMARY KEY (key_id, cell)
+    )""",
+    """CREATE TABLE coverage_partition (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seed INTEGER NOT NULL,
+        dim INTEGER NOT NULL,
+        thresholds TEXT NOT NULL,
+        created REAL NOT NULL
+    )""",
+)
+
 #: ``MIGRATIONS[n - 1]`` holds the statements of migration ``n``
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the schema as first released, unversioned
@@ -77,6 +103,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: which ledger instance (vendor process) made each reservation, as in PostgreSQL, where
     # recovery refunds only a dead instance's; NULL for rows written before
     ("ALTER TABLE usage_events ADD COLUMN instance_id TEXT",),
+    # 4: what the operator console reports beyond the charges (vendor_server.console): every /v1
+    # answer counted per key, hour and outcome ('' = no key authenticated), and the cells of the
+    # embedding-space partition each key's image queries reached (vendor_server.console.coverage)
+    TRAFFIC_TABLES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -110,6 +140,8 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    # 2: SQLite's migration 4, the console's counters
+    tuple(_postgres_types(statement) for statement in TRAFFIC_TABLES),
 )
 POSTGRES_SCHEMA_VERSION = len(POSTGRES_MIGRATIONS)
 #: the advisory lock that serialises upgrades of one database (any constant: ``vl2v`` in ASCII)

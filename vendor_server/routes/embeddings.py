@@ -69,7 +69,7 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
     pixels of an image, when the vendor prices by size: see ``/v1/models``)."""
     settings, card, ledger = service.settings, service.card, service.ledger
     _require_json(request)
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     # parsing, validating and hashing a body of many base64 images takes long enough to stall every
     # other request if done on the event loop; a small one is cheaper here than a thread hop
     inline = len(body) <= INLINE_PARSE_BYTES
@@ -149,6 +149,7 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
                     log.exception("inference failed for %s", request_id)
                     raise InferenceFailed("the model failed on this request; it was not charged") from exc
                 raise
+    service.traffic.images(key.id, image_rows)
     service.metrics.queries_charged.labels("text").inc(len(texts))
     service.metrics.queries_charged.labels("image").inc(queries - len(texts))
     return Response(response, media_type="application/json")
@@ -169,7 +170,7 @@ def _check_budget(key: KeyRecord, queries: int) -> None:
         raise BudgetExceeded(used=key.used, budget=key.budget, requested=queries)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     too_large = PayloadTooLarge(f"request body exceeds {limit} bytes", limit=limit)
