@@ -20,7 +20,7 @@ out="${CALIB_OUT:-/work/calib/attempts}/$(basename "$attempt")"
 mkdir -p "$out/vendor"
 db="$out/vendor/ledger.sqlite3"
 [ -s "$out/vendor/key.txt" ] || "$bin/vl2v-vendor" keys create --db "$db" --name calibration --budget 100000000 > "$out/vendor/key.txt"
-port=$("$bin/python" -c "from client_distill.local_vendor import free_port; print(free_port())")
+port=$("$bin/python" -c "from client_distill.buy.local_vendor import free_port; print(free_port())")
 "$bin/vl2v-vendor" serve --db "$db" --pretrained "$teacher" --port "$port" > "$out/vendor/vendor.log" 2>&1 &
 vendor=$!
 trap 'kill $vendor 2>/dev/null; wait $vendor 2>/dev/null' EXIT
