@@ -216,6 +216,7 @@ def buy_teacher_set(
         bar = tqdm(total=len(plan), unit="q", desc="embed", dynamic_ncols=True)
 
         def progress(teacher: Teacher) -> None:
+            bar.set_description_str("embed", refresh=False)  # no longer waiting, if it was
             bar.n = teacher.hits + teacher.paid
             bar.set_postfix(paid=teacher.paid, hits=teacher.hits, retries=teacher.adapter.retries, refresh=False)
             bar.refresh()
@@ -227,6 +228,7 @@ def buy_teacher_set(
             result.save(order.out)
 
         teacher.on_progress = progress
+        teacher.adapter.retry.on_wait = lambda text: bar.set_description_str(f"embed: waiting for the vendor: {text}")
         try:
             meta = {
                 "vendor": teacher.adapter.name,

@@ -20,9 +20,15 @@ def add_vendor_arguments(parser: argparse.ArgumentParser, settings: ClientSettin
     parser.add_argument("--vendor-url", default=settings.vendor_url, help="vendor base URL (env VL2V_VENDOR_URL)")
     parser.add_argument("--api-key", default=settings.api_key, help="API key (env VL2V_API_KEY)")
     parser.add_argument("--model", default=settings.model, help="vendor model id (default: the vendor's first)")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
     parser.add_argument("--batch-size", type=int, default=None, help="items per request (default: the vendor's limit)")
-    parser.add_argument("--retry-deadline", type=float, default=600.0, help="seconds to keep retrying a failing vendor")
+    parser.add_argument(
+        "--retry-deadline",
+        type=float,
+        default=600.0,
+        help="seconds to keep retrying a vendor that is unreachable or answers 429/5xx before giving up "
+        "(default 600: 10 minutes; the progress line says what it is waiting for)",
+    )
 
 
 def vendor_config(args: argparse.Namespace) -> VendorConfig:

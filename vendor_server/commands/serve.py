@@ -35,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="uvicorn worker processes on this host, each with its own model (default 1; more needs --db postgresql://...)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level; debug also logs every request (default info)",
+    )
     p.set_defaults(func=run)
 
 
