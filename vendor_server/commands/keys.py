@@ -47,7 +47,9 @@ def _ledger(args: argparse.Namespace):
     from vendor_server.settings import load_settings
 
     db = args.db or load_settings().db
-    if not is_postgres_url(db) and args.func is not _create and not Path(db).is_file():
+    # only a path where nothing is gets the advice to create a ledger there: a folder or another file
+    # is refused by open_ledger, as `keys create` would refuse it
+    if not is_postgres_url(db) and args.func is not _create and not Path(db).exists():
         raise VendorCliError(f"no ledger at {db}; create a key first with `vl2v-vendor keys create --db {db} ...`")
     return open_ledger(db)
 
