@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -72,12 +73,16 @@ def run(
 
 def call(prog: str, command: Callable[[], int | None], user_errors: tuple[type[BaseException], ...]) -> int:
     """Run ``command``; ``user_errors`` become a one-line message and exit status 2, Ctrl-C exit
-    status 130."""
+    status 130, a closed output pipe (``| head``) exit status 141 without a word, as a shell reports
+    a command SIGPIPE ended."""
     try:
         return int(command() or 0)
     except user_errors as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
         return 130

@@ -4,6 +4,8 @@ it does not know, help text for every option, and ``--help`` that answers whatev
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +85,12 @@ def test_help_answers_with_a_bad_setting_and_commands_refuse_it(monkeypatch, cap
         "vl2v: error: invalid setting VL2V_VENDOR='bogus': Value error, not a known vendor (choose one of jina, "
         "openai, vl2v)"
     )
+
+
+def test_a_closed_output_pipe_ends_quietly_with_141():
+    """`vl2v ... | head`: no traceback when the reader stops early, and the status a shell gives SIGPIPE."""
+    script = "from shared.cli import call; import sys; sys.exit(call('vl2v', lambda: print('x' * 10**7), ()))"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the writer writes
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and err == b""
