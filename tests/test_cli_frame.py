@@ -67,6 +67,16 @@ def test_every_option_says_what_it_is(prog):
     assert missing == []
 
 
+def test_every_command_that_takes_an_api_key_takes_a_key_file():
+    """A key on the command line is visible in `ps`: each command offers a file instead."""
+    with_key = {
+        " ".join(path): "--api-key-file" in parser._option_string_actions
+        for path, parser in commands(parsers()["vl2v"], ())
+        if "--api-key" in parser._option_string_actions
+    }
+    assert with_key == dict.fromkeys(["embed", "cache stats", "distill", "export", "demo"], True)
+
+
 @pytest.mark.parametrize("prog", sorted(MAINS))
 def test_descriptions_are_plain_text(prog, capsys):
     """Docstrings used as descriptions lose their reStructuredText markup; no ``%%`` is shown doubled."""
