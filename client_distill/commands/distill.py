@@ -81,4 +81,4 @@ def _distill(args: argparse.Namespace) -> int:
     )
     from client_distill.train.job import distill  # torch only once a run starts: flag errors come at once
 
-    return distill(spec, args.out, vendor_config(args), args.stop_after)
+    return distill(spec, args.out, vendor_config(args), args.stop_after, progress=True)
