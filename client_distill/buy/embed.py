@@ -6,8 +6,8 @@ budget, each view at the price the vendor's model card states (one query, or one
 ``pixels_per_query`` pixels where the vendor prices by size). Because the plan is a deterministic
 function of the arguments and every input already bought is a free cache hit, a rerun of the same
 command pays only for what the last run did not receive, and all runs together pay for at most
-``budget`` queries. Each run additionally
-refuses to *send* more than ``budget`` queries (:class:`~client_distill.buy.teacher.Teacher`'s guard).
+``budget`` queries. Each run additionally refuses to *send* more than ``budget`` queries
+(:class:`~client_distill.buy.teacher.Teacher`'s guard).
 
 View 0 of an image is the exact file; view ``v ≥ 1`` is the training augmentation of the paper
 (DomainBed's, :func:`client_distill.data.transforms.train_transform`) drawn with a seed derived from
