@@ -4,14 +4,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# torch comes from the machine's local wheel cache here; pin it explicitly so pip never resolves a
-# multi-GB CUDA build from the index by accident.
+# torch and torchvision, pinned to the versions the code is tested with. From PyPI on Linux x86-64 these are
+# the CUDA builds: about 3 GB to download and a 6.3 GB .venv, 3.2 GB of it NVIDIA's CUDA libraries. Without a
+# GPU, take both from PyTorch's CPU index instead (the README's "The two commands"):
+#   make install TORCH='--index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1'
 TORCH := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install lint test test-fast demo clean
 
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv $(VENV) || { echo "$(PY) -m venv failed: on Debian or Ubuntu, apt-get install python3-venv" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,efficientnet]'
@@ -23,6 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# -ra (pyproject.toml) ends the run with every skipped test and why: the PostgreSQL tests without Debian's
+# postgresql, the compose checks without a compose CLI (CI installs both: .ci/run)
 test: $(STAMP)
 	$(BIN)/pytest -q
 

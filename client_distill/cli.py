@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from client_distill.buy.settings import load_settings
-from client_distill.errors import Vl2vError
+from client_distill.buy.settings import ClientSettings, load_settings
+from client_distill.errors import UsageError, Vl2vError
 from shared.cli import build_parser, call
 
 DESCRIPTION = (
@@ -30,10 +30,18 @@ COMMAND_MODULES = [
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``vl2v ARGV``. The environment is read while the parser is built (it gives the flags their
-    defaults), inside :func:`~shared.cli.call`, so a bad ``VL2V_*`` value is a one-line error too."""
+    defaults), inside :func:`~shared.cli.call`, so a bad ``VL2V_*`` value is a one-line error too; it
+    is raised only once a command would run, so that ``--help`` and ``--version`` still answer (with
+    the built-in defaults) to the user who needs them to fix it."""
 
     def command() -> int | None:
-        args = build_parser("vl2v", DESCRIPTION, COMMAND_MODULES, load_settings()).parse_args(argv)
+        try:
+            settings, problem = load_settings(), None
+        except UsageError as exc:
+            settings, problem = ClientSettings.model_construct(), exc  # the defaults, unvalidated
+        args = build_parser("vl2v", DESCRIPTION, COMMAND_MODULES, settings).parse_args(argv)
+        if problem is not None:
+            raise problem
         return args.func(args)
 
     return call("vl2v", command, (Vl2vError,))

@@ -257,6 +257,17 @@ def test_ambiguous_failures_stay_booked_when_retries_run_out():
     assert spend.reserved == 3  # each send may have been billed by a vendor without idempotency keys
 
 
+def test_each_wait_is_told_what_failed_and_when_the_retries_end():
+    """What a progress line shows while the client waits on a vendor that does not answer."""
+    script = Script(errors=[httpx.ConnectError("connection refused")] * 2)
+    adapter = fake("openai", script, model="m", max_attempts=5)
+    waits: list[str] = []
+    adapter.retry.on_wait = waits.append
+    embed(adapter, "text", ["a"])
+    assert len(waits) == 2 and all("cannot connect" in w and "of at most 4" in w for w in waits)
+    assert "retry 1 " in waits[0] and "retry 2 " in waits[1] and "giving up within 600 s" in waits[0]
+
+
 def test_retries_give_up_at_the_deadline():
     script = Script(errors=[httpx.ConnectError("connection refused")] * 10)
     sleeps = Sleeps()
@@ -382,6 +393,13 @@ def test_registry_rejects_unknown_vendor_and_missing_url():
         create_adapter("cohere", "http://127.0.0.1:1")
     with pytest.raises(UsageError):
         create_adapter("vl2v", "")
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "ftp://host/v1", "http://"])
+def test_registry_refuses_a_url_without_http_scheme_and_host(url):
+    """Such a URL can never be reached: it is refused at once, not retried until the deadline."""
+    with pytest.raises(UsageError, match="not an http:// or https:// URL"):
+        create_adapter("vl2v", url)
 
 
 # -- one real exchange per adapter ---------------------------------------------------------------------

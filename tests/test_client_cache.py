@@ -146,3 +146,18 @@ def test_cache_stats_command(vendor, tmp_path, capsys):
         and report["hit_rate"] == pytest.approx(1 / 3, abs=1e-3)
     )
     assert report["account_ledger"]["paid"] == 2 and report["vendor_usage"] is None  # OpenAI has no usage endpoint
+
+
+@pytest.mark.parametrize(("made", "says"), [(False, "does not exist"), (True, "holds no embedding cache")])
+def test_cache_stats_refuses_a_folder_that_is_no_cache_and_creates_nothing(tmp_path, capsys, made, says):
+    """A mistyped --cache must not read as an empty cache (nor leave one behind)."""
+    from client_distill.cli import main
+
+    folder = tmp_path / "typo"
+    if made:
+        folder.mkdir()
+    assert main(["cache", "stats", "--cache", str(folder)]) == 2
+    assert capsys.readouterr().err == (
+        f"vl2v: error: {folder} {says}: a cache is made by the first purchase through it (vl2v embed --cache)\n"
+    )
+    assert folder.exists() == made and (not made or not any(folder.iterdir()))

@@ -41,6 +41,9 @@ def test_help_does_not_import_torch(command):
 
 
 def test_cache_stats_does_not_import_torch(tmp_path):
+    from client_distill.buy.cache import EmbeddingCache
+
+    EmbeddingCache(tmp_path / "cache").close()
     heavy, out = vl2v_imports("cache", "stats", "--cache", str(tmp_path / "cache"))
     assert heavy == [] and json.loads(out)["ledger"]
 

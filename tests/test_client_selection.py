@@ -68,6 +68,31 @@ def test_plan_is_budget_exact_prompts_first():
     pool = samples(4)
     plan = make_plan(["dog", "cat"], ["a photo of a {}", "a sketch of a {}"], pool, views=3, budget=11)
     assert plan.texts == ["a photo of a dog", "a sketch of a dog", "a photo of a cat", "a sketch of a cat"]
-    assert len(plan) == 11 and plan.images[:4] == [(pool[0], 0), (pool[0], 1), (pool[0], 2), (pool[1], 0)]
+    assert plan.queries == 11 and plan.images[:4] == [(pool[0], 0), (pool[0], 1), (pool[0], 2), (pool[1], 0)]
     with pytest.raises(UsageError, match="class prompts"):
         make_plan(["dog", "cat"], ["a photo of a {}"], pool, views=1, budget=1)
+
+
+def test_a_vendor_that_prices_by_size_is_planned_at_its_price(tmp_path):
+    """A card with pixels_per_query: each view is planned at what the vendor will charge for the bytes
+    sent (the adapter's reservation, computed from them), and the plan stops where the budget does."""
+    from client_distill.adapters.registry import create_adapter
+    from client_distill.buy.embed import view_bytes, view_price
+
+    sizes = [(64, 48), (100, 100), (30, 90), (64, 64)]
+    pool = [Sample(f"d/c/{i}.png", 0, "d") for i in range(len(sizes))]
+    (tmp_path / "d" / "c").mkdir(parents=True)
+    for sample, size in zip(pool, sizes, strict=True):
+        Image.new("RGB", size, (120, 30, 200)).save(tmp_path / sample.path)
+    adapter = create_adapter("vl2v", "http://127.0.0.1:1")
+    adapter.card = {"pixels_per_query": 1000}
+    price = view_price(tmp_path, adapter.pixels_per_query)
+    for sample in pool:
+        for view in (0, 1):
+            assert price(sample, view) == adapter.price("image", [view_bytes(tmp_path, sample, view, seed=0)])
+    # 1 prompt, then 4 + 3 queries (64x48, then its 48x48 view), then 10 + 10 (100x100, twice), ...
+    plan = make_plan(["dog"], ["a photo of a {}"], pool, views=2, budget=17, price=price)
+    assert plan.images == [(pool[0], 0), (pool[0], 1)] and plan.queries == 1 + 4 + 3
+    plan = make_plan(["dog"], ["a photo of a {}"], pool, views=2, budget=28, price=price)
+    assert plan.images == [(pool[0], 0), (pool[0], 1), (pool[1], 0), (pool[1], 1)] and plan.queries == 28
+    assert view_price(tmp_path, 0) is None  # flat pricing: one query a view, no file opened

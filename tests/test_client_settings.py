@@ -70,3 +70,28 @@ def test_an_unknown_vendor_is_a_one_line_error(env, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vl2v: error: invalid setting VL2V_VENDOR='nope'") and "jina, openai, vl2v" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_key_file_beats_the_environment_and_excludes_the_flag(env, tmp_path, capsys):
+    from client_distill.commands.common import vendor_config
+
+    env.setenv("VL2V_API_KEY", "from-env")
+    key = tmp_path / "key.txt"
+    key.write_text("  from-file\n")
+    assert vendor_config(parse([*EMBED, "--api-key-file", str(key)])).secret == "from-file"
+    assert vendor_config(parse(EMBED)).secret == "from-env"
+    with pytest.raises(SystemExit) as exit_:
+        parse([*EMBED, "--api-key", "k", "--api-key-file", str(key)])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "says"), [(None, "cannot read --api-key-file"), ("\n", "is empty")])
+def test_a_bad_key_file_is_a_one_line_error(env, tmp_path, capsys, content, says):
+    key = tmp_path / "key.txt"
+    if content is not None:
+        key.write_text(content)
+    assert (
+        main(["cache", "stats", "--cache", str(tmp_path), "--api-key-file", str(key), "--vendor-url", "http://x"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("vl2v: error: ") and says in err and err.count("\n") == 1

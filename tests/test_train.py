@@ -26,7 +26,7 @@ from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
 from client_distill.train.augment import resize
 from client_distill.train.model_selection import select
-from client_distill.train.run import Run, RunSpec, run_distill
+from client_distill.train.run import Progress, Run, RunSpec, run_distill
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
@@ -326,6 +326,17 @@ def test_torchrun_online_records_every_ranks_queries(world, tmp_path):
     assert [(r["step"], r["queries_images"]) for r in records] == [(s, s * per_step) for s in (3, 6, 9, 12)]
 
 
+def test_progress_is_told_every_step_checkpoint_and_the_scoring(world, tmp_path):
+    told: list[Progress] = []
+    hparams = {"steps": 4, "checkpoint_freq": 2}
+    run_distill(spec(world, budget=0.5, hparams=hparams), tmp_path, on_progress=told.append)
+    assert {p.total for p in told} == {8}  # ADiP: two stages of 4 steps
+    assert [p.step for p in told] == sorted(p.step for p in told) and told[-1].step == 8
+    assert [p.stage for p in told][0] == "align" and told[-1].stage == "scoring"
+    assert {p.stage for p in told} == {"align", "distill", "scoring"}
+    assert told[0].source_val_acc is None and told[-1].source_val_acc is not None
+
+
 def test_cli_distill_and_user_errors(world, tmp_path, capsys):
     argv = [
         "distill",
@@ -339,7 +350,9 @@ def test_cli_distill_and_user_errors(world, tmp_path, capsys):
         str(world / "student.pt"),
     ]
     assert main(argv + ["--profile", "smoke", "--steps", "3", "--out", str(tmp_path / "lp")]) == 0
-    assert "lp → art: target (in split)" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "lp → art: target (in split)" in out
+    assert "distill probe" in err and "3/3" in err and "source val " in err  # the progress bar (LP: one stage)
     assert json.loads((tmp_path / "lp" / "args.json").read_text())["hparams"] == {"steps": 3}
     assert main(argv[:6] + ["nowhere", "--profile", "smoke", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

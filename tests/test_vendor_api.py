@@ -72,6 +72,8 @@ def test_image_formats_raw_base64_and_data_uri(vendor_server, fmt, data_uri):
         ({"input": [{"image": b64(image_file("GIF"))}]}, "invalid_image"),  # not accepted
         ({"input": [{"image": "data:text/plain;base64," + b64(b"hi")}]}, "unsupported_image_format"),
         ({"input": []}, "empty_input"),
+        ({"input": ""}, "empty_text"),  # refused as hosted APIs refuse it, not embedded and charged
+        ({"input": ["a photo of a cat", {"text": ""}]}, "empty_text"),
         ({"input": [1, 2, 3]}, "invalid_input"),  # token ids
         ({"input": [{"video": "x"}]}, "invalid_input"),
         ({"input": ["a"], "encoding_format": "int8"}, "invalid_input"),
@@ -118,6 +120,18 @@ def test_413_limits_are_not_charged(vendor_server, item, code):
         error = error_of(client.post("/v1/embeddings", json={"input": item}), 413, code)
         assert error["limit"] > 0
         assert client.get("/v1/usage").json()["used"] == 0
+
+
+def test_a_trailing_slash_is_served_not_redirected(vendor_server):
+    """A base URL ending in "/v1/" joined by hand: the same answer and charge, never a 307 to a POST."""
+    key = vendor_server.create_key(budget=10)
+    with vendor_server.client(key) as client:
+        plain = client.post("/v1/embeddings", json={"input": ["a cat"]})
+        slashed = client.post("/v1/embeddings/", json={"input": ["a cat"]})
+        assert slashed.status_code == 200, slashed.text
+        np.testing.assert_allclose(vectors(slashed.json()), vectors(plain.json()), atol=1e-6)
+        assert slashed.json()["usage"]["remaining"] == 8
+        error_of(client.post("/v1/embeddings/", json={"input": []}), 400, "empty_input")  # the same checks
 
 
 def test_401_403_404(vendor_server):

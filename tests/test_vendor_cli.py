@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -81,6 +82,24 @@ def test_keys_commands_other_than_create_refuse_a_missing_ledger(tmp_path, vendo
     assert not db.exists()  # nothing was created behind the operator's back
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_serve_refuses_a_port_out_of_range(tmp_path, vendor, port):
+    result = vendor("serve", "--pretrained", "none", "--db", str(tmp_path / "l.sqlite3"), "--port", port)
+    assert result.returncode == 2 and result.stderr.startswith(f"vl2v-vendor: error: invalid setting --port={port}:")
+    assert not (tmp_path / "l.sqlite3").exists()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_loading_anything(tmp_path, vendor):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = vendor("serve", "--pretrained", "none", "--db", str(tmp_path / "l.sqlite3"), "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr == f"vl2v-vendor: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert not (tmp_path / "l.sqlite3").exists()
+
+
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The real console script in its own process, with only ``env`` of the VL2V_* settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
@@ -119,6 +138,7 @@ def test_a_db_that_is_not_a_ledger_is_a_one_line_error(tmp_path):
     under_a_file = str(text / "ledger.sqlite3")  # unwritable whoever runs it (root included)
     for args in (
         ("keys", "list", "--db", str(text)),
+        ("keys", "list", "--db", str(tmp_path)),  # a folder: not advised to create a key there
         ("keys", "create", "--db", str(text), "--name", "x", "--budget", "1"),
         ("keys", "create", "--db", under_a_file, "--name", "x", "--budget", "1"),
         ("keys", "create", "--db", str(tmp_path), "--name", "x", "--budget", "1"),

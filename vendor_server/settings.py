@@ -28,7 +28,7 @@ class VendorSettings(BaseSettings):
     #: seeds a random-init model (``--pretrained none``), so a restart serves the same weights
     seed: int = 0
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     #: a SQLite file (one vendor process), or a ``postgresql://`` URL (N processes share it); read from
     #: ``VL2V_VENDOR_DB``, or ``VL2V_DB`` (the name the deployment docs use), the first one set
     db: str = Field(

@@ -234,11 +234,16 @@ class Adapter(ABC):
             return InvalidInput(text, status, code)
         return VendorError(text, status, code)
 
+    @property
+    def pixels_per_query(self) -> int:
+        """The card's price by image size: 0 (or unstated) is one query per image."""
+        return int(self.card.get("pixels_per_query") or 0)
+
     def price(self, modality: Modality, payloads: Sequence[Payload]) -> int:
         """The queries a request of ``payloads`` will be billed, reserved before it is sent: one per
         item, unless the model card states a price by image size (``pixels_per_query``, the vl2v
         vendor's option), which is then computed from each image's header as the vendor does."""
-        per = int(self.card.get("pixels_per_query") or 0)
+        per = self.pixels_per_query
         if modality == "text" or per <= 0:
             return len(payloads)
         return sum(image_queries(image_pixels(p), per) for p in payloads)  # type: ignore[arg-type]

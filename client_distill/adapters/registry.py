@@ -3,6 +3,8 @@ flags, the environment and sweep configs name one (:class:`client_distill.buy.ve
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from client_distill.adapters.base import Adapter
 from client_distill.adapters.jina import JinaAdapter
 from client_distill.adapters.openai import OpenAIAdapter
@@ -19,4 +21,8 @@ def create_adapter(name: str, base_url: str, api_key: str | None = None, **kwarg
         raise UsageError(f"unknown vendor {name!r}; choose one of {', '.join(ADAPTERS)}")
     if not base_url:
         raise UsageError("no vendor URL: pass --vendor-url or set VL2V_VENDOR_URL")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        # without a scheme httpx sees no host, and every attempt would be retried until the deadline
+        raise UsageError(f"the vendor URL {base_url!r} is not an http:// or https:// URL with a host")
     return ADAPTERS[name](base_url, api_key, **kwargs)  # type: ignore[arg-type]

@@ -50,17 +50,21 @@ def _wait_for(state: RetryCallState) -> float:
 class RetryPolicy:
     """Retries transient failures for at most ``deadline_s`` seconds and ``max_attempts`` attempts,
     waiting with ``sleep`` (tests pass one that records the waits asked for and returns at once);
-    :attr:`retries` counts the retries, for progress and reports."""
+    :attr:`retries` counts the retries, for progress and reports. Before each wait ``on_wait`` (when
+    set) is told, in words, what failed and how long the policy will go on, so a progress line can say
+    what a client that looks stuck is waiting for."""
 
     def __init__(
         self,
         deadline_s: float = 600.0,
         max_attempts: int = 30,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self.deadline_s = deadline_s
         self.max_attempts = max_attempts
         self.sleep = sleep
+        self.on_wait = on_wait
         self.retries = 0
 
     async def call(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
@@ -78,3 +82,17 @@ class RetryPolicy:
 
     def _count(self, state: RetryCallState) -> None:
         self.retries += 1
+        if self.on_wait is not None:
+            self.on_wait(waiting_text(state, self.deadline_s, self.max_attempts))
+
+
+def waiting_text(state: RetryCallState, deadline_s: float, max_attempts: int) -> str:
+    """What a retry is waiting for: the failure, the wait, and when the policy gives up (whichever of
+    the deadline and the attempt count comes first)."""
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    left = max(deadline_s - (state.seconds_since_start or 0.0), 0.0)
+    return (
+        f"{exc}; retry {state.attempt_number} of at most {max_attempts - 1} in {wait:.1f} s, "
+        f"giving up within {left:.0f} s"
+    )

@@ -1,11 +1,13 @@
 """Buy a dataset's teacher embeddings within a query budget and write them as a teacher set.
 
 The purchase plan is a fixed list: first the class prompts (``len(classes) × len(templates)``
-texts), then ``views`` queries per source image in the selection strategy's order, cut at the
-budget. Because the plan is a deterministic function of the arguments and every input already
-bought is a free cache hit, a rerun of the same command pays only for what the last run did not
-receive, and all runs together pay for at most ``budget`` distinct inputs. Each run additionally
-refuses to *send* more than ``budget`` queries (:class:`~client_distill.buy.teacher.Teacher`'s guard).
+texts), then ``views`` views per source image in the selection strategy's order, cut at the
+budget, each view at the price the vendor's model card states (one query, or one per started
+``pixels_per_query`` pixels where the vendor prices by size). Because the plan is a deterministic
+function of the arguments and every input already bought is a free cache hit, a rerun of the same
+command pays only for what the last run did not receive, and all runs together pay for at most
+``budget`` queries. Each run additionally refuses to *send* more than ``budget`` queries
+(:class:`~client_distill.buy.teacher.Teacher`'s guard).
 
 View 0 of an image is the exact file; view ``v ≥ 1`` is the training augmentation of the paper
 (DomainBed's, :func:`client_distill.data.transforms.train_transform`) drawn with a seed derived from
@@ -36,6 +38,7 @@ from client_distill.data.datasets import DomainDataset, Sample, open_dataset
 from client_distill.data.image_store import png_bytes
 from client_distill.data.transforms import seeded_view
 from client_distill.errors import UsageError
+from shared.protocol import image_queries
 
 DEFAULT_TEMPLATES = ("a photo of a {}",)
 
@@ -47,13 +50,36 @@ class EmbedPlan:
     classes: list[str]
     prompts: list[list[str]]
     images: list[tuple[Sample, int]] = field(default_factory=list)
+    #: what the images cost, in queries (their number where each is one query)
+    image_queries: int = 0
 
     @property
     def texts(self) -> list[str]:
         return [t for per_class in self.prompts for t in per_class]
 
-    def __len__(self) -> int:
-        return len(self.texts) + len(self.images)
+    @property
+    def queries(self) -> int:
+        """The queries the whole plan costs: a text is one, an image its price."""
+        return len(self.texts) + self.image_queries
+
+
+#: the queries view ``v`` of a sample costs (:func:`view_price`)
+ViewPrice = Callable[[Sample, int], int]
+
+
+def view_price(root: Path, pixels_per_query: int) -> ViewPrice | None:
+    """The price of a view under a card's ``pixels_per_query``, from the file's header as the vendor
+    computes it (view 0 is the file, a view ``v ≥ 1`` a square at its shorter side:
+    :func:`~client_distill.data.transforms.seeded_view`); None for flat pricing (one query each)."""
+    if pixels_per_query <= 0:
+        return None
+
+    def price(sample: Sample, view: int) -> int:
+        with Image.open(root / sample.path) as img:
+            w, h = img.size
+        return image_queries(w * h if view == 0 else min(w, h) ** 2, pixels_per_query)
+
+    return price
 
 
 def load_templates(path: str | Path | None) -> list[str]:
@@ -81,9 +107,15 @@ def source_samples(dataset: DomainDataset, domains: Sequence[str], split: str, s
 
 
 def make_plan(
-    classes: Sequence[str], templates: Sequence[str], ordered: Sequence[Sample], views: int, budget: int
+    classes: Sequence[str],
+    templates: Sequence[str],
+    ordered: Sequence[Sample],
+    views: int,
+    budget: int,
+    price: ViewPrice | None = None,
 ) -> EmbedPlan:
-    """The first ``budget`` queries: all prompts, then ``views`` per image in ``ordered``."""
+    """The first ``budget`` queries: all prompts, then ``views`` per image in ``ordered``, each view at
+    its ``price`` (None: one query), up to the first view the rest of the budget cannot pay."""
     if views < 1:
         raise UsageError("--views must be at least 1 (view 0 is the image itself)")
     plan = EmbedPlan(list(classes), [[t.format(c) for t in templates] for c in classes])
@@ -92,7 +124,19 @@ def make_plan(
         raise UsageError(
             f"a budget of {budget} queries cannot even buy the {n_texts} class prompts; raise --max-queries"
         )
-    plan.images = [(s, v) for s in ordered for v in range(views)][: budget - n_texts]
+    left = budget - n_texts
+    if price is None:
+        plan.images = [(s, v) for s in ordered for v in range(views)][:left]
+        plan.image_queries = len(plan.images)
+        return plan
+    for s in ordered:
+        for v in range(views):
+            cost = price(s, v)
+            if cost > left:
+                return plan
+            plan.images.append((s, v))
+            plan.image_queries += cost
+            left -= cost
     return plan
 
 
@@ -149,7 +193,7 @@ def buy(
         "model_card": teacher.adapter.card,
         "complete": error is None,
         "queries": {
-            "planned": len(plan),
+            "planned": plan.queries,
             "texts": len(plan.texts),
             "image_queries_bought": len(bought),
             "paid_this_run": teacher.paid,
@@ -211,11 +255,11 @@ def buy_teacher_set(
     # a budget of the prompts alone orders nothing (kcenter would otherwise order every image)
     affordable = -(-max(order.max_queries - len(dataset.classes) * len(templates), 0) // max(order.views, 1))
     ordered = order_samples(samples, order.strategy, order.seed, features, k=affordable) if affordable else []
-    plan = make_plan(dataset.classes, templates, ordered, order.views, order.max_queries)
     with open_teacher(vendor, budget=order.max_queries) as teacher:
-        bar = tqdm(total=len(plan), unit="q", desc="embed", dynamic_ncols=True)
+        bar = tqdm(unit="q", desc="embed", dynamic_ncols=True)  # its total once the card states the price
 
         def progress(teacher: Teacher) -> None:
+            bar.set_description_str("embed", refresh=False)  # no longer waiting, if it was
             bar.n = teacher.hits + teacher.paid
             bar.set_postfix(paid=teacher.paid, hits=teacher.hits, retries=teacher.adapter.retries, refresh=False)
             bar.refresh()
@@ -227,7 +271,12 @@ def buy_teacher_set(
             result.save(order.out)
 
         teacher.on_progress = progress
+        teacher.adapter.retry.on_wait = lambda text: bar.set_description_str(f"embed: waiting for the vendor: {text}")
         try:
+            price = view_price(Path(dataset.root), teacher.pixels_per_query)  # the card, read from the vendor
+            plan = make_plan(dataset.classes, templates, ordered, order.views, order.max_queries, price)
+            bar.total = plan.queries
+            bar.refresh()
             meta = {
                 "vendor": teacher.adapter.name,
                 "vendor_url": vendor.resolved().vendor_url,

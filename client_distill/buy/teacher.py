@@ -81,6 +81,12 @@ class Teacher:
         self._open()
         return str(self.adapter.model)
 
+    @property
+    def pixels_per_query(self) -> int:
+        """The model card's price by image size (0: one query per image, whatever its size)."""
+        self._open()
+        return self.adapter.pixels_per_query
+
     def vendor_usage(self) -> dict | None:
         """The key's account at the vendor (for reconciling the ledger), or None where the vendor
         has no usage endpoint or does not answer."""

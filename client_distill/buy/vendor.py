@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import diskcache
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from client_distill.adapters.base import Adapter
@@ -26,6 +27,7 @@ from client_distill.buy.cache import CacheDirLimits, EmbeddingCache
 from client_distill.buy.query_ledger import ledger_totals
 from client_distill.buy.settings import ClientSettings, load_settings
 from client_distill.buy.teacher import Teacher
+from client_distill.errors import UsageError
 
 #: the fields the environment may set (the rest have plain defaults)
 FROM_ENVIRONMENT = ("vendor", "vendor_url", "api_key", "model", "cache")
@@ -165,8 +167,14 @@ def open_teacher(
 
 def cache_stats(cache_dir: str | Path, vendor: VendorConfig | None = None) -> dict[str, Any]:
     """What the cache in ``cache_dir`` holds and what its ledger says was paid (all accounts); with a
-    ``vendor``, also that key's account in the ledger and the vendor's own usage of it, to reconcile."""
-    cache = EmbeddingCache(cache_dir)
+    ``vendor``, also that key's account in the ledger and the vendor's own usage of it, to reconcile.
+    A folder that holds no cache is refused, not made into an empty one: a mistyped ``--cache`` would
+    otherwise read as "nothing bought"."""
+    directory = Path(cache_dir).expanduser()
+    if not (directory / diskcache.core.DBNAME).is_file():
+        state = "does not exist" if not directory.exists() else "holds no embedding cache"
+        raise UsageError(f"{directory} {state}: a cache is made by the first purchase through it (vl2v embed --cache)")
+    cache = EmbeddingCache(directory)
     try:
         report = {**cache.stats(), "ledger": ledger_totals(cache)}
         lookups = report["hits"] + report["misses"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from client_distill.adapters.registry import ADAPTERS
 from client_distill.buy.settings import ClientSettings
+from client_distill.commands.common import add_api_key_arguments, api_key
 from client_distill.errors import UsageError
 from client_distill.report.demo import DEFAULT_CONFIG, run_demo
 
@@ -27,8 +28,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
         default=settings.vendor_url,
         help="use this vendor instead of starting one (env VL2V_VENDOR_URL)",
     )
-    p.add_argument("--api-key", default=settings.api_key, help="API key for --vendor-url (env VL2V_API_KEY)")
-    p.add_argument("--api-key-file", default=None, help="read the API key from this file")
+    add_api_key_arguments(p, settings)
     p.add_argument(
         "--workers",
         type=int,
@@ -39,12 +39,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 
 
 def main(args: argparse.Namespace) -> int:
-    key = args.api_key
-    if args.api_key_file:
-        try:
-            key = Path(args.api_key_file).read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read --api-key-file: {exc}") from None
+    key = api_key(args)
     if key and not args.vendor_url:
         raise UsageError("an API key was given but no --vendor-url; without one the demo starts its own vendor")
     run_demo(Path(args.out), Path(args.data), Path(args.config), args.vendor, args.vendor_url, key, args.workers)

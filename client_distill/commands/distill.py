@@ -17,12 +17,14 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
         "distill",
         help="train one method on one leave-one-domain-out task (resumable)",
         description=(
-            "One DomainBed run: train on the source domains' 80%% splits, select on their 20%% splits, "
-            "score the target domain's 80%% split; writes OUT/results.jsonl, checkpoints and OUT/done. "
+            "One DomainBed run: train on the source domains' 80% splits, select on their 20% splits, "
+            "score the target domain's 80% split; writes OUT/results.jsonl, checkpoints and OUT/done. "
             "Rerun the same command to resume. Under torchrun it trains data-parallel (DDP)."
         ),
     )
-    p.add_argument("--method", required=True, choices=method_names())
+    p.add_argument(
+        "--method", required=True, choices=method_names(), help="the method to train (client_distill/methods/)"
+    )
     p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")
     p.add_argument("--dataset", default=None, help="a known dataset name (pacs, synth-pacs, ...)")
     p.add_argument("--test-domain", required=True, help="the held-out target domain")
@@ -79,4 +81,4 @@ def _distill(args: argparse.Namespace) -> int:
     )
     from client_distill.train.job import distill  # torch only once a run starts: flag errors come at once
 
-    return distill(spec, args.out, vendor_config(args), args.stop_after)
+    return distill(spec, args.out, vendor_config(args), args.stop_after, progress=True)

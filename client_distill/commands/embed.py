@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument("--dataset", default=None, help="dataset name (pacs, vlcs, synth-pacs, ...)")
     p.add_argument("--domains", default=None, help="comma-separated source domains (default: all)")
     p.add_argument("--max-queries", type=int, required=True, help="most queries to spend (texts + image views)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="order in which images are bought")
+    p.add_argument(
+        "--strategy", choices=STRATEGIES, default="random", help="order in which images are bought (default random)"
+    )
     p.add_argument("--student", default=RunSpec.student, help="pretrained student whose features kcenter uses")
     p.add_argument("--views", type=int, default=1, help="fixed views bought per image (view 0 = the file)")
     p.add_argument("--prompts", default=None, help="file of prompt templates with {} (default: 'a photo of a {}')")

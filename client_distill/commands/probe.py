@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p = subparsers.add_parser(
         "probe",
         help="per-domain linear-probe accuracy of a student's frozen features",
-        description="Fits a linear classifier on each domain's 80%% split and scores its 20%% split.",
+        description="Fits a linear classifier on each domain's 80% split and scores its 20% split.",
     )
     p.add_argument("--student", required=True, help="student name or checkpoint path (see create_student)")
     p.add_argument("--data", required=True, help="DomainBed-layout folder (or the data dir holding --dataset)")

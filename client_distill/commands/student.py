@@ -26,9 +26,16 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     )
     p.add_argument("--lr", type=float, default=defaults.lr, help=f"AdamW peak learning rate (default {defaults.lr})")
     p.add_argument("--out", required=True, help="checkpoint to write; create_student(PATH) loads it")
-    p.add_argument("--steps", type=int, default=defaults.steps)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--steps", type=int, default=defaults.steps, help=f"optimisation steps (default {defaults.steps})")
+    p.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help=f"images per step (default {defaults.batch_size})"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help=f"seed of the rendered corpus and of training (default {defaults.seed})",
+    )
     p.add_argument("--size", type=int, default=defaults.size, help="image size in pixels")
     p.add_argument(
         "--pool-per-class", type=int, default=defaults.pool_per_class, help="images rendered per class and style"

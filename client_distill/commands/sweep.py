@@ -1,5 +1,5 @@
 """``vl2v sweep``: many distillation runs (methods × budgets × target domains × seeds), DomainBed style,
-with its hparam search; see :mod:`client_distill.sweep.config` for the config format."""
+with its hparam search. The config format: ``docs/sweep-config.md``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p = subparsers.add_parser(
         "sweep",
         help="run methods × budgets × target domains × seeds",
-        description="See client_distill/sweep/config.py for the config format.",
+        description="Runs every (method, budget, target domain, seed) of a YAML config not finished yet; a "
+        "rerun skips finished runs and resumes partial ones. The config is a mapping; data, methods and out are "
+        "required, and dataset, student, teacher(s), embed, budgets, test_domains, seeds, profile, hparams, "
+        "search or searched, teacher_modes, online_methods, vendor and demo optional: each is described, with "
+        "an example, in docs/sweep-config.md of the source repository.",
     )
     p.add_argument("--config", required=True, help="sweep YAML")
     p.add_argument(

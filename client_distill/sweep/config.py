@@ -1,34 +1,6 @@
 """The sweep config (YAML) as typed, validated models, without torch (``vl2v sweep --help`` stays fast).
 
-Example (every key but ``data``, ``methods`` and ``out`` optional)::
-
-    data: data/synth-pacs          # DomainBed-layout folder
-    dataset: synth-pacs            # optional known name
-    student: vl2v-broad-resnet
-    teacher: teachers/full         # a teacher set with every image bought; budgets subsample it
-    teachers: {0.1: teachers/b10}  # optional: a teacher set per budget, bought by `vl2v embed`
-    embed:                         # optional: the sweep buys its teacher sets itself (as `vl2v embed` does)
-      vendor:                      # whom from: the vendor flags' fields; what is unset is VL2V_*'s
-        vendor_url: http://127.0.0.1:8000
-        api_key: KEY               # a secret: in no teacher set's name, no record, no log
-      strategy: random             # or class_balanced, kcenter (see `vl2v embed --help`)
-      views: 1
-      cache: ~/.cache/vl2v/embeddings
-    methods: [zero_shot, erm, kd, adip]
-    budgets: [0, 0.25, 1.0]        # fractions of the source images with a teacher embedding
-    test_domains: all              # or a list
-    seeds: [0, 1, 2, 3, 4]
-    profile: synth
-    hparams: {steps: 200}          # the same for every method
-    search:                        # the same grid for every method, chosen per method and target on source validation
-      grid: {lr: [1.0e-4, 3.0e-4, 1.0e-3]}
-      seeds: [0]
-    searched: path/search.json     # instead of `search`: the choice of an earlier search of the same task
-                                   # (a relative path is relative to the config file)
-    teacher_modes: [cached]        # add `online` (with `vendor`) for the efficiency comparison
-    online_methods: [adip, kd]     # optional: only these methods also run online (default: all that query)
-    vendor: {vendor_url: http://127.0.0.1:8000, api_key: KEY}   # what online runs buy from
-    out: runs/synth-pacs
+Every key, with an example, is in ``docs/sweep-config.md``; ``vl2v sweep --help`` says the same in short.
 
 ``vendor`` and ``embed.vendor`` are :class:`~client_distill.buy.vendor.VendorConfig` (``vendor``,
 ``vendor_url``, ``api_key``, ``model``, ``concurrency``, ``batch_size``, ``retry_deadline``, ``cache``).

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +68,20 @@ __all__ = ["Run", "RunSpec", "run_distill", "train_step", "TEACHER_MODES"]
 
 class ImageTeacher(Protocol):
     """What the online mode needs of :class:`client_distill.buy.teacher.Teacher`."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, for a progress bar: a run of minutes would otherwise say nothing until it
+    ends. Told after every step, every checkpoint, and once when the output models are scored."""
+
+    #: steps done and to do, over every stage (ADiP's two stages count twice ``steps``)
+    step: int
+    total: int
+    #: the stage training, or ``"scoring"`` once every stage is done
+    stage: str
+    #: source-validation accuracy at the last checkpoint (None before the first one of this process)
+    source_val_acc: float | None
 
     def embed_images(self, images: list[bytes]) -> np.ndarray: ...
 
@@ -206,7 +220,12 @@ class Run:
     """One run's state: data, method, teacher targets, and its folder."""
 
     def __init__(
-        self, spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None
+        self,
+        spec: RunSpec,
+        out: str | Path,
+        online_teacher: ImageTeacher | None = None,
+        stop_after: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ):
         if spec.teacher_mode not in TEACHER_MODES:
             raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
@@ -221,6 +240,8 @@ class Run:
         self.spec, self.online = spec, online_teacher if spec.teacher_mode == "online" else None
         self.stop_after = stop_after  # global step after whose checkpoint to stop, resumably
         self.rank, self.world = _distributed()
+        self.on_progress = on_progress if self.rank == 0 else None  # one bar, not one per DDP rank
+        self.source_val_acc: float | None = None  # at the last checkpoint, for on_progress
         self.folder = RunFolder(out, self.rank)
         self.device = torch.device(
             f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
@@ -414,10 +435,18 @@ class Run:
                 return None
             pos, state = Position(stage_index=index + 1, queries_images=pos.queries_images), None
         if self.rank == 0:
+            total = int(self.hp["steps"]) * len(self.method.stages)
+            self._tell(total, "scoring")
             self._finish(pos.queries_images)
         self.folder.mark_done()
         _barrier()
         return select(self.folder.records())
+
+    def _tell(self, step: int, stage: str) -> None:
+        """Tell ``on_progress`` (if any) that ``step`` steps of every stage together are done."""
+        if self.on_progress is not None:
+            total = int(self.hp["steps"]) * len(self.method.stages)
+            self.on_progress(Progress(step, total, stage, self.source_val_acc))
 
     def _finish(self, online_queries: int) -> None:
         """Score the models the run outputs on every split and record them."""
@@ -446,6 +475,7 @@ class Run:
         loop = self._start_stage(index, stage, state)
         n, freq = int(self.hp["steps"]), int(self.hp["checkpoint_freq"])
         step = pos.stage_step
+        self._tell(index * n + step, stage.name)
         while step < n:
             end = min((step // freq + 1) * freq, n)
             t0, losses, paid = time.perf_counter(), [], 0
@@ -455,6 +485,7 @@ class Run:
                 paid += cost
                 if loop.segment is not None:
                     loop.segment.update(i + 1)
+                self._tell(index * n + i + 1, stage.name)
             step = end
             pos.queries_images += self._all_ranks(paid)
             if self.rank == 0:
@@ -513,6 +544,8 @@ class Run:
             "checkpoint", stage.name, loop.index, step, self.evaluator.score(method, self.source_val_splits), extra
         )
         self.folder.append(record)
+        self.source_val_acc = record["source_val_acc"]
+        self._tell(loop.index * int(self.hp["steps"]) + step, stage.name)
         pending = []
         if is_better(record, loop.best):
             loop.best = record
@@ -530,8 +563,13 @@ class Run:
 
 
 def run_distill(
-    spec: RunSpec, out: str | Path, online_teacher: ImageTeacher | None = None, stop_after: int | None = None
+    spec: RunSpec,
+    out: str | Path,
+    online_teacher: ImageTeacher | None = None,
+    stop_after: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> dict | None:
     """Run (or resume, or skip if ``done``) one distillation run; returns its result record.
-    ``stop_after`` stops at the first checkpoint at or after that global step, without ``done``."""
-    return Run(spec, out, online_teacher, stop_after).run()
+    ``stop_after`` stops at the first checkpoint at or after that global step, without ``done``;
+    ``on_progress`` is told where the run stands (:class:`Progress`)."""
+    return Run(spec, out, online_teacher, stop_after, on_progress).run()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from vendor_server.errors import VendorCliError
 
+KEY_ID_HELP = "the key's id, as `keys list` shows it (not its secret)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("keys", help="manage API keys and budgets")
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return q
 
     q = action("create", "create a key; prints only its secret", _create)
-    q.add_argument("--name", required=True)
+    q.add_argument("--name", required=True, help="a label for the key's owner, shown by `keys list`")
     q.add_argument("--budget", type=int, required=True, help="queries (input items) the key may buy")
     q.add_argument("--rate-limit", type=float, help="requests per second (default: the server's)")
     action("list", "list keys with budget and usage", _list)
@@ -32,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("revoke", "revoke a key (it stops working at once)", _revoke),
         ("usage", "one key's usage as JSON", _usage),
     ):
-        action(name, help_, func).add_argument("key_id")
+        action(name, help_, func).add_argument("key_id", help=KEY_ID_HELP)
     q = action("topup", "add queries to a key's budget", _topup)
-    q.add_argument("key_id")
-    q.add_argument("--queries", type=int, required=True)
+    q.add_argument("key_id", help=KEY_ID_HELP)
+    q.add_argument("--queries", type=int, required=True, help="queries (input items) to add to the budget")
 
 
 def _ledger(args: argparse.Namespace):
@@ -45,7 +47,9 @@ def _ledger(args: argparse.Namespace):
     from vendor_server.settings import load_settings
 
     db = args.db or load_settings().db
-    if not is_postgres_url(db) and args.func is not _create and not Path(db).is_file():
+    # only a path where nothing is gets the advice to create a ledger there: a folder or another file
+    # is refused by open_ledger, as `keys create` would refuse it
+    if not is_postgres_url(db) and args.func is not _create and not Path(db).exists():
         raise VendorCliError(f"no ledger at {db}; create a key first with `vl2v-vendor keys create --db {db} ...`")
     return open_ledger(db)
 

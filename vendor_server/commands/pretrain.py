@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimisation steps (default: {d.steps})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the corpus and of training")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"image-caption pairs per step (default: {d.batch_size})"
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
     p.add_argument(
         "--per-cell", type=int, default=d.per_cell, help=f"corpus images per class and style (default: {d.per_cell})"
     )

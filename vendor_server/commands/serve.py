@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="uvicorn worker processes on this host, each with its own model (default 1; more needs --db postgresql://...)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level; debug also logs every request (default info)",
+    )
     p.set_defaults(func=run)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, an address this process cannot listen on (a port in use, a host that is
+    not this machine's), before the model is loaded: uvicorn would report it only after the load, in
+    several log lines, with exit status 3. Bound as uvicorn binds (``SO_REUSEADDR``), then released."""
+    from vendor_server.errors import VendorCliError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise VendorCliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             f"--workers {settings.workers} needs a ledger the workers can share: --db postgresql://... "
             "(a SQLite ledger serves one process)"
         )
+    check_port_free(settings.host, settings.port)  # before the ledger and the model, like a bad --db
     # a bad --db is reported at once, not after a model load
     ledger = open_ledger(settings.db, **settings.ledger_options())
     common = {"host": settings.host, "port": settings.port, "log_level": args.log_level}

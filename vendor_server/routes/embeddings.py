@@ -58,6 +58,9 @@ INLINE_PARSE_BYTES = 64 * 1024
 router = APIRouter()
 
 
+# the same route with a trailing slash (a base URL ending in "/v1/" joined by hand) is served, not
+# redirected: a 307 to a POST is followed by some clients and shown as an empty answer by others
+@router.post(EMBEDDINGS_PATH + "/", include_in_schema=False)
 @router.post(
     EMBEDDINGS_PATH,
     response_model=EmbeddingResponse,
@@ -235,6 +238,8 @@ def _split_items(
             images.append((i, item.image))
             continue
         text = item if isinstance(item, str) else item.text
+        if not text:  # hosted APIs refuse it too: an embedding of nothing is no answer worth a query
+            raise InvalidInput(f"input[{i}]: empty text; send at least one character", code="empty_text")
         if len(text) > settings.max_text_length:
             raise PayloadTooLarge(
                 f"input[{i}]: text longer than {settings.max_text_length} characters",
