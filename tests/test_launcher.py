@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from client_distill.buy.cache import EmbeddingCache
 from client_distill.cli import main as vl2v
 from client_distill.sweep.launch import INTERRUPTED
 from client_distill.sweep.local import RunPool
@@ -17,7 +18,8 @@ def _logged_json(log) -> dict:
 
 def test_runs_get_the_sweeps_environment_and_directory_of_the_moment(tmp_path, monkeypatch):
     first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir(), second.mkdir()
+    for cache in (first / "cache-a", second / "cache-b"):  # `cache stats` reads a cache, it makes none
+        EmbeddingCache(cache).close()
     with RunPool(1) as pool:
         monkeypatch.chdir(first)
         monkeypatch.setenv("VL2V_CACHE", "cache-a")
@@ -27,7 +29,7 @@ def test_runs_get_the_sweeps_environment_and_directory_of_the_moment(tmp_path, m
         assert pool.submit(vl2v, (["cache", "stats"],), tmp_path / "run2", 0).result() == 0
     assert _logged_json(tmp_path / "run1" / "log.txt")["directory"].endswith("cache-a")
     assert _logged_json(tmp_path / "run2" / "log.txt")["directory"].endswith("cache-b")
-    assert (first / "cache-a").is_dir() and (second / "cache-b").is_dir() and not (first / "cache-b").exists()
+    assert not (first / "cache-b").exists() and not (second / "cache-a").exists()
 
 
 def test_a_failing_run_reports_its_status_and_its_error_in_its_log(tmp_path):
