@@ -43,6 +43,8 @@ log = logging.getLogger("vl2v.vendor")
 def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | None = None) -> FastAPI:
     """The service; it owns ``ledger`` (opened from ``settings`` when not given) and closes it at shutdown."""
     metrics = Metrics()
+    max_batch = max_batch_for(settings, encoder)
+    metrics.max_batch_size.set(max_batch)
     ledger = ledger or open_ledger(settings.db, **settings.ledger_options())
     service = ServiceState(
         settings=settings,
@@ -51,7 +53,7 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | N
         metrics=metrics,
         batcher=MicroBatcher(
             {"image": encoder.encode_images, "text": encoder.encode_texts},
-            max_batch_for(settings, encoder),
+            max_batch,
             settings.max_wait_ms,
             settings.queue_limit,
             metrics,

@@ -29,6 +29,9 @@ class Encoder:
 
     #: what ``/v1/models`` says runs the forward pass
     engine = "torch"
+    #: whether the torch forward runs under bf16 autocast on a GPU (an engine that only checks itself
+    #: against torch wants the float32 reference)
+    autocast_bf16 = True
 
     def __init__(self, name: str, pretrained: str, seed: int = 0, device: str = "cpu"):
         self.name = name
@@ -70,7 +73,9 @@ class Encoder:
             return _normalised(self.model.encode_text(tokens.to(self.device)))
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16 and self.device.type == "cuda"
+        )
 
 
 def _normalised(features: torch.Tensor) -> np.ndarray:

@@ -52,6 +52,7 @@ class OnnxEncoder(Encoder):
     names."""
 
     engine = "onnx"
+    autocast_bf16 = False  # the export is float32: it is checked against float32 torch
 
     def __init__(self, name: str, pretrained: str, seed: int = 0, device: str = "cpu", cache_dir: Path | None = None):
         self._cache_dir, self._weights = cache_dir, pretrained
