@@ -36,6 +36,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -252,7 +253,7 @@ def bench(args: argparse.Namespace) -> None:
             for server in servers.values():
                 if not server["infinity"]:
                     metrics = httpx.get(f"{server['url']}/metrics").text
-                    server["max_batch"] = int(float(metrics.split("vl2v_vendor_max_batch_size ")[1].split()[0]))
+                    server["max_batch"] = int(float(re.search(r"^vl2v_vendor_max_batch_size (\S+)$", metrics, re.M)[1]))
             for server in servers.values():  # warm-up: every shape of batch once
                 measure(server, "2x32", files, BATCH)
             rates: dict[str, dict[str, list[float]]] = {name: {shape: [] for shape in SHAPES} for name in servers}
