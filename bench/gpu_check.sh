@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The one prepared GPU check of the distillation side (issue 5), for a machine lent for a few minutes.
+# The one prepared GPU check (issue 5: the distillation side; issue 26: the vendor), for a machine lent
+# for a few minutes.
 #
-#   bench/gpu_check.sh prepare      # here, with pip: the wheels the GPU image lacks, into .whl/ (git-ignored)
-#   bench/gpu_check.sh run OUTDIR   # there, from the repository root (python3 with torch + CUDA, no install)
+#   bench/gpu_check.sh prepare          # here, with pip: the wheels the GPU image lacks, into .whl/ (git-ignored)
+#   bench/gpu_check.sh run OUTDIR       # there, from the repository root (python3 with torch + CUDA, no install)
+#   bench/gpu_check.sh vendor OUTDIR    # there: only step 0 below (about 2-3 minutes)
 #
 # `run` measures, each result in OUTDIR/*.txt:
+#   0. vendor.txt       the vendor on the GPU (bench/vendor_throughput.py --device cuda): ViT-B-32's raw forward
+#                       by batch size and the served images/s in the four traffic shapes, served/raw, the batch
+#                       the server measured at start-up; torch under bf16 autocast, and the onnx engine too when
+#                       the image's onnxruntime has the CUDA provider (onnxruntime-gpu; a CPU-only onnxruntime
+#                       is said in the file and skipped);
 #   1. throughput.txt   images/s of ADiP's distill loop vs the raw student train step, ResNet-50 at 224 px,
 #                       bf16 autocast + channels_last (bench/distill_throughput.py; target ratio >= 0.80);
 #   2. same at the CPU setting (resnet18, 64 px) on the GPU, for comparison with the CPU figure;
@@ -17,7 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS="open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 tenacity==9.2.1 pydantic==2.14.4 pydantic_core==2.50.5
-        annotated-types==0.8.0 typing-inspection==0.4.5 diskcache==5.6.3 pydantic-settings==2.16.3 python-dotenv==1.2.4"
+        annotated-types==0.8.0 typing-inspection==0.4.5 diskcache==5.6.3 pydantic-settings==2.16.3 python-dotenv==1.2.4
+        fastapi==0.165.0 starlette==1.10.0 uvicorn==0.55.0 opentelemetry-api==1.45.3"
 
 case "${1:-}" in
 prepare)
@@ -28,8 +36,8 @@ prepare)
     -d .whl $WHEELS
   ls .whl
   ;;
-run)
-  out=${2:?usage: bench/gpu_check.sh run OUTDIR}
+run|vendor)
+  out=${2:?usage: bench/gpu_check.sh run|vendor OUTDIR}
   mkdir -p "$out"
   if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/vl2v-site .whl/*.whl
@@ -40,6 +48,16 @@ run)
   export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt" || true
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$out/device.txt"
+
+  engines=torch
+  if python3 -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
+    engines=torch,onnx
+  else
+    echo "onnxruntime here has no CUDA provider: the onnx engine is not measured on the GPU" | tee "$out/vendor.txt"
+  fi
+  python3 bench/vendor_throughput.py --device cuda --no-infinity --engines "$engines" --images "${VENDOR_IMAGES:-512}" \
+    --rounds 2 | tee -a "$out/vendor.txt"
+  [ "$1" = vendor ] && exit 0
 
   bpd=(--batch-per-domain "${BPD:-32}")  # STEPS_224, BPD, PER_CLASS, STEPS: smaller for a trial on a CPU
   python3 bench/distill_throughput.py --student resnet50 --size 224 --steps "${STEPS_224:-30}" "${bpd[@]}" | tee "$out/throughput.txt"
@@ -63,5 +81,5 @@ run)
   run_erm torchrun torchrun --standalone --nproc_per_node 1 -m client_distill.cli
   ;;
 *)
-  sed -n '2,16p' "$0"; exit 2 ;;
+  sed -n '2,25p' "$0"; exit 2 ;;
 esac

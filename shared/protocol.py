@@ -127,6 +127,8 @@ class ModelCard(BaseModel):
         description="0: an image costs one query whatever its size; N > 0: an image of w×h pixels costs "
         "ceil(w·h / N) queries (at least one)",
     )
+    engine: str | None = Field(None, description="what runs the forward passes: torch or onnx (ONNX Runtime)")
+    device: str | None = Field(None, description="where they run: cpu or cuda")
 
 
 class ModelList(BaseModel):

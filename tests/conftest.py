@@ -10,6 +10,9 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_
 - ``vl2v_checkpoint(seed)`` → a ``vl2v-tiny`` checkpoint file of seeded random weights, for a vendor
   whose weights must differ from another vendor's on purpose, or be swapped under a running client
   (``vendor_server_factory(pretrained=str(path))``); ``--pretrained none`` alone is seed 0 every time.
+
+``VL2V_TEST_VENDOR_ENGINE=onnx pytest ...`` starts every one of these vendors on that engine
+(``VL2V_VENDOR_ENGINE``), so the vendor tests run on both engines; unset, they run on the default.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class VendorServer:
         self.port = free_port()  # looked up here, so a test can pin the port of a restart by patching it
         # the developer's own VL2V_* settings must not change what the tests see
         clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
+        if engine := os.environ.get("VL2V_TEST_VENDOR_ENGINE"):
+            clean["VL2V_VENDOR_ENGINE"] = engine
         try:
             self.running = start_vendor(
                 "--model",

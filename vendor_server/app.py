@@ -7,7 +7,9 @@ middleware (:mod:`vendor_server.middleware`) and the routers of :mod:`vendor_ser
 each route's behaviour is described.
 
 ``GET /v1/models`` (``revision``) and every embeddings answer (``model_revision``) name the served
-weights by a digest taken once here at start-up (:func:`vendor_server.models.weights_revision`)."""
+weights by a digest taken once at start-up (:func:`vendor_server.models.weights_revision`), and say which
+engine runs them. The largest batch is measured here unless the settings fix it
+(:mod:`vendor_server.engines.batch_size`)."""
 
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ from vendor_server.console.traffic import TrafficRecorder
 from vendor_server.decoding import DecodePool
 from vendor_server.deps import ServiceState
 from vendor_server.encoder import Encoder
+from vendor_server.engines import open_encoder
+from vendor_server.engines.batch_size import max_batch_for
 from vendor_server.images import ImageLimits
 from vendor_server.ledger import SqlLedger, open_ledger
 from vendor_server.ledger.reports import LedgerReports
 from vendor_server.metrics import Metrics
 from vendor_server.middleware import ServiceMiddleware
-from vendor_server.models import weights_revision
 from vendor_server.openapi import install_openapi
 from vendor_server.ratelimit import limiter_for
 from vendor_server.routes import ROUTERS
@@ -43,6 +46,8 @@ log = logging.getLogger("vl2v.vendor")
 def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | None = None) -> FastAPI:
     """The service; it owns ``ledger`` (opened from ``settings`` when not given) and closes it at shutdown."""
     metrics = Metrics()
+    max_batch = max_batch_for(settings, encoder)
+    metrics.max_batch_size.set(max_batch)
     ledger = ledger or open_ledger(settings.db, **settings.ledger_options())
     service = ServiceState(
         settings=settings,
@@ -51,19 +56,23 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | N
         metrics=metrics,
         batcher=MicroBatcher(
             {"image": encoder.encode_images, "text": encoder.encode_texts},
-            settings.max_batch_size,
+            max_batch,
             settings.max_wait_ms,
             settings.queue_limit,
             metrics,
         ),
         image_limits=ImageLimits(settings.max_image_bytes, settings.max_pixels),
-        decoder=DecodePool(settings.decode_workers, settings.decode_pixel_budget, settings.decode_wait_s),
+        decoder=DecodePool(
+            settings.decode_workers, settings.decode_pixel_budget, settings.decode_wait_s, encoder.prepare_image
+        ),
         card=ModelCard(
             id=settings.model,
             embedding_dim=encoder.embed_dim,
             image_size=encoder.image_size,
             price_per_query=settings.price_per_query,
-            revision=weights_revision(encoder.model),
+            revision=encoder.revision,
+            engine=encoder.engine,
+            device=encoder.device.type,
             logit_scale=encoder.logit_scale,
             image_params=encoder.image_params,
             pixels_per_query=settings.pixels_per_query,
@@ -113,4 +122,4 @@ def worker_app() -> FastAPI:
 
     settings = load_settings()
     ledger = open_ledger(settings.db, **settings.ledger_options())
-    return create_app(settings, Encoder(settings.model, settings.pretrained_source(), settings.seed), ledger)
+    return create_app(settings, open_encoder(settings), ledger)

@@ -8,14 +8,20 @@ server here. A request first reserves its pixels (waiting at most ``wait_s``, th
 ``Retry-After``), keeps them until its embeddings are computed (the decoded images live in memory
 until then), and decodes on at most ``workers`` threads, so memory stays under roughly
 ``max_pixels`` × 4 bytes plus one image's decoding overhead per worker, and CPU under ``workers``
-cores, however many requests arrive."""
+cores, however many requests arrive.
+
+Each decoding job also runs the model's preprocessing (``prepare``, :meth:`Encoder.prepare_image
+<vendor_server.encoder.Encoder.prepare_image>`), so the model thread receives ready arrays: resizing
+and normalising the next requests' images happen here while the current batch is in the model,
+instead of in front of it on the model thread."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from PIL import Image
 
@@ -24,8 +30,11 @@ from vendor_server.images import InspectedImage, decode
 
 
 class DecodePool:
-    def __init__(self, workers: int, max_pixels: int, wait_s: float):
+    def __init__(
+        self, workers: int, max_pixels: int, wait_s: float, prepare: Callable[[Image.Image], Any] | None = None
+    ):
         self.max_pixels = max_pixels
+        self._prepare = prepare
         self.wait_s = wait_s
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None
@@ -69,14 +78,19 @@ class DecodePool:
                 self._in_use -= pixels
                 self._released.notify_all()
 
-    async def decode(self, images: Sequence[InspectedImage]) -> list[Image.Image]:
-        """Every image decoded on the pool; the first failure is raised once all have finished, so
-        no thread is still decoding for a request that has already been answered."""
+    async def decode(self, images: Sequence[InspectedImage]) -> list[Any]:
+        """Every image decoded (and prepared, when the pool has ``prepare``) on the pool; the first
+        failure is raised once all have finished, so no thread is still decoding for a request that
+        has already been answered."""
         loop = asyncio.get_running_loop()
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, decode, image) for image in images), return_exceptions=True
+            *(loop.run_in_executor(self._executor, self._job, image) for image in images), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return list(results)
+
+    def _job(self, image: InspectedImage) -> Any:
+        decoded = decode(image)
+        return decoded if self._prepare is None else self._prepare(decoded)

@@ -38,6 +38,9 @@ class Metrics:
             "vl2v_vendor_encode_seconds", "model time per batch", ["modality"], buckets=SECONDS_BUCKETS, registry=r
         )
         self.queue_depth = Gauge("vl2v_vendor_queue_depth", "admitted items not yet answered", registry=r)
+        self.max_batch_size = Gauge(
+            "vl2v_vendor_max_batch_size", "largest forward pass: measured at start-up unless set", registry=r
+        )
 
     def observe_batch(self, modality: str, size: int, seconds: float) -> None:
         self.batch_size.labels(modality).observe(size)

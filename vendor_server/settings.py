@@ -27,6 +27,12 @@ class VendorSettings(BaseSettings):
     pretrained: str | None = None
     #: seeds a random-init model (``--pretrained none``), so a restart serves the same weights
     seed: int = 0
+    #: what runs the forward passes (vendor_server.engines): torch (the reference) or onnx (ONNX Runtime)
+    engine: Literal["torch", "onnx"] = "torch"
+    #: auto: the GPU when torch sees one (bf16 autocast for torch, the CUDA provider for onnx), else the CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: where the onnx engine keeps its exports; unset: next to the weights file, else ~/.cache/vl2v-vendor/onnx
+    engine_cache_dir: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     #: a SQLite file (one vendor process), or a ``postgresql://`` URL (N processes share it); read from
@@ -58,9 +64,8 @@ class VendorSettings(BaseSettings):
     decode_wait_s: float = Field(10.0, gt=0)
     max_text_length: int = Field(4096, ge=1, description="characters per text item")
 
-    # 16 keeps a CPU pipeline full: while one batch runs, the next one's requests are decoded and
-    # charged, instead of every client waiting on the same forward pass (raise it on a GPU)
-    max_batch_size: int = Field(16, ge=1, description="items per model forward pass")
+    #: unset: chosen at start-up by timing the engine (vendor_server.engines.batch_size)
+    max_batch_size: int | None = Field(None, ge=1, description="items per model forward pass")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a lone item waits for company")
     queue_limit: int = Field(2048, ge=1, description="admitted items in flight before 503")
 

@@ -3,6 +3,11 @@
 Run with the interpreter of the infinity venv (it has ``transformers``; the project's venv does not)::
 
     .venv-infinity/bin/python tests/infinity/make_tiny_clip.py OUT_DIR
+    .venv-infinity/bin/python tests/infinity/make_tiny_clip.py OUT_DIR --vit-b-32
+
+``--vit-b-32``: the image tower of open_clip's ViT-B-32 instead (224 px, 32 px patches, 12 layers of
+width 768, GELU, 512-d embeddings), at random init, for bench/vendor_throughput.py to time infinity
+on the architecture the vendor serves (the text tower stays tiny; the benchmark sends images).
 
 No hub access is needed: the byte-level BPE tokenizer's vocabulary is made here (the 256 byte
 symbols, each also with CLIP's end-of-word mark ``</w>``, a few hundred merges learnt from a fixed
@@ -68,7 +73,20 @@ def bpe_vocab(n_merges: int = 200) -> tuple[dict[str, int], list[tuple[str, str]
     return {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}, merges
 
 
-def build(out: Path) -> None:
+#: open_clip ViT-B-32's image tower in transformers' terms
+VIT_B_32 = {
+    "image_size": 224,
+    "patch_size": 32,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "hidden_act": "gelu",
+}
+
+
+def build(out: Path, vit_b_32: bool = False) -> None:
+    image_size = VIT_B_32["image_size"] if vit_b_32 else IMAGE_SIZE
     vocab, merges = bpe_vocab()
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file, merges_file = Path(tmp) / "vocab.json", Path(tmp) / "merges.txt"
@@ -76,7 +94,7 @@ def build(out: Path) -> None:
         merges_file.write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8")
         tokenizer = CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file))
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
     config = CLIPConfig(
         text_config={
@@ -90,7 +108,9 @@ def build(out: Path) -> None:
             "eos_token_id": vocab["<|endoftext|>"],
             "pad_token_id": vocab["<|endoftext|>"],
         },
-        vision_config={
+        vision_config=VIT_B_32
+        if vit_b_32
+        else {
             "image_size": IMAGE_SIZE,
             "patch_size": 8,
             "hidden_size": 32,
@@ -98,7 +118,7 @@ def build(out: Path) -> None:
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
         },
-        projection_dim=PROJECTION_DIM,
+        projection_dim=512 if vit_b_32 else PROJECTION_DIM,
     )
     torch.manual_seed(0)
     model = CLIPModel(config).eval()
@@ -108,6 +128,6 @@ def build(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_tiny_clip.py OUT_DIR")
-    build(Path(sys.argv[1]))
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--vit-b-32"]):
+        sys.exit("usage: make_tiny_clip.py OUT_DIR [--vit-b-32]")
+    build(Path(sys.argv[1]), vit_b_32=len(sys.argv) == 3)

@@ -23,6 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, help="seed of a random-init model, so restarts serve the same weights (default 0)"
     )
+    p.add_argument(
+        "--engine",
+        choices=["torch", "onnx"],
+        help="what runs the model: torch, or onnx (ONNX Runtime; the towers are exported once per weights "
+        "revision and cached) (default torch)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs (default auto: the GPU when there is one)",
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8000)")
     p.add_argument(
@@ -70,14 +81,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vendor_server.app import create_app
-    from vendor_server.encoder import Encoder
+    from vendor_server.engines import open_encoder
     from vendor_server.errors import VendorCliError
     from vendor_server.ledger import is_postgres_url, open_ledger
     from vendor_server.settings import load_settings
 
     overrides = {
         k: v
-        for k in ("model", "pretrained", "seed", "host", "port", "db", "workers")
+        for k in ("model", "pretrained", "seed", "engine", "device", "host", "port", "db", "workers")
         if (v := getattr(args, k)) is not None
     }
     settings = load_settings(**overrides)
@@ -102,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
             **common,
         )
         return 0
-    encoder = Encoder(settings.model, settings.pretrained_source(), settings.seed)
+    encoder = open_encoder(settings)
     uvicorn.run(create_app(settings, encoder, ledger), access_log=args.log_level == "debug", **common)
     return 0

@@ -42,7 +42,7 @@ from vendor_server.api_errors import (
     validation_message,
 )
 from vendor_server.auth import Caller
-from vendor_server.deps import ServiceDep
+from vendor_server.deps import ServiceDep, ServiceState
 from vendor_server.images import ImageLimits, InspectedImage, inspect_image
 from vendor_server.ledger import KeyRecord
 from vendor_server.ledger.errors import BudgetExceeded, LedgerError
@@ -128,24 +128,18 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
                 text_rows, image_rows = await asyncio.gather(
                     batcher.encode("text", [text for _, text in texts]), batcher.encode("image", decoded)
                 )
+                usage = EmbeddingUsage(
+                    images=len(images),
+                    texts=len(texts),
+                    queries=queries,
+                    prompt_tokens=queries,
+                    total_tokens=queries,
+                    remaining=charge.remaining,
+                )
                 rows = _in_input_order(texts, text_rows, images, image_rows)
-                response = EmbeddingResponse(
-                    model=card.id,
-                    model_revision=card.revision,
-                    data=[
-                        EmbeddingData(index=i, embedding=encode_vector(row, req.vector_format()))
-                        for i, row in enumerate(rows)
-                    ],
-                    usage=EmbeddingUsage(
-                        images=len(images),
-                        texts=len(texts),
-                        queries=queries,
-                        prompt_tokens=queries,
-                        total_tokens=queries,
-                        remaining=charge.remaining,
-                    ),
-                ).model_dump_json()
-                await asyncio.to_thread(ledger.complete, request_id, response)
+                # encoding 64 rows as JSON takes milliseconds: on a thread, with the ledger write that follows it,
+                # so the event loop meanwhile reads and decodes the next requests
+                response = await asyncio.to_thread(_answer, service, request_id, rows, req.vector_format(), usage)
             except BaseException as exc:
                 ledger.refund(request_id)
                 if isinstance(exc, Exception) and not isinstance(exc, LedgerError):  # the ledger's: 503
@@ -156,6 +150,21 @@ async def embeddings(request: Request, key: Caller, service: ServiceDep) -> Resp
     service.metrics.queries_charged.labels("text").inc(len(texts))
     service.metrics.queries_charged.labels("image").inc(queries - len(texts))
     return Response(response, media_type="application/json")
+
+
+def _answer(
+    service: ServiceState, request_id: str, rows: list[np.ndarray], vector_format: str, usage: EmbeddingUsage
+) -> str:
+    """The response body, recorded in the ledger as this request's (what a replay answers)."""
+    card = service.card
+    response = EmbeddingResponse(
+        model=card.id,
+        model_revision=card.revision,
+        data=[EmbeddingData(index=i, embedding=encode_vector(row, vector_format)) for i, row in enumerate(rows)],
+        usage=usage,
+    ).model_dump_json()
+    service.ledger.complete(request_id, response)
+    return response
 
 
 def _require_json(request: Request) -> None:

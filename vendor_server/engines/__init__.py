@@ -1,0 +1,44 @@
+"""The engines that run the served model's forward passes, and which one a server uses.
+
+``torch`` (:class:`vendor_server.encoder.Encoder`) is the reference; ``onnx``
+(:class:`vendor_server.engines.onnx.OnnxEncoder`) runs an export of the same weights in ONNX Runtime,
+checked against torch at start-up. ``auto`` devices are the GPU when torch sees one, else the CPU.
+Imports are deferred so that importing this package (the preprocessing, say) loads no runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vendor_server.encoder import Encoder
+    from vendor_server.settings import VendorSettings
+
+ENGINES = ("torch", "onnx")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a setting of :data:`DEVICES`; ``cuda`` without a GPU is the operator's error."""
+    import torch
+
+    from vendor_server.errors import VendorCliError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise VendorCliError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return device
+
+
+def open_encoder(settings: VendorSettings) -> Encoder:
+    """The encoder ``settings`` ask for: its model, weights, engine and device."""
+    from vendor_server.encoder import Encoder
+
+    args = (settings.model, settings.pretrained_source(), settings.seed, resolve_device(settings.device))
+    if settings.engine == "torch":
+        return Encoder(*args)
+    from vendor_server.engines.onnx import OnnxEncoder
+
+    cache = Path(settings.engine_cache_dir) if settings.engine_cache_dir else None
+    return OnnxEncoder(*args, cache_dir=cache)
