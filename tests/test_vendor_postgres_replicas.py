@@ -227,9 +227,10 @@ def test_postgres_stopped_mid_load_answers_503_charges_nothing_unanswered_and_re
     key_id, secret = cluster.create_key(budget=100_000)
     with Load(cluster, secret, resend=False) as load:
         time.sleep(2)
+        cluster.postgres.stop()  # returns once the server is down (pg_ctl -w): a fast shutdown takes a while
         stopped = time.monotonic()
-        cluster.postgres.stop()
         time.sleep(3)
+        restarting = time.monotonic()  # the server accepts connections before pg_ctl -w returns
         cluster.postgres.start()
         restarted = time.monotonic()
         deadline = restarted + 30
@@ -239,9 +240,9 @@ def test_postgres_stopped_mid_load_answers_503_charges_nothing_unanswered_and_re
                 if sum(1 for _, when, status, _ in load.answers if when > restarted + 0.5 and status == 200) >= 10:
                     break
     statuses = Counter(status for _, _, status, _ in load.answers)
-    # sent once PostgreSQL was down and answered before it came back: nothing can be charged, so 503 (a
-    # request charged just before the stop may still be answered 200 while its batch runs)
-    during = Counter(status for sent, when, status, _ in load.answers if stopped + 0.5 < sent and when < restarted)
+    # sent once PostgreSQL was down and answered before it was started again: nothing can be charged, so
+    # 503 (a request charged just before the stop may still be answered 200 while its batch runs)
+    during = Counter(status for sent, when, status, _ in load.answers if stopped < sent and when < restarting)
     resumed = next((when for _, when, status, _ in load.answers if when > restarted and status == 200), None)
     used, charged, events = cluster.settled_books(key_id)
     print(
