@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from client_distill.errors import UsageError, Vl2vError
-from client_distill.report import premises
+from client_distill.report import convergence, premises
 from client_distill.train.model_selection import mean_se, select
 from client_distill.train.run_reader import DONE_FILE, RunReader, is_search_candidate
 
@@ -49,6 +49,7 @@ class Result:
     queries_eval_images: int
     args: dict[str, Any]
     hparams: dict[str, Any]  # as the run resolved them
+    rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
 
     @property
     def row(self) -> tuple[str, str, float]:
@@ -90,6 +91,7 @@ def collect(runs: str | Path) -> list[Result]:
             queries_eval_images=paid["queries_eval_images"],
             args=args,
             hparams=r["hparams"],
+            rise=convergence.last_quarter_rise(records),
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -198,6 +200,9 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
             lines.append(
                 f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |"
             )
+        lines += convergence.section(
+            {m: [r.rise for r in rs if r.method == m] for m in sorted({r.method for r in rs} - {"zero_shot"})}
+        )
         lines += efficiency(rs, rows, domains)
         lines += search_table(rs)
         lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))

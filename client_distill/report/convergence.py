@@ -1,0 +1,62 @@
+"""Whether a run had converged in domain when it stopped: the rise of its source-validation accuracy over
+the last quarter of its steps (of its last stage, for two-stage methods), as the slope of a least-squares
+line through that quarter's checkpoints times the quarter's length, in points.
+
+The calibration's convergence rule (``docs/results/calibration.md``) calls a run converged when that rise
+is within :data:`FLAT_POINTS`: a line fitted through the checkpoints, not the last minus the first one, so
+that the noise of one evaluation on a few hundred validation images does not decide it. Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: the rule's threshold: a rise (or fall) over the last quarter within this many points is flat
+FLAT_POINTS = 1.0
+
+
+def last_quarter_rise(records: Sequence[dict[str, Any]]) -> float | None:
+    """The source-validation rise (points) over the last quarter of the last stage's steps, or None
+    when that quarter holds fewer than two checkpoints."""
+    checkpoints = [r for r in records if r.get("model") == "checkpoint" and r.get("source_val_acc") is not None]
+    if not checkpoints:
+        return None
+    stage = max(int(r.get("stage_index") or 0) for r in checkpoints)
+    points = [
+        (float(r.get("stage_step", r["step"])), 100 * float(r["source_val_acc"]))
+        for r in checkpoints
+        if int(r.get("stage_index") or 0) == stage
+    ]
+    end = max(s for s, _ in points)
+    quarter = [(s, v) for s, v in points if s >= 0.75 * end]
+    if len(quarter) < 2:
+        return None
+    steps, values = (np.array(x) for x in zip(*quarter, strict=True))
+    slope = np.polyfit(steps, values, 1)[0]
+    return float(slope * (end - steps.min()))
+
+
+def section(rises: dict[str, list[float | None]]) -> list[str]:
+    """Markdown rows per method: how many runs, their mean and largest rise, how many are flat."""
+    lines = [
+        "",
+        "### Convergence in domain (source validation over the last quarter of each run's steps)",
+        "",
+        f"Rise of a least-squares line through the last quarter's checkpoints, in points; flat = within "
+        f"±{FLAT_POINTS:g} (`client_distill/report/convergence.py`).",
+        "",
+        "| Method | runs | mean rise | largest rise | flat |",
+        "|---|---|---|---|---|",
+    ]
+    for method, values in sorted(rises.items()):
+        known = [v for v in values if v is not None]
+        if not known:
+            lines.append(f"| {method} | {len(values)} | – | – | – |")
+            continue
+        flat = sum(abs(v) <= FLAT_POINTS for v in known)
+        largest = max(known, key=abs)
+        lines.append(f"| {method} | {len(values)} | {np.mean(known):+.1f} | {largest:+.1f} | {flat} of {len(known)} |")
+    return lines

@@ -1,0 +1,42 @@
+"""The in-domain convergence check of the report (client_distill/report/convergence.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from client_distill.report.convergence import last_quarter_rise, section
+
+
+def curve(values: list[float], stage: int = 0, every: int = 10) -> list[dict]:
+    return [
+        {"model": "checkpoint", "step": every * (i + 1), "stage_index": stage, "stage_step": every * (i + 1),
+         "source_val_acc": v}
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_a_curve_still_rising_over_its_last_quarter_is_measured_as_rising() -> None:
+    # 0.50 .. 0.89 in steps of 0.01 (40 checkpoints, 10 steps apart): the last quarter (steps 300..400)
+    # rises 0.01 per checkpoint over 100 steps, i.e. 10 points
+    rise = last_quarter_rise(curve([0.5 + 0.01 * i for i in range(40)]))
+    assert rise == pytest.approx(10.0, abs=1e-6)
+
+
+def test_a_noisy_plateau_is_flat_though_its_last_checkpoint_is_its_lowest() -> None:
+    plateau = [0.9, 0.91, 0.89, 0.91, 0.9, 0.91, 0.89, 0.9, 0.91, 0.885]
+    rise = last_quarter_rise(curve([0.3, 0.6, 0.8, *plateau * 3]))
+    assert rise is not None and abs(rise) <= 1.0
+
+
+def test_a_two_stage_run_is_judged_on_its_last_stage_and_a_short_run_on_nothing() -> None:
+    first = curve([0.2, 0.4, 0.6, 0.8], stage=0)
+    second = curve([0.9] * 8, stage=1)
+    assert last_quarter_rise(first + second) == pytest.approx(0.0, abs=1e-9)
+    assert last_quarter_rise(curve([0.5])) is None
+    assert last_quarter_rise([{"model": "swad", "source_val_acc": 0.9}]) is None
+
+
+def test_the_section_counts_flat_runs_per_method() -> None:
+    text = "\n".join(section({"erm": [0.4, -0.2, 3.0], "kd": [None]}))
+    assert "| erm | 3 | +1.1 | +3.0 | 2 of 3 |" in text
+    assert "| kd | 1 | – | – | – |" in text
