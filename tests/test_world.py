@@ -206,3 +206,18 @@ def test_each_medium_draws_a_class_with_another_class_look():
     assert np.mean([a["habitat"] == habitat for a in attrs]) > TYPICAL - 0.1
     assert np.mean([a["colour"] in palette for a in attrs]) > TYPICAL - 0.1
     assert convention("cartoon") != convention("art_painting")
+
+
+def test_a_context_rich_corpus_names_colour_and_habitat_in_every_caption_that_can_show_them():
+    """The teacher-corpus knob of the calibration (vl2v-vendor pretrain --context-said): with 1 every
+    photo caption names the colour and the habitat, with 0 none does, and the random draws are the same."""
+    attrs = render("elephant", "photo", np.random.default_rng(3), size=16)[1]
+    always = [caption("elephant", "photo", attrs, np.random.default_rng(k), context=1.0) for k in range(50)]
+    never = [caption("elephant", "photo", attrs, np.random.default_rng(k), context=0.0) for k in range(50)]
+    usual = [caption("elephant", "photo", attrs, np.random.default_rng(k)) for k in range(50)]
+    from shared.world.context import HABITATS
+
+    habitat_words = HABITATS[attrs["habitat"]].phrases
+    assert all(attrs["colour"] in c and any(h in c for h in habitat_words) for c in always)
+    assert not any(any(h in c for h in habitat_words) for c in never)
+    assert 0 < sum(any(h in c for h in habitat_words) for c in usual) < 50

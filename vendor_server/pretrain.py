@@ -196,7 +196,8 @@ def pretrain(out: Path, cfg: PretrainConfig, stop_after: int | None = None, log=
             idx = torch.from_numpy(rng.choice(n, cfg.batch_size, replace=False))
             images = _augment(normalise(pool["images"][idx]), gen, max(1, cfg.size // 16))
             captions = [
-                caption(CLASS_NAMES[pool["labels"][i]], pool["styles"][i], pool["attrs"][i], rng) for i in idx.tolist()
+                caption(CLASS_NAMES[pool["labels"][i]], pool["styles"][i], pool["attrs"][i], rng, cfg.context_said)
+                for i in idx.tolist()
             ]
             texts = tokenizer(captions + _class_prompts(rng))
             for g in opt.param_groups:

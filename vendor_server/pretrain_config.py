@@ -28,3 +28,6 @@ class PretrainConfig:
     #: everything but sketches or paintings of only some things. Which cells is fixed by the style and
     #: class alone (not by ``seed``), so every stage of a recipe sees the same ones.
     cell_coverage: float = 1.0
+    #: how often a caption names the object's colour and its habitat where the style shows them (None:
+    #: the corpus's usual 0.6 and 0.3, :mod:`shared.world.captions`)
+    context_said: float | None = None

@@ -68,9 +68,16 @@ def _article(words: str) -> str:
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
-def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator) -> str:
+#: how often a caption names the object's colour and its habitat, where the style shows them
+COLOUR_SAID, HABITAT_SAID = 0.6, 0.3
+
+
+def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator, context: float | None = None) -> str:
     """One caption for an image of ``class_name`` in ``style`` with attributes ``attrs`` (as
-    returned by :func:`shared.world.render`), e.g. ``"a pencil sketch of a small fish on the left"``."""
+    returned by :func:`shared.world.render`), e.g. ``"a pencil sketch of a small fish on the left"``.
+    ``context``: how often it names the colour and the habitat where they show, instead of
+    :data:`COLOUR_SAID` and :data:`HABITAT_SAID` (a corpus whose captions describe the context more, so the
+    teacher's image embedding must carry it; the random draws stay the same either way)."""
     synonyms = CLASS_SYNONYMS.get(class_name, ())
     name = synonyms[rng.integers(len(synonyms))] if synonyms and rng.random() < 0.25 else class_name
     phrases = STYLE_PHRASES[style]
@@ -79,14 +86,14 @@ def caption(class_name: str, style: str, attrs: dict, rng: np.random.Generator) 
     size = "small" if attrs["scale"] < 0.6 else "large" if attrs["scale"] > 0.78 else None
     if size and rng.random() < 0.5:
         adjectives.append(_SIZES[size][rng.integers(3)])
-    if STYLES[style].shows_colour and rng.random() < 0.6:
+    if STYLES[style].shows_colour and rng.random() < (COLOUR_SAID if context is None else context):
         adjectives.append(attrs["colour"])
     noun = _article(" ".join([*adjectives, name]))
     extras = []
     side = "left" if attrs["x"] < 0.4 else "right" if attrs["x"] > 0.6 else None
     if side and rng.random() < 0.3:
         extras.append(_PLACES[side][rng.integers(2)])
-    if STYLES[style].shows_habitat and rng.random() < 0.3:
+    if STYLES[style].shows_habitat and rng.random() < (HABITAT_SAID if context is None else context):
         phrases = HABITATS[attrs["habitat"]].phrases
         extras.append(phrases[rng.integers(len(phrases))])
     if attrs["occluded"] and rng.random() < 0.4:

@@ -63,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"everything but sketches of only some things (default: {d.cell_coverage})",
     )
     p.add_argument(
+        "--context-said",
+        type=float,
+        default=d.context_said,
+        metavar="P",
+        help="how often a caption names the object's colour and its habitat where the style shows them "
+        "(default: 0.6 and 0.3)",
+    )
+    p.add_argument(
         "--aux-weight",
         type=float,
         default=d.aux_weight,
@@ -100,10 +108,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         or cfg.per_cell < 1
         or min(cfg.ce_weight, cfg.aux_weight) < 0
         or not 0 < cfg.cell_coverage <= 1
+        or not 0 <= (cfg.context_said if cfg.context_said is not None else 0) <= 1
     ):
         raise VendorCliError(
             "--steps and --per-cell must be ≥ 1, --batch-size ≥ 2, --ce-weight and --aux-weight ≥ 0, "
-            "--cell-coverage in (0, 1]"
+            "--cell-coverage in (0, 1], --context-said in [0, 1]"
         )
     unknown = [s for s in (cfg.ce_styles or "").split(",") if s and s not in STYLE_NAMES]
     if unknown:
