@@ -203,6 +203,16 @@ def test_sweep_buys_its_teacher_sets_once_per_distinct_image(vendor_server, tmp_
     )  # every "out" split, the target's "in"
     assert results["zero_shot"].queries_eval_images == scored
 
+    # the same sweep resumed against other weights: its finished runs are not mixed with a new teacher
+    manifest = next(s for s in sets if json.loads((s / "manifest.json").read_text())["n_images"] == 7) / "manifest.json"
+    meta = json.loads(manifest.read_text())
+    assert meta["model_revision"]  # the vendor states its revision, and the set kept it
+    manifest.write_text(json.dumps({**meta, "model_revision": "0" * 12}))
+    for done in (tmp_path / "runs").glob("*/done"):
+        done.unlink()
+    with pytest.raises(UsageError, match=f"bought from model revision {'0' * 12}, but the vendor now serves"):
+        run_sweep(load_config(config), workers=1)
+
 
 def fake_run(
     root: Path,

@@ -17,6 +17,7 @@ once (:mod:`client_distill.sweep.local`), given its RunSpec directly (:mod:`clie
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import as_completed
 from pathlib import Path
@@ -44,13 +45,33 @@ def buy_teacher_sets(orders: dict[str, PurchaseOrder], needed: set[str], vendor:
     """Buy every needed teacher set not complete yet from ``vendor``, one at a time, each in a process
     of its own (output to the set's ``log.txt``): sets of a sweep overlap, and two concurrent purchases
     could both miss the client cache for the same image and pay for it twice; one after the other,
-    every image is paid for once."""
+    every image is paid for once. A complete set bought from other weights than the vendor serves now
+    is refused: the sweep's runs would learn from two teachers (and a zero-shot run would score the old
+    one)."""
     todo = [out for out in orders if out in needed and not _complete(Path(out))]
+    bought = [out for out in orders if out in needed and out not in todo]
+    if bought:
+        _refuse_other_revisions(bought, vendor)
     with RunPool(1) as pool:
         for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
             status = pool.submit(purchase_job, (orders[out], vendor), Path(out), 0).result()
             if status != 0 or not _complete(Path(out)):
                 raise UsageError(f"buying teacher set {out} failed; see {out}/log.txt")
+
+
+def _refuse_other_revisions(teacher_sets: list[str], vendor: VendorConfig) -> None:
+    async def served() -> str | None:
+        async with vendor.open_adapter() as adapter:
+            return adapter.revision
+
+    now = asyncio.run(served())
+    for out in teacher_sets:
+        then = json.loads((Path(out) / "manifest.json").read_text()).get("model_revision")
+        if now is not None and then is not None and then != now:
+            raise UsageError(
+                f"teacher set {out} was bought from model revision {then}, but the vendor now serves {now}: "
+                "resume this sweep against the weights it started with, or start it in a new folder"
+            )
 
 
 def _complete(teacher_set: Path) -> bool:
