@@ -36,7 +36,7 @@ def test_a_two_stage_run_is_judged_on_its_last_stage_and_a_short_run_on_nothing(
     assert last_quarter_rise([{"model": "swad", "source_val_acc": 0.9}]) is None
 
 
-def test_the_section_counts_flat_runs_per_method() -> None:
-    text = "\n".join(section({"erm": [0.4, -0.2, 3.0], "kd": [None]}))
-    assert "| erm | 3 | +1.1 | +3.0 | 2 of 3 |" in text
+def test_the_section_counts_runs_that_stopped_rising_per_method() -> None:
+    text = "\n".join(section({"erm": [0.4, -5.2, 3.0], "kd": [None]}))
+    assert "| erm | 3 | -0.6 | +3.0 | 2 of 3 |" in text  # a fall is not learning: converged
     assert "| kd | 1 | – | – | – |" in text
