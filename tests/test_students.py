@@ -89,6 +89,21 @@ def test_committed_photo_student_loads() -> None:
         assert student(torch.randn(2, 3, 64, 64)).shape == (2, 512)
 
 
+def test_the_calibrated_worlds_student_knows_photos_and_not_the_other_styles() -> None:
+    """vl2v-photo-half, the frozen world's student (docs/results/calibration.md): the ImageNet stand-in,
+    pretrained on photos only, so its own classifier is good on photos and poor on sketches."""
+    student = create_student("vl2v-photo-half").eval()
+    assert student.feature_dim == 256 and student.input_size == 64
+    ckpt = torch.load(
+        Path(__file__).parents[1] / "client_distill" / "train" / "weights" / "vl2v-photo-half.pt", weights_only=False
+    )
+    assert ckpt["meta"]["config"]["styles"] == ["photo"]
+    accuracy = ckpt["meta"]["style_accuracy"]
+    assert accuracy["photo"] > 0.9 and accuracy["sketch"] < 0.3
+    with torch.no_grad():
+        assert student(torch.randn(2, 3, 64, 64)).shape == (2, 256)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="extra vl2v[efficientnet] not installed"
 )
