@@ -91,3 +91,21 @@ def test_a_flat_curve_recommends_buying_nothing_more():
     assert abs(params[0] - 0.7) < 1e-3
     target, why = recommend(params, pilot=80, most=10_000, min_gain=0.5)
     assert target == 80 and why.startswith("buy nothing more")
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--max-queries", "0"), "--max-queries"),
+        (("--max-queries", "50", "--fractions", "half"), "--fractions"),
+        (("--max-queries", "50", "--pilot", "1.5"), "--pilot"),
+        (("--max-queries", "50", "--fractions", "0.5,2"), "--fractions"),
+        (("--max-queries", "50", "--domains", "photo"), "two or more --domains"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_and_buy_nothing(data, tmp_path, capsys, flags, words):
+    argv = ["plan", "--data", str(data), "--out", str(tmp_path / "plan"), "--cache", str(tmp_path / "cache")]
+    assert vl2v([*argv, "--vendor-url", "http://127.0.0.1:9", "--api-key", "k", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists()
