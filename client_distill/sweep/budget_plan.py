@@ -26,7 +26,7 @@ from client_distill.buy.vendor import VendorConfig
 from client_distill.data.datasets import Sample, open_dataset
 from client_distill.errors import UsageError
 from client_distill.sweep.budget_curve import bootstrap_fits, fit_curve, plan_sizes, recommend, table
-from client_distill.train.probe import student_features
+from client_distill.train.probe import fit_teacher_map, student_features
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,11 @@ def short_run(
     text: torch.Tensor,
     steps: int,
 ) -> float:
-    """Accuracy on ``test`` of a linear map from student features to teacher embeddings (cosine loss,
-    ``steps`` full-batch Adam steps, seeded), classifying by the nearest class prompt embedding."""
-    mean, std = train_x.mean(0), train_x.std(0, unbiased=False) + 1e-6
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        linear = torch.nn.Linear(train_x.shape[1], train_t.shape[1])
-    optimizer = torch.optim.Adam(linear.parameters(), lr=1e-2)
-    z = (train_x - mean) / std
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = 1 - torch.nn.functional.cosine_similarity(linear(z), train_t).mean()
-        loss.backward()
-        optimizer.step()
+    """Accuracy on ``test`` of :func:`~client_distill.train.probe.fit_teacher_map` trained on ``train``,
+    classifying by the nearest class prompt embedding."""
+    model = fit_teacher_map(train_x, train_t, steps)
     with torch.no_grad():
-        predicted = torch.nn.functional.normalize(linear((test_x - mean) / std), dim=1) @ text.T
+        predicted = torch.nn.functional.normalize(model(test_x), dim=1) @ text.T
     return float((predicted.argmax(1) == test_y).float().mean())
 
 
