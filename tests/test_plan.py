@@ -47,6 +47,12 @@ def test_plan_stays_in_budget_and_reruns_and_embed_pay_nothing_twice(vendor_serv
     assert vendor_used(vendor_server, key) == 3 + 12
     assert vl2v(plan_args(vendor_server, key, data, cache, out, 100)) == 0
     assert vendor_used(vendor_server, key) == 3 + 12  # the rerun paid nothing
+    # the stop rule per unit of price, on the same (finished) short runs: a price no gain is worth
+    assert vl2v([*plan_args(vendor_server, key, data, cache, out, 100), "--min-gain-per-price", "1e9"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["min_gain"] == pytest.approx(1e9 * 1000 * plan["price_per_query"])
+    assert plan["recommendation"]["why"].startswith("buy nothing more")
+    assert vendor_used(vendor_server, key) == 3 + 12
     # the full purchase, same seed and split, pays only for the images the pilot did not buy
     done = run_embed(vendor_server.url, key, data, cache, tmp_path / "set", 27)
     assert done.returncode == 0, done.stderr

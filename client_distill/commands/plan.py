@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument(
         "--min-gain", type=float, default=0.5, help="stop rule: points of accuracy 1,000 more queries must gain"
     )
+    p.add_argument(
+        "--min-gain-per-price",
+        type=float,
+        default=None,
+        help="stop rule per unit of price instead (points per unit of the card's price_per_query spent)",
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the curve fit (default 200)")
     p.add_argument("--out", required=True, help="plan folder to write")
     p.add_argument(
@@ -67,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         fractions=fractions,
         steps=args.steps,
         min_gain=args.min_gain,
+        min_gain_per_price=args.min_gain_per_price,
         bootstrap=args.bootstrap,
     )
     print(format_plan(plan_budget(order, vendor_config(args))))

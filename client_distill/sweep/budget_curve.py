@@ -119,8 +119,8 @@ def recommend(params: Params, pilot: int, most: int, min_gain: float) -> tuple[i
     if stop <= pilot:
         return pilot, (
             f"buy nothing more: past the pilot's {pilot} images, 1,000 queries gain "
-            f"{marginal_gain(pilot, params):.2f} points (< --min-gain {min_gain})"
+            f"{marginal_gain(pilot, params):.2f} points (< the stop rule's {min_gain:.3g})"
         )
     target = int(min(math.ceil(stop), most))
-    why = "the budget's or the dataset's limit" if target == most else f"the gain falls to {min_gain} points/1,000"
+    why = "the budget's or the dataset's limit" if target == most else f"the gain falls to {min_gain:.3g} points/1,000"
     return target, f"buy up to {target} images in all ({target - pilot} more than the pilot): {why}"

@@ -49,6 +49,8 @@ class PlanOrder:
     steps: int = 100
     #: the stop rule: points of proxy accuracy that 1,000 more queries must still gain
     min_gain: float = 0.5
+    #: the stop rule per unit of price instead: points that 1,000 more queries must gain per unit of their cost
+    min_gain_per_price: float | None = None
     bootstrap: int = 200
 
 
@@ -166,14 +168,19 @@ def _decide(order: PlanOrder, points: list[dict], pilot: int, most: int, texts: 
     fits = bootstrap_fits(n, accuracy, order.bootstrap, order.seed)
     price = pilot_set.meta.get("model_card", {}).get("price_per_query")
     most = max(most, pilot)
-    target, why = recommend(params, pilot, most, order.min_gain)
+    min_gain = order.min_gain
+    if order.min_gain_per_price is not None:
+        if not price:
+            raise UsageError("--min-gain-per-price needs a price: the vendor's /v1/models states no price_per_query")
+        min_gain = order.min_gain_per_price * 1000 * price  # 1,000 queries cost 1,000 × price
+    target, why = recommend(params, pilot, most, min_gain)
     return {
         "pilot": {"image_queries": pilot, "texts": texts, "teacher_set": str(Path(order.out) / "pilot")},
         "price_per_query": price,
         "curve": {"form": "a - b * n^-c", "a": params[0], "b": params[1], "c": params[2]},
         "points": points,
         "table": [asdict(r) for r in table(params, fits, plan_sizes(pilot, most), texts, price)],
-        "min_gain": order.min_gain,
+        "min_gain": min_gain,
         "recommendation": {"image_queries": target, "queries": target + texts, "buy_more": target > pilot, "why": why},
     }
 
