@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "client_distill.commands.embed",
     "client_distill.commands.cache",
     "client_distill.commands.distill",
+    "client_distill.commands.plan",
     "client_distill.commands.sweep",
     "client_distill.commands.report",
     "client_distill.commands.export",

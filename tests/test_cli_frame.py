@@ -74,7 +74,7 @@ def test_every_command_that_takes_an_api_key_takes_a_key_file():
         for path, parser in commands(parsers()["vl2v"], ())
         if "--api-key" in parser._option_string_actions
     }
-    assert with_key == dict.fromkeys(["embed", "cache stats", "distill", "export", "demo"], True)
+    assert with_key == dict.fromkeys(["embed", "cache stats", "distill", "plan", "export", "demo"], True)
 
 
 @pytest.mark.parametrize("prog", sorted(MAINS))

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from shape_drawings import make_dataset
+from test_embed_e2e import ROOT, client_ledger, embed_cmd, run_embed, vendor_used, wait_for_usage
 
-from client_distill.buy.embed import make_plan
+from client_distill.buy.embed import make_plan, source_samples
 from client_distill.buy.selection import kcenter_order, order_samples
-from client_distill.data.datasets import Sample
+from client_distill.buy.teacher_set import TeacherSet
+from client_distill.data.datasets import Sample, open_dataset
 from client_distill.errors import UsageError
 from client_distill.train.probe import student_features
 from client_distill.train.students import create_student, save_student
@@ -96,3 +102,33 @@ def test_a_vendor_that_prices_by_size_is_planned_at_its_price(tmp_path):
     plan = make_plan(["dog"], ["a photo of a {}"], pool, views=2, budget=28, price=price)
     assert plan.images == [(pool[0], 0), (pool[0], 1), (pool[1], 0), (pool[1], 1)] and plan.queries == 28
     assert view_price(tmp_path, 0) is None  # flat pricing: one query a view, no file opened
+
+
+@pytest.mark.slow
+def test_uncertainty_buys_in_rounds_within_budget_and_a_killed_run_resumes_paying_nothing_twice(
+    vendor_server, tmp_path
+):
+    """Against a REAL vendor: `vl2v embed --strategy uncertainty --rounds 3` SIGKILLed in its second round,
+    rerun: the key's usage is the budget exactly, the ledger agrees, and another rerun pays nothing."""
+    data = make_dataset(tmp_path / "shapes", per_class=8)  # 3 classes x 2 domains: 48 images
+    key = vendor_server.create_key(budget=1000, rate_limit=4.0)
+    cache, out = tmp_path / "cache", tmp_path / "set"
+    args = (vendor_server.url, key, data, cache, out, 27, "--strategy", "uncertainty", "--rounds", "3")
+    args += ("--batch-size", "2", "--concurrency", "1")
+    process = subprocess.Popen(embed_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_usage(vendor_server, key, 3 + 8 + 2, process)  # the prompts, round 1's 8 images, round 2 begun
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert vendor_used(vendor_server, key) < 27
+    rerun = run_embed(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert vendor_used(vendor_server, key) == 27 == client_ledger(cache)["paid"]
+    bought = set(TeacherSet.load(out).image_embeddings)
+    assert len(bought) == 24
+    dataset = open_dataset(data)
+    first_24 = order_samples(source_samples(dataset, dataset.domains, "all", 0), "random", 0)[:24]
+    assert bought != {s.path for s in first_24}  # rounds 2 and 3 followed the student, not the shuffle
+    again = run_embed(*args)
+    assert again.returncode == 0, again.stderr
+    assert vendor_used(vendor_server, key) == 27
+    assert json.loads((out / "manifest.json").read_text())["queries"]["paid_this_run"] == 0

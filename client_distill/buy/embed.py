@@ -30,7 +30,7 @@ from tqdm import tqdm
 from client_distill.adapters.base import l2_normalise
 from client_distill.adapters.errors import BudgetExhausted, TransientError, VendorError
 from client_distill.buy.query_ledger import ledger_totals
-from client_distill.buy.selection import FeatureFn, order_samples
+from client_distill.buy.selection import FeatureFn, Ranker, order_samples
 from client_distill.buy.teacher import Teacher
 from client_distill.buy.teacher_set import TeacherSet
 from client_distill.buy.vendor import VendorConfig, open_teacher
@@ -230,26 +230,39 @@ class PurchaseOrder:
     prompts: str | None = None
     split: str = "in"
     seed: int = 0
+    #: ``uncertainty``'s acquisition rounds, each spending an equal share of the budget
+    rounds: int = 4
 
 
 #: how a purchase gets the student's features for ``kcenter``: ``(dataset root, student name or None)`` →
 #: :data:`~client_distill.buy.selection.FeatureFn` (:func:`client_distill.train.probe.student_features`,
 #: handed in by the caller: buying sits below training)
 StudentFeatures = Callable[[Path, str], FeatureFn]
+#: how a purchase gets the :data:`~client_distill.buy.selection.Ranker` of ``uncertainty``, the same way
+#: (:func:`client_distill.train.probe.uncertainty_ranker`)
+StudentRanker = Callable[[Path, str], Ranker]
 
 
 def buy_teacher_set(
-    order: PurchaseOrder, vendor: VendorConfig, student_features: StudentFeatures | None = None
+    order: PurchaseOrder,
+    vendor: VendorConfig,
+    student_features: StudentFeatures | None = None,
+    student_ranker: StudentRanker | None = None,
 ) -> TeacherSet:
     """Buy ``order`` from ``vendor`` (through its cache: what was bought before is free), write the
     teacher set to ``order.out`` (a partial one too, when the budget, the vendor or Ctrl-C stops the
-    purchase) and print what it cost."""
+    purchase) and print what it cost. ``uncertainty`` buys in ``order.rounds`` rounds, each re-buying the
+    last one's images (cache hits) and then the ones ``student_ranker``'s ranker puts first."""
+    rounds = order.rounds if order.strategy == "uncertainty" else 1
+    if rounds < 1 or (rounds > 1 and student_ranker is None):
+        raise UsageError("the uncertainty strategy needs --rounds ≥ 1 and a student to rank the images by")
     dataset = open_dataset(order.data, order.dataset)
     domains = list(order.domains) if order.domains else dataset.domains
     samples = source_samples(dataset, domains, order.split, order.seed)
     features = None
     if order.strategy == "kcenter" and student_features is not None:
         features = student_features(Path(dataset.root), order.student)
+    ranker = student_ranker(Path(dataset.root), order.student) if rounds > 1 and student_ranker else None
     templates = load_templates(order.prompts)
     # kcenter only needs to order the images the budget can reach (ceil: a last one may be partial);
     # a budget of the prompts alone orders nothing (kcenter would otherwise order every image)
@@ -274,9 +287,6 @@ def buy_teacher_set(
         teacher.adapter.retry.on_wait = lambda text: bar.set_description_str(f"embed: waiting for the vendor: {text}")
         try:
             price = view_price(Path(dataset.root), teacher.pixels_per_query)  # the card, read from the vendor
-            plan = make_plan(dataset.classes, templates, ordered, order.views, order.max_queries, price)
-            bar.total = plan.queries
-            bar.refresh()
             meta = {
                 "vendor": teacher.adapter.name,
                 "vendor_url": vendor.resolved().vendor_url,
@@ -289,7 +299,17 @@ def buy_teacher_set(
                 "seed": order.seed,
                 "budget": order.max_queries,
             }
-            result = buy(teacher, Path(dataset.root), plan, order.seed, meta, save)
+            n_texts = len(dataset.classes) * len(templates)
+            for r in range(1, rounds + 1):
+                budget = order.max_queries - (rounds - r) * max(order.max_queries - n_texts, 0) // rounds
+                plan = make_plan(dataset.classes, templates, ordered, order.views, budget, price)
+                bar.total = teacher.hits + teacher.paid + plan.queries
+                bar.refresh()
+                result = buy(teacher, Path(dataset.root), plan, order.seed, meta, save)
+                bought = list(dict.fromkeys(s for s, _ in plan.images))
+                if ranker is not None and r < rounds and bought:
+                    chosen = {s.path for s in bought}
+                    ordered = [*bought, *ranker(result, bought, [s for s in samples if s.path not in chosen])]
         except BudgetExhausted as exc:
             raise BudgetExhausted(
                 f"{exc}. Everything bought is cached and a partial teacher set is in {order.out}; "

@@ -9,7 +9,10 @@ rerun plan the same purchases (already-bought ones are then cache hits):
   is as balanced as the data allows;
 * ``kcenter`` — greedy k-center (Sener & Savarese, 2018) on the student's pretrained features:
   each next image is the one farthest from all chosen so far, so a small budget covers the
-  feature space instead of its densest region.
+  feature space instead of its densest region;
+* ``uncertainty`` — active acquisition in rounds (``--rounds``): the first round buys in random order, each
+  next one the images the current student is least sure of (a :data:`Ranker`, fitted on what is bought so
+  far; the ranking is a function of the cached embeddings, so a rerun plans the same purchases too).
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from client_distill.buy.teacher_set import TeacherSet
 from client_distill.data.datasets import Sample
 from client_distill.errors import UsageError
 
-STRATEGIES = ("random", "class_balanced", "kcenter")
+STRATEGIES = ("random", "class_balanced", "kcenter", "uncertainty")
 #: computes one feature row per sample (for ``kcenter``)
 FeatureFn = Callable[[Sequence[Sample]], np.ndarray]
+#: orders the images not bought yet, the most worth buying first, given the teacher set bought so far and
+#: the images in it (for ``uncertainty``)
+Ranker = Callable[[TeacherSet, Sequence[Sample], Sequence[Sample]], list[Sample]]
 
 
 def order_samples(
@@ -34,7 +41,7 @@ def order_samples(
     the first ``k`` greedily (the rest follow in random order, as nothing will pay for them)."""
     rng = np.random.default_rng(seed)
     samples = list(samples)
-    if strategy == "random":
+    if strategy in ("random", "uncertainty"):  # uncertainty: the first round's order
         return [samples[i] for i in rng.permutation(len(samples))]
     if strategy == "class_balanced":
         return _round_robin(samples, rng)

@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
     p.add_argument(
         "--strategy", choices=STRATEGIES, default="random", help="order in which images are bought (default random)"
     )
-    p.add_argument("--student", default=RunSpec.student, help="pretrained student whose features kcenter uses")
+    p.add_argument(
+        "--student", default=RunSpec.student, help="pretrained student whose features kcenter and uncertainty use"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=4, help="uncertainty: acquisition rounds, an equal share of the budget each"
+    )
     p.add_argument("--views", type=int, default=1, help="fixed views bought per image (view 0 = the file)")
     p.add_argument("--prompts", default=None, help="file of prompt templates with {} (default: 'a photo of a {}')")
     p.add_argument("--split", choices=("in", "all"), default="in", help="DomainBed 'in' split of each domain, or all")
@@ -39,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction, settings: ClientSettings) -
 def main(args: argparse.Namespace) -> int:
     max_queries = count_flag("--max-queries", args.max_queries, "queries (texts and image views)")
     from client_distill.buy.embed import PurchaseOrder, buy_teacher_set  # torch: flag errors come at once
-    from client_distill.train.probe import student_features
+    from client_distill.train.probe import student_features, uncertainty_ranker
 
     order = PurchaseOrder(
         data=args.data,
@@ -53,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
         prompts=args.prompts,
         split=args.split,
         seed=args.seed,
+        rounds=count_flag("--rounds", args.rounds, "acquisition rounds"),
     )
-    buy_teacher_set(order, vendor_config(args), student_features)
+    buy_teacher_set(order, vendor_config(args), student_features, uncertainty_ranker)
     return 0

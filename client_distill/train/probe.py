@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from client_distill.buy.selection import FeatureFn
+from client_distill.buy.selection import FeatureFn, Ranker
+from client_distill.buy.teacher_set import TeacherSet
 from client_distill.data.datasets import DomainDataset, Sample, class_name
 from client_distill.data.image_store import load_images
 from client_distill.train.augment import normalise, resize
@@ -89,6 +90,50 @@ def fit_linear_probe(
 
     optimizer.step(closure)
     return nn.Sequential(_Standardise(mean, std), linear).eval()
+
+
+def fit_teacher_map(x: torch.Tensor, targets: torch.Tensor, steps: int) -> nn.Module:
+    """A linear map from frozen student features (standardised) to teacher embeddings, ``steps`` full-batch
+    Adam steps on the cosine loss, seeded: the cheapest student that classifies the teacher's way (the
+    nearest class prompt), for ``vl2v plan``'s short runs and the ``uncertainty`` purchase order."""
+    mean, std = x.mean(0), x.std(0, unbiased=False) + 1e-6
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        linear = nn.Linear(x.shape[1], targets.shape[1])
+    optimizer = torch.optim.Adam(linear.parameters(), lr=1e-2)
+    z = (x - mean) / std
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = 1 - nn.functional.cosine_similarity(linear(z), targets).mean()
+        loss.backward()
+        optimizer.step()
+    return nn.Sequential(_Standardise(mean, std), linear).eval()
+
+
+def uncertainty_ranker(root: str | Path, student_name: str | None, steps: int = 100) -> Ranker:
+    """A :data:`~client_distill.buy.selection.Ranker`: fits :func:`fit_teacher_map` on the images bought so
+    far and orders the rest by the entropy of its class prediction (softmax of the teacher's logit scale ×
+    cosine to the class prompts), most uncertain first: the images the current student knows least."""
+    compute = student_features(root, student_name)
+    known: dict[str, np.ndarray] = {}
+
+    def rank(teacher_set: TeacherSet, bought: Sequence[Sample], rest: Sequence[Sample]) -> list[Sample]:
+        missing = [s for s in [*bought, *rest] if s.path not in known]
+        if missing:
+            known.update(zip([s.path for s in missing], compute(missing), strict=True))
+        x = torch.from_numpy(np.stack([known[s.path] for s in [*bought, *rest]]).astype(np.float32))
+        targets = torch.from_numpy(
+            np.stack([teacher_set.image_embeddings[s.path][0] for s in bought]).astype(np.float32)
+        )
+        text = nn.functional.normalize(torch.from_numpy(np.asarray(teacher_set.text_embeddings, np.float32)), dim=1)
+        model = fit_teacher_map(x[: len(bought)], targets, steps)
+        with torch.no_grad():
+            predicted = nn.functional.normalize(model(x[len(bought) :]), dim=1)
+            p = torch.softmax(float(teacher_set.meta.get("logit_scale") or 100.0) * predicted @ text.T, dim=1)
+            entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(1).numpy()
+        return [rest[i] for i in np.argsort(-entropy, kind="stable")]
+
+    return rank
 
 
 class _Standardise(nn.Module):
