@@ -120,11 +120,14 @@ def test_uncertainty_buys_in_rounds_within_budget_and_a_killed_run_resumes_payin
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert vendor_used(vendor_server, key) < 27
+    manifest = json.loads((out / "manifest.json").read_text())  # round 1's set, saved before the kill
+    assert (manifest["round"], manifest["rounds"], manifest["complete"]) == (1, 3, False)  # not the whole order
     rerun = run_embed(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert vendor_used(vendor_server, key) == 27 == client_ledger(cache)["paid"]
     bought = set(TeacherSet.load(out).image_embeddings)
     assert len(bought) == 24
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
     dataset = open_dataset(data)
     first_24 = order_samples(source_samples(dataset, dataset.domains, "all", 0), "random", 0)[:24]
     assert bought != {s.path for s in first_24}  # rounds 2 and 3 followed the student, not the shuffle

@@ -106,6 +106,14 @@ def test_teacher_set_names_never_depend_on_credentials(tmp_path):
     assert [s.teacher for s in first] != [
         s.teacher for s in with_key("--vendor-url", "http://127.0.0.1:10", "--api-key", "old-secret")
     ]
+    # uncertainty's rounds name its sets (another number of rounds buys other images); no other strategy's
+    uncertain = {"vendor_args": ["--vendor-url", "http://127.0.0.1:9"], "strategy": "uncertainty", "rounds": 3}
+    cfg = load_config(config)
+    specs, orders = plan_sweep(cfg.model_copy(update={"embed": EmbedConfig(**uncertain)}))
+    assert {(o.strategy, o.rounds) for o in orders.values()} == {("uncertainty", 3)}
+    fewer = plan_sweep(cfg.model_copy(update={"embed": EmbedConfig(**{**uncertain, "rounds": 2})}))[0]
+    assert [s.teacher for s in specs] != [s.teacher for s in fewer]
+    assert "rounds" not in EmbedConfig(vendor_args=["--vendor-url", "http://127.0.0.1:9"]).identity()
     # the key is a secret by construction: in no dump, no repr, no public flag of the config
     embed = EmbedConfig(vendor_args=["--api-key", "s3cret", "--model", "m", "--api-key=s3cret2"])
     assert embed.vendor.flags() == ["--model", "m"] and embed.vendor.secret == "s3cret2"

@@ -278,6 +278,9 @@ def buy_teacher_set(
             bar.refresh()
 
         def save(result: TeacherSet) -> None:
+            # an acquisition round before the last is not the set ordered: a crash in the next round must
+            # leave a set that says so, or a rerun (or a sweep) would take it for the whole purchase
+            result.meta["complete"] = result.meta["complete"] and result.meta.get("round", rounds) == rounds
             result.meta["ledger"] = ledger_totals(teacher.cache, teacher.ledger.account)
             if result.meta["complete"]:
                 result.meta["vendor_usage"] = teacher.vendor_usage()
@@ -305,7 +308,8 @@ def buy_teacher_set(
                 plan = make_plan(dataset.classes, templates, ordered, order.views, budget, price)
                 bar.total = teacher.hits + teacher.paid + plan.queries
                 bar.refresh()
-                result = buy(teacher, Path(dataset.root), plan, order.seed, meta, save)
+                round_meta = {**meta, "round": r, "rounds": rounds} if rounds > 1 else meta
+                result = buy(teacher, Path(dataset.root), plan, order.seed, round_meta, save)
                 bought = list(dict.fromkeys(s for s, _ in plan.images))
                 if ranker is not None and r < rounds and bought:
                     chosen = {s.path for s in bought}

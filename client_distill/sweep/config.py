@@ -48,11 +48,12 @@ class _WithVendor(_Strict):
 class EmbedConfig(_WithVendor):
     """How the sweep buys its teacher sets (``vl2v embed``'s options; ``vendor``: whom from)."""
 
-    strategy: Literal["random", "class_balanced", "kcenter"] = "random"
+    strategy: Literal["random", "class_balanced", "kcenter", "uncertainty"] = "random"
     views: int = Field(1, ge=1)
     cache: str | None = None
     prompts: str | None = None
-    student: str | None = None  # whose features kcenter uses
+    student: str | None = None  # whose features kcenter and uncertainty use
+    rounds: int = Field(4, ge=1)  # uncertainty's acquisition rounds
 
     def buyer(self) -> VendorConfig:
         """The vendor the sets are bought from, through ``cache`` where the section names one."""
@@ -69,6 +70,8 @@ class EmbedConfig(_WithVendor):
             "cache": self.cache,
             "prompts": self.prompts,
             "student": self.student,
+            # only where it changes what is bought, so that the sets of other strategies keep their folders
+            **({"rounds": self.rounds} if self.strategy == "uncertainty" else {}),
         }
 
 

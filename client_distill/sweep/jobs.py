@@ -12,7 +12,7 @@ from client_distill.buy.embed import PurchaseOrder, buy_teacher_set
 from client_distill.buy.vendor import VendorConfig
 from client_distill.errors import Vl2vError
 from client_distill.train.job import distill
-from client_distill.train.probe import student_features
+from client_distill.train.probe import student_features, uncertainty_ranker
 from client_distill.train.runspec import RunSpec
 from shared.cli import call
 
@@ -26,6 +26,6 @@ def purchase_job(order: PurchaseOrder, vendor: VendorConfig) -> int:
     """One teacher set of a sweep, bought from ``vendor`` through its cache."""
 
     def purchase() -> None:
-        buy_teacher_set(order, vendor, student_features)
+        buy_teacher_set(order, vendor, student_features, uncertainty_ranker)
 
     return call("vl2v", purchase, (Vl2vError,))

@@ -58,6 +58,7 @@ class Purchases:
             domains=tuple(domains),
             strategy=e.strategy,
             student=e.student or None,
+            rounds=e.rounds,
             views=e.views,
             prompts=e.prompts or None,
             split=split,
