@@ -41,7 +41,7 @@ from client_distill.train.augment import BatchAugment, normalise
 from client_distill.train.hparams import resolve_hparams
 from client_distill.train.pairing import SourceBatches, SourceDomain, TeacherTable
 from client_distill.train.pretrain_student_config import DEFAULT_ARCH
-from client_distill.train.run import autocast, train_step
+from client_distill.train.run import autocast, precision, train_step
 from client_distill.train.students import create_student
 
 
@@ -57,11 +57,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps per side")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--fp32", action="store_true", help="full precision (as the hparam amp=false)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    amp = device.type == "cuda"
+    amp = not args.fp32  # as a run's default hparams: bf16 where the device has it in hardware
     torch.manual_seed(0)
     bpd, n = args.batch_per_domain, args.images
     batch = args.domains * bpd
@@ -154,7 +155,7 @@ def main() -> None:
             times[name].append(timed(sides[name]))
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
     print(
-        f"device {device}, {torch.get_num_threads()} threads, student {args.student} (random init), {args.size} px, "
+        f"device {device} ({precision(device, amp)}), {torch.get_num_threads()} threads, student {args.student} (random init), {args.size} px, "
         f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median)"
     )
     print(f"{'raw student train step':<36}: {ips['raw']:8.1f} images/s  ({ips['raw'] / batch:.2f} steps/s)")

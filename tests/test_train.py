@@ -26,7 +26,7 @@ from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
 from client_distill.train.augment import resize
 from client_distill.train.model_selection import select
-from client_distill.train.run import Progress, Run, RunSpec, run_distill
+from client_distill.train.run import Progress, Run, RunSpec, native_bf16, precision, run_distill
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
@@ -77,6 +77,7 @@ def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tm
         assert r["source_val_acc"] == pytest.approx(np.mean([r[f"env{i}_out_acc"] for i in sources]))
         assert np.isfinite(r["source_val_loss"]) and np.isfinite(r["loss"])
         assert r["args"]["method"] == "adip" and r["hparams"]["lr"] == 1e-3 and r["queries_texts"] == 2
+        assert r["precision"] == precision(torch.device("cpu"), True)  # what the run computed in, said
     final = [r for r in records if r["model"] != "checkpoint"]
     assert [r["model"] for r in final] == ["best"]  # the smoke profile runs without SWAD
     for i in range(3):
@@ -94,6 +95,15 @@ def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tm
     assert best == select(records) and best["stage"] == "distill" and best["model"] == "best"
     # a finished run is not trained again
     assert run_distill(spec(world, budget=0.5), tmp_path) == best and len(load_records(tmp_path)) == 5
+
+
+def test_amp_is_bf16_only_where_the_hardware_has_it(world, tmp_path):
+    """amp on: bf16 on a CPU with AMX or AVX-512 BF16 (else fp32: emulated bf16 is slower); amp off: fp32,
+    and the record says which."""
+    cpu = torch.device("cpu")
+    assert precision(cpu, False) == "fp32" and precision(cpu, True) == ("bf16" if native_bf16(cpu) else "fp32")
+    run_distill(spec(world, method="erm", hparams={"amp": False}), tmp_path)
+    assert {r["precision"] for r in load_records(tmp_path)} == {"fp32"}
 
 
 @pytest.mark.parametrize("views", [1, 2])

@@ -78,7 +78,7 @@ HPARAMS: dict[str, HParam] = {
     "swad_tolerance_ratio": HParam(
         0.3, lambda v: _is_number(v) and v >= 0, "a number ≥ 0", "SWAD: tolerance over the converged loss"
     ),
-    "amp": _flag(True, "bf16 autocast on CUDA (CPU runs are full precision)"),
+    "amp": _flag(True, "bf16 autocast where the hardware has bf16 (CUDA; CPUs with AMX or AVX-512 BF16), else fp32"),
 }
 DEFAULTS: dict[str, Any] = {name: h.default for name, h in HPARAMS.items()}
 

@@ -136,9 +136,26 @@ def png_bytes(pixels: torch.Tensor) -> list[bytes]:
     return [encode_png(Image.fromarray(img)) for img in pictures]
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: CUDA, or a CPU with AMX or AVX-512 BF16 (oneDNN's
+    bf16 convolutions; measured 1.6x faster than float32 for the default student's training step on
+    this project's 2-core AMX machine). Elsewhere bf16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return True
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes (private API)
+    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def precision(device: torch.device, amp: bool) -> str:
+    """What a run on ``device`` computes in: ``bf16`` (autocast, float32 weights and losses) or ``fp32``."""
+    return "bf16" if amp and native_bf16(device) else "fp32"
+
+
 def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; full precision otherwise (CPU results equal up to numerics)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else contextlib.nullcontext()
+    """bf16 autocast when ``amp`` and the device has bf16 in hardware; full precision otherwise."""
+    if precision(device, amp) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_step(
@@ -403,6 +420,7 @@ class Run:
             "queries_eval_images": self.queries_eval_images,
             "logit_scale": self.logit_scale,
             "world_size": self.world,
+            "precision": precision(self.device, bool(self.hp["amp"])),
             **extra,
             "args": self.spec.to_dict(),
             "hparams": self.hp,
