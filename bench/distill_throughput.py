@@ -155,7 +155,8 @@ def main() -> None:
             times[name].append(timed(sides[name]))
     ips = {name: batch / statistics.median(t) for name, t in times.items()}
     print(
-        f"device {device} ({precision(device, amp)}), {torch.get_num_threads()} threads, student {args.student} (random init), {args.size} px, "
+        f"device {device} ({precision(device, amp)}), {torch.get_num_threads()} threads, "
+        f"student {args.student} (random init), {args.size} px, "
         f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median)"
     )
     print(f"{'raw student train step':<36}: {ips['raw']:8.1f} images/s  ({ips['raw'] / batch:.2f} steps/s)")
