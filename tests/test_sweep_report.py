@@ -121,6 +121,24 @@ def test_teacher_set_names_never_depend_on_credentials(tmp_path):
     assert all("s3cret" not in str(text) for text in shown)
 
 
+def test_more_views_are_points_past_the_budgets_with_sets_of_their_own(tmp_path):
+    """`more_views: [2]`: a cached point at budget 1 whose set buys 2 views of every source image (its own
+    folder and order), for methods that train on teacher images only; older runs keep their names."""
+    embed = {"vendor_args": ["--vendor-url", "http://127.0.0.1:9"]}
+    cfg = load_config(write_config(tmp_path, embed=embed, teacher=None, seeds=[0], budgets=[1.0], more_views=[2]))
+    specs, orders = plan_sweep(cfg.model_copy(update={"methods": ["erm", "adip"]}))
+    points = sorted((s.method, s.budget or 0, s.views or 1) for s in specs)
+    assert points == [("adip", 1.0, 1), ("adip", 1.0, 2), ("erm", 0, 1)]
+    one, two = (next(s for s in specs if s.method == "adip" and s.views == v) for v in (None, 2))
+    assert one.teacher != two.teacher and orders[two.teacher].views == 2
+    assert orders[two.teacher].max_queries - 2 == 2 * (orders[one.teacher].max_queries - 2)  # 2 class prompts
+    assert "views" not in one.to_dict() and two.to_dict()["views"] == 2
+    with pytest.raises(UsageError, match="more_views"):
+        load_config(write_config(tmp_path / "bad", more_views=[1]))
+    with pytest.raises(UsageError, match="embed"):
+        load_config(write_config(tmp_path / "no-embed", more_views=[2]))
+
+
 def test_sweep_buys_only_what_its_methods_use(tmp_path):
     """Planned purchases (nothing is bought here): no set that no run uses; the prompts alone for
     budget-free methods and online runs, nothing for erm-like ones, every image only for zero-shot."""
@@ -233,16 +251,18 @@ def fake_run(
     budget=None,
     mode="cached",
     model="swad",
+    views=None,
 ):
     """A finished run whose output model has source validation ``val`` and target accuracy ``target``;
     a checkpoint before it, with a better target, must not count."""
     test = ["art", "photo", "sketch"].index(domain)
-    out = root / f"{method}-{budget}-{mode}-{domain}-{seed}"
+    out = root / f"{method}-{budget}-{views}-{mode}-{domain}-{seed}"
     out.mkdir(parents=True)
     args = {
         "method": method,
         "seed": seed,
         "budget": budget,
+        **({"views": views} if views else {}),
         "teacher_mode": mode,
         "student": "s",
         "profile": "smoke",
@@ -281,13 +301,15 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     for domain in ("art", "sketch"):
         for seed in (0, 1):
             fake_run(runs, "adip", domain, seed, 0.95, 0.8, 1000, mode="online")  # an online run pays for every step
-    assert len(collect(runs)) == 16
+            fake_run(runs, "adip", domain, seed, 0.9, 0.78, 200, budget=1.0, views=2)  # every image, 2 views each
+    assert len(collect(runs)) == 20
     report = write_report(runs, tmp_path / "report", diagnostics=False).read_text()
     # art: 0.6, 0.8 → 70.0 ± std([.6,.8])/√2 = 10.0; Avg per seed (0.55, 0.75) → 65.0 ± 10.0
     assert "| erm | 70.0 ± 10.0 | 60.0 ± 10.0 | 65.0 ± 10.0 |" in report
     assert "| adip @ 0% | 60.0 ± 5.0 | 60.0 ± 5.0 | 60.0 ± 5.0 |" in report  # seeds 0.55, 0.65
     assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
     assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
+    assert "| adip @ 100% × 2 views | 78.0 ± 0.0 | 78.0 ± 0.0 | 78.0 ± 0.0 |" in report
     # ID vs OOD: ID is the output model's source validation (0.9), OOD the average
     assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report

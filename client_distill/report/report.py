@@ -52,13 +52,22 @@ class Result:
     rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
 
     @property
-    def row(self) -> tuple[str, str, float]:
-        return (self.method, self.teacher_mode, -1.0 if self.budget is None else self.budget)
+    def views(self) -> int:
+        """Views per image of a point past the budgets (``more_views``); 1 elsewhere."""
+        return int(self.args.get("views") or 1)
+
+    @property
+    def row(self) -> Row:
+        return (self.method, self.teacher_mode, -1.0 if self.budget is None else self.budget, self.views)
 
 
-def row_label(row: tuple[str, str, float]) -> str:
-    method, mode, budget = row
-    label = method if budget < 0 else f"{method} @ {budget:.0%}"
+#: a table row: method, teacher mode, budget (−1: none), views per image
+Row = tuple[str, str, float, int]
+
+
+def row_label(row: Row) -> str:
+    method, mode, budget, views = row
+    label = method if budget < 0 else f"{method} @ {budget:.0%}" + (f" × {views} views" if views > 1 else "")
     return label + (" (online)" if mode == "online" else "")
 
 
@@ -210,9 +219,10 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
     return "\n".join(lines)
 
 
-def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: list[str]) -> list[str]:
+def efficiency(rs: list[Result], rows: list[Row], domains: list[str]) -> list[str]:
     """Cached (budget-aware) vs online (every augmented view bought) on the same tasks and seeds: the
-    queries each paid and the OOD accuracy each reached; the cached row is the method's largest budget."""
+    queries each paid and the OOD accuracy each reached; the cached row is the method's largest budget
+    with one view per image."""
     online = [row for row in rows if row[1] == "online"]
     if not online:
         return []
@@ -234,7 +244,7 @@ def efficiency(rs: list[Result], rows: list[tuple[str, str, float]], domains: li
         cached = [r for r in rows if r[0] == row[0] and r[1] == "cached"]
         if not cached:
             continue
-        c_rs = [r for r in rs if r.row == max(cached, key=lambda x: x[2])]
+        c_rs = [r for r in rs if r.row == max(cached, key=lambda x: (x[2], -x[3]))]
         o_rs = [r for r in rs if r.row == row]
         qc, qo = np.mean([r.queries_images for r in c_rs]), np.mean([r.queries_images for r in o_rs])
         ratio = f"{qo / qc:.1f}×" if qc else "∞"

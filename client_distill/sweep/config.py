@@ -112,6 +112,9 @@ class SweepConfig(_WithVendor):
     teachers: dict[float, str] = {}
     methods: list[str]
     budgets: list[float] | None = None
+    #: more points past the largest budget: every source image with this many views bought (view 0 the file,
+    #: the others seeded augmentations), for methods that train on teacher images; needs ``embed``
+    more_views: list[int] = []
     test_domains: Literal["all"] | list[str] = "all"
     seeds: list[int] = [0]
     profile: str = "paper"
@@ -147,10 +150,19 @@ class SweepConfig(_WithVendor):
             raise ValueError("budgets are fractions in [0, 1]")
         return budgets
 
+    @field_validator("more_views")
+    @classmethod
+    def _more_than_one(cls, views: list[int]) -> list[int]:
+        if any(v < 2 for v in views):
+            raise ValueError("more_views are numbers of views per image, each ≥ 2 (1 is the budgets' own)")
+        return views
+
     @model_validator(mode="after")
     def _one_source_of_hparams(self) -> SweepConfig:
         if self.search is not None and self.searched is not None:
             raise ValueError("give either `search` (run it) or `searched` (use an earlier one's choice), not both")
+        if self.more_views and self.embed is None:
+            raise ValueError("more_views needs an `embed` section: the sweep buys those sets itself")
         return self
 
 

@@ -42,13 +42,14 @@ class Purchases:
         self.n_texts = len(dataset.classes) * len(load_templates(cfg.embed.prompts))
         self.orders: dict[str, PurchaseOrder] = {}
 
-    def _set(self, domains: list[str], split: str, seed: int, queries: int) -> str:
+    def _set(self, domains: list[str], split: str, seed: int, queries: int, views: int | None = None) -> str:
         """The folder of one teacher set: named by what determines its embeddings (data, selection,
         views, prompts, the vendor's URL and model where the config names them), never by credentials
         (:meth:`~client_distill.sweep.config.EmbedConfig.identity`), so rotating an API key keeps every
         set and every finished run that uses it."""
         e = self.cfg.embed
-        key = json.dumps([domains, split, seed, queries, e.identity()], sort_keys=True, default=str)
+        views = views or e.views
+        key = json.dumps([domains, split, seed, queries, {**e.identity(), "views": views}], sort_keys=True, default=str)
         out = str(self.root / hashlib.md5(key.encode()).hexdigest())
         self.orders[out] = PurchaseOrder(
             data=str(self.cfg.data),
@@ -59,22 +60,20 @@ class Purchases:
             strategy=e.strategy,
             student=e.student or None,
             rounds=e.rounds,
-            views=e.views,
+            views=views,
             prompts=e.prompts or None,
             split=split,
             seed=seed,
         )
         return out
 
-    def budget_set(self, budget: float, target: str, seed: int) -> str:
+    def budget_set(self, budget: float, target: str, seed: int, views: int | None = None) -> str:
+        """The set of a ``budget`` fraction of the source images, ``views`` views each (None: embed's)."""
         sources = [d for d in self.ds.domains if d != target]
         n_in = sum(len(self.ds.split(d, seed)[0]) for d in sources)
         n_images = int(round(budget * n_in))
-        return (
-            self._set(sources, "in", seed, self.n_texts + self.cfg.embed.views * n_images)
-            if n_images
-            else self.texts_set()
-        )
+        views = views or self.cfg.embed.views
+        return self._set(sources, "in", seed, self.n_texts + views * n_images, views) if n_images else self.texts_set()
 
     def full_set(self) -> str:
         n_all = sum(len(self.ds.samples(d)) for d in self.ds.domains)
@@ -109,17 +108,27 @@ class Planner:
             self.ds.domain_index(d)  # an unknown domain is a user error before anything runs
         return domains
 
-    def teacher_for(self, method: str, mode: str, budget: float | None, domain: str, seed: int) -> str | None:
+    def teacher_for(
+        self, method: str, mode: str, budget: float | None, domain: str, seed: int, views: int | None = None
+    ) -> str | None:
         if budget is not None and float(budget) in self.teachers:
             return self.teachers[float(budget)]
         if self.purchases is None:
             return self.cfg.teacher
         if budget is not None:
-            return self.purchases.budget_set(float(budget), domain, seed)
+            return self.purchases.budget_set(float(budget), domain, seed, views)
         return self.cfg.teacher or self.purchases.unbudgeted_set(method_class(method), mode, domain, seed)
 
     def spec(
-        self, method: str, mode: str, budget: float | None, domain: str, seed: int, hparams: dict, search: dict | None
+        self,
+        method: str,
+        mode: str,
+        budget: float | None,
+        domain: str,
+        seed: int,
+        hparams: dict,
+        search: dict | None,
+        views: int | None = None,
     ) -> RunSpec:
         cfg = self.cfg
         return RunSpec(
@@ -128,7 +137,7 @@ class Planner:
             dataset=cfg.dataset,
             test_domain=domain,
             seed=int(seed),
-            teacher=self.teacher_for(method, mode, budget, domain, int(seed)),
+            teacher=self.teacher_for(method, mode, budget, domain, int(seed), views),
             student=cfg.student,
             pretrained=cfg.pretrained,
             profile=cfg.profile,
@@ -136,6 +145,7 @@ class Planner:
             budget=None if budget is None else float(budget),  # with a per-budget set this labels the run
             teacher_mode=mode,
             search=search,
+            views=views,
         )
 
     def searched_methods(self) -> list[str]:
@@ -176,12 +186,15 @@ class Planner:
                 )
                 if not cls.learns_without_images:  # nothing to learn from 0 image queries
                     budgets = [b for b in budgets if b is None or b > 0]
-                for budget in budgets:
+                points: list[tuple[float | None, int | None]] = [(b, None) for b in budgets]
+                if cls.uses_teacher_images and mode == "cached":
+                    points += [(1.0, v) for v in cfg.more_views]  # every source image, more views of each
+                for budget, views in points:
                     for domain in self.domains(cfg.test_domains):
                         search = chosen.get(method, {}).get(domain)
                         hparams = dict(search["chosen"]) if search else {}
                         for seed in cfg.seeds:
-                            specs.append(self.spec(method, mode, budget, domain, seed, hparams, search))
+                            specs.append(self.spec(method, mode, budget, domain, seed, hparams, search, views))
         return specs
 
 

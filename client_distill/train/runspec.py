@@ -29,6 +29,14 @@ class RunSpec:
     teacher_mode: str = "cached"
     #: the hparam search that chose ``hparams`` (grid, criterion, scores of every candidate), kept with the run
     search: dict[str, Any] | None = None
+    #: views bought per image for this point when more than the sweep's usual (a label of the budget axis: the
+    #: teacher set itself holds the views); None: the set's own
+    views: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as JSON-able values; ``views`` only where set, so that runs named before it existed keep
+        their folders."""
+        out = asdict(self)
+        if out["views"] is None:
+            del out["views"]
+        return out
