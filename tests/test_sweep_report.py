@@ -310,6 +310,9 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
     assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
     assert "| adip @ 100% × 2 views | 78.0 ± 0.0 | 78.0 ± 0.0 | 78.0 ± 0.0 |" in report
+    # paired over (target, seed): adip @ 100% − erm = +15, +5, +25, +15 → 15.0 ± 4.1, t(3) interval, holds
+    assert "| adip @ 100% − erm | 4 | +15.0 ± 4.1 | [+2.0, +28.0] | holds |" in report
+    assert "| adip @ 100% − adip (online) | 4 | +0.0 ± 2.9 | [-9.2, +9.2] | unresolved |" in report
     # ID vs OOD: ID is the output model's source validation (0.9), OOD the average
     assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report

@@ -11,7 +11,7 @@ the paper reports, the verdict is: **holds** (the interval lies on the paper's s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,10 +50,9 @@ class PairedDifference:
         """``| a − b | n | mean ± SE | [low, high] | verdict |``."""
         if self.n < 2:
             return f"| {self.a} − {self.b} | {self.n} | – | – | {self.verdict} |"
-        return (
-            f"| {self.a} − {self.b} | {self.n} | {self.mean:+.1f} ± {self.se:.1f} | "
-            f"[{self.low:+.1f}, {self.high:+.1f}] | {self.verdict} |"
-        )
+        mean, low, high = (round(v, 1) + 0.0 for v in (self.mean, self.low, self.high))  # + 0.0: no "-0.0"
+        interval = f"[{low:+.1f}, {high:+.1f}]"
+        return f"| {self.a} − {self.b} | {self.n} | {mean:+.1f} ± {self.se:.1f} | {interval} | {self.verdict} |"
 
 
 def paired(
@@ -76,3 +75,32 @@ HEADER = [
     "| comparison | cells (target × seed) | mean ± SE (points) | 95 % CI | the paper's direction |",
     "|---|---|---|---|---|",
 ]
+
+
+#: the comparisons the paper makes, as (method a, method b, the paper's direction): ADiP beats ERM, KD and its
+#: one-stage ablation at the same image budget
+PAPER_COMPARISONS = (("adip", "erm", 1), ("adip", "kd", 1), ("adip", "adip_joint", 1))
+
+#: a report row: method, teacher mode, budget (−1: none), views per image
+Row = tuple[str, str, float, int]
+
+
+def comparisons(cells: Mapping[Row, Mapping[Cell, float]], label: Callable[[Row], str]) -> list[PairedDifference]:
+    """Every paper comparison the rows allow: ADiP at each cached point against ERM, and against KD and
+    ADiP-joint at the same point; then cached against online for each method run both ways (the cached
+    point: its largest budget with one view; the paper states no direction, the question is what the
+    extra queries buy)."""
+    out = []
+    for a, b, paper in PAPER_COMPARISONS:
+        for row in sorted(r for r in cells if r[0] == a and r[1] == "cached"):
+            other = next((r for r in cells if r[0] == b and r[1] == "cached" and r[2:] == row[2:]), None)
+            if b == "erm":
+                other = next((r for r in cells if r[0] == b), None)
+            if other is not None:
+                out.append(paired(label(row), cells[row], label(other), cells[other], paper))
+    for online in sorted(r for r in cells if r[1] == "online"):
+        cached = [r for r in cells if r[0] == online[0] and r[1] == "cached"]
+        if cached:
+            best = max(cached, key=lambda r: (r[2], -r[3]))
+            out.append(paired(label(best), cells[best], label(online), cells[online], 0))
+    return out

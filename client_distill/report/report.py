@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from client_distill.errors import UsageError, Vl2vError
-from client_distill.report import convergence, premises
+from client_distill.report import convergence, paired, premises
+from client_distill.report.paired import Row
 from client_distill.train.model_selection import mean_se, select
 from client_distill.train.run_reader import DONE_FILE, RunReader, is_search_candidate
 
@@ -59,10 +60,6 @@ class Result:
     @property
     def row(self) -> Row:
         return (self.method, self.teacher_mode, -1.0 if self.budget is None else self.budget, self.views)
-
-
-#: a table row: method, teacher mode, budget (−1: none), views per image
-Row = tuple[str, str, float, int]
 
 
 def row_label(row: Row) -> str:
@@ -212,11 +209,34 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
         lines += convergence.section(
             {m: [r.rise for r in rs if r.method == m] for m in sorted({r.method for r in rs} - {"zero_shot"})}
         )
+        lines += paired_differences(rs)
         lines += efficiency(rs, rows, domains)
         lines += search_table(rs)
         lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))
         lines.append("")
     return "\n".join(lines)
+
+
+def paired_differences(rs: list[Result]) -> list[str]:
+    """The paper's comparisons on one task as paired differences over (target, seed) cells
+    (:mod:`client_distill.report.paired`), with the verdict against the paper's direction."""
+    cells: dict[Row, dict[paired.Cell, float]] = defaultdict(dict)
+    for r in rs:
+        cells[r.row][(r.test_domain, r.seed)] = r.ood
+    found = paired.comparisons(cells, row_label)
+    if not found:
+        return []
+    return [
+        "",
+        "### Paired differences (OOD, accuracy points)",
+        "",
+        "Each the mean over the (target domain, seed) cells both rows finished of the per-cell difference, "
+        "its standard error and Student's t 95 % interval; the verdict is against the paper's direction "
+        "(holds, reversed, or unresolved when the interval contains 0).",
+        "",
+        *paired.HEADER,
+        *(d.row() for d in found),
+    ]
 
 
 def efficiency(rs: list[Result], rows: list[Row], domains: list[str]) -> list[str]:
