@@ -440,89 +440,60 @@ def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
 
 
 def plot(results: list[Result], path: Path) -> Path:
-    """OOD accuracy (average over target domains) against the image queries paid for training, from 0
-    on a linear axis; error bars are standard errors over seeds. Methods that buy no image for training
-    are horizontal lines: the teacher's zero-shot (dotted: its queries are evaluation queries), ERM and
-    the probes (dashed). Online runs, which pay an order of magnitude more, sit on a second axis to the
-    right, past a break, so the cached budgets keep their resolution."""
+    """Per task, OOD accuracy (average over target domains) against the image queries paid for training,
+    on one axis that is linear up to the smallest paid point and logarithmic past it (so 0, the budgets,
+    the extra views and the online teacher, an order of magnitude dearer, all keep their resolution).
+    Methods that buy images are curves with a 95 % band over seeds (Student's t); the online teacher is
+    a star on the same axis; methods that buy no image for training are horizontal lines: the teacher's
+    zero-shot (dotted: its queries are evaluation queries), ERM and the probes (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy import stats
 
     datasets = sorted({r.dataset for r in results})
-    has_online = any(r.teacher_mode == "online" for r in results)
-    fig, axes = plt.subplots(
-        1, len(datasets) * (2 if has_online else 1), figsize=(7.5 * len(datasets), 4.8), squeeze=False, sharey=False,
-        gridspec_kw={"width_ratios": [4, 1] * len(datasets)} if has_online else None,
-    )  # fmt: skip
-    axes = axes[0]
-    for k, ds in enumerate(datasets):
-        ax = axes[2 * k] if has_online else axes[k]
-        right = axes[2 * k + 1] if has_online else None
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 4.8), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
         rs = [r for r in results if r.dataset == ds]
         domains = sorted({r.test_domain for r in rs})
         methods = sorted({r.method for r in rs})
         points: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
         for row in sorted({r.row for r in rs}):
             mine = [r for r in rs if r.row == row]
-            m, se = mean_se(per_seed_average(mine, domains))
-            points[(row[0], row[1])].append(
-                (float(np.mean([r.queries_images for r in mine])), 100 * m, 0.0 if np.isnan(se) else 100 * se)
-            )
+            per_seed = per_seed_average(mine, domains)
+            m, se = mean_se(per_seed)
+            half = 0.0 if np.isnan(se) else 100 * se * float(stats.t.ppf(0.975, len(per_seed) - 1))
+            points[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), 100 * m, half))
+        paid = sorted({x for pts in points.values() for x, _, _ in pts if x > 0})
         for (method, mode), pts in sorted(points.items()):
             colour = plt.cm.tab10(methods.index(method) % 10)
             pts.sort()
-            xs, ys, es = (np.array(v) for v in zip(*pts, strict=True))
-            if mode == "online" and right is not None:
-                right.errorbar(
-                    xs,
-                    ys,
-                    yerr=es,
-                    marker="*",
-                    markersize=12,
-                    capsize=3,
-                    color=colour,
-                    linestyle="none",
-                    label=f"{method} (online)",
-                )
+            xs, ys, hs = (np.array(v) for v in zip(*pts, strict=True))
+            if mode == "online":
+                ax.errorbar(xs, ys, yerr=hs, marker="*", markersize=12, capsize=3, color=colour, linestyle="none",
+                            label=f"{method}, online teacher (every view bought)")  # fmt: skip
             elif len(pts) == 1 and xs[0] == 0:
-                label = "teacher (vendor CLIP) zero-shot" if method == "zero_shot" else f"{method} (no image queries)"
-                ax.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour, label=label)
-                ax.axhspan(ys[0] - es[0], ys[0] + es[0], color=colour, alpha=0.12, linewidth=0)
-                if right is not None:
-                    right.axhline(ys[0], linestyle=":" if method == "zero_shot" else "--", color=colour)
+                zero_shot = method == "zero_shot"
+                label = "teacher (vendor CLIP) zero-shot" if zero_shot else f"{method} (no image queries)"
+                ax.axhline(ys[0], linestyle=":" if zero_shot else "--", color=colour, label=label)
+                ax.axhspan(ys[0] - hs[0], ys[0] + hs[0], color=colour, alpha=0.10, linewidth=0)
             else:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colour, label=method)
-        ax.set_xlim(left=0)
-        ax.set_xlabel("image queries paid for training (cached teacher set)")
+                ax.plot(xs, ys, marker="o", color=colour, label=method)
+                ax.fill_between(xs, ys - hs, ys + hs, color=colour, alpha=0.18, linewidth=0)
+        if paid:
+            ax.set_xscale("symlog", linthresh=paid[0], linscale=0.5)
+            ax.set_xlim(left=0, right=paid[-1] * 1.5)
+        else:
+            ax.set_xlim(left=0)
+        means = [y for pts in points.values() for _, y, _ in pts]
+        ax.set_ylim(max(0.0, min(means) - 10), min(100.5, max(means) + 10))  # wide bands of few seeds clipped
+        ax.set_xlabel("image queries paid for training (0, then logarithmic)")
         ax.set_ylabel(f"OOD accuracy (%), mean over {len(domains)} target domain(s)")
         ax.set_title(f"{ds} (SYNTHETIC world)" if ds.startswith("synth") else ds)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower right")
-        if right is not None:
-            right.set_ylim(ax.get_ylim())
-            right.set_xlabel("online: every view")
-            right.grid(alpha=0.3)
-            right.tick_params(labelleft=False)
-            right.legend(fontsize=7, loc="lower right")
-            xs = [x for (_, mode), pts in points.items() if mode == "online" for x, _, _ in pts]
-            if xs:
-                right.set_xlim(min(xs) * 0.8, max(xs) * 1.2)
-                ticks = sorted({round(x) for x in xs})
-                right.set_xticks(ticks, [f"{x:,}" for x in ticks])
-            for a, side in ((ax, 1), (right, 0)):  # the break marks between the two axes
-                a.plot(
-                    [side, side],
-                    [0, 0],
-                    transform=a.transAxes,
-                    marker=[(-1, -2), (1, 2)],
-                    markersize=10,
-                    color="k",
-                    clip_on=False,
-                )
-            ax.spines["right"].set_visible(False)
-            right.spines["left"].set_visible(False)
+    fig.text(0.01, 0.01, "bands and bars: 95 % intervals over seeds", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
