@@ -307,6 +307,7 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     # art: 0.6, 0.8 → 70.0 ± std([.6,.8])/√2 = 10.0; Avg per seed (0.55, 0.75) → 65.0 ± 10.0
     assert "| erm | 70.0 ± 10.0 | 60.0 ± 10.0 | 65.0 ± 10.0 |" in report
     assert "| adip @ 0% | 60.0 ± 5.0 | 60.0 ± 5.0 | 60.0 ± 5.0 |" in report  # seeds 0.55, 0.65
+    assert "The 0 % rows buy no image and are not distillation" in report
     assert "| adip @ 100% | 80.0 ± 5.0 | 80.0 ± 5.0 | 80.0 ± 5.0 |" in report
     assert "| adip (online) | 80.0 ± 0.0 | 80.0 ± 0.0 | 80.0 ± 0.0 |" in report
     assert "| adip @ 100% × 2 views | 78.0 ± 0.0 | 78.0 ± 0.0 | 78.0 ± 0.0 |" in report

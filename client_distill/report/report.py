@@ -62,6 +62,13 @@ class Result:
         return (self.method, self.teacher_mode, -1.0 if self.budget is None else self.budget, self.views)
 
 
+#: what a 0 % row is, said wherever one is shown (issue 21: a reader must not take it for distillation)
+ZERO_BUDGET_NOTE = [
+    "The 0 % rows buy no image and are not distillation: KD at 0 % is cross-entropy on the labels alone "
+    "(no teacher logits to match), ADiP at 0 % trains against the class prompts' text embeddings only."
+]
+
+
 def row_label(row: Row) -> str:
     method, mode, budget, views = row
     label = method if budget < 0 else f"{method} @ {budget:.0%}" + (f" × {views} views" if views > 1 else "")
@@ -176,6 +183,7 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
         "over seeds.",
         "ID is that model's source validation accuracy: the selection criterion itself, so optimistic.",
         "Image queries are what each run paid in all (mean over its runs).",
+        *(ZERO_BUDGET_NOTE if any(r.budget == 0 for r in results) else []),
         "",
         *_protocol_lines(results),
         "",
