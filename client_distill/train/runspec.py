@@ -21,7 +21,7 @@ class RunSpec:
     seed: int = 0
     dataset: str | None = None
     teacher: str | None = None  # teacher-set folder
-    student: str = "vl2v-broad-resnet"
+    student: str = "vl2v-photo-half"  # the frozen world's student (docs/results/calibration.md)
     pretrained: bool = True
     profile: str = "paper"
     hparams: dict[str, Any] = field(default_factory=dict)  # overrides of the registry's values
