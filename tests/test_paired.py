@@ -31,3 +31,5 @@ def test_only_common_cells_count_and_one_cell_is_too_few():
     b = {("art", 0): 0.85, ("photo", 1): 0.6}
     d = paired("a", a, "b", b)
     assert d.n == 1 and d.mean == pytest.approx(5.0) and d.verdict == "too few cells"
+    two = paired("a", {("x", 0): 0.6, ("x", 1): 0.7}, "b", {("x", 0): 0.5, ("x", 1): 0.6})
+    assert two.se == pytest.approx(0.0) and two.verdict == "too few cells"  # equal differences are not certainty

@@ -18,16 +18,18 @@ from processes import default_sigint
 
 from client_distill.cli import main
 from client_distill.data.datasets import open_dataset
+from client_distill.data.synth import write_synth
 from client_distill.errors import UsageError
 from client_distill.report.report import collect, write_report
 from client_distill.sweep.config import EmbedConfig, load_config
-from client_distill.sweep.plan import plan_sweep, run_name
+from client_distill.sweep.plan import Planner, plan_sweep, run_name
 from client_distill.sweep.run import SEARCH_FILE, run_sweep
 from client_distill.sweep.search import choose, grid_points
 from client_distill.train.hparams import resolve_hparams
 from client_distill.train.model_selection import select
 from client_distill.train.run import run_distill
 from client_distill.train.run_reader import load_records
+from client_distill.train.students import WEIGHTS_DIR
 
 
 def expand(cfg, **changes):
@@ -423,3 +425,22 @@ def test_a_failed_run_is_reported_by_the_last_line_of_its_log(tmp_path):
     from client_distill.sweep.local import _status
 
     assert _status(-11) == "signal SIGSEGV" and _status(2) == "exit status 2"
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "client_distill" / "sweep" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHIPPED.glob("*.yaml")))
+def test_every_shipped_sweep_config_loads_and_plans(name, tmp_path):
+    """The demo's and the protocols' configs as shipped: they load, their student exists by name, and they
+    plan (a `searched` file covers every method they train on every target; a `search` has its candidates)."""
+    data = tmp_path / "data"
+    cfg = load_config(SHIPPED / name, {"data": str(data), "out": str(tmp_path / "runs")})
+    write_synth(cfg.demo.task, data, per_class=2, seed=cfg.demo.seed, workers=1)
+    cfg = load_config(SHIPPED / name, {"data": str(data), "out": str(tmp_path / "runs")})
+    assert (WEIGHTS_DIR / f"{cfg.student}.pt").is_file()
+    if cfg.search is not None:
+        assert Planner(cfg).candidates()
+    else:
+        specs, _ = plan_sweep(cfg)
+        assert {s.method for s in specs} == set(cfg.methods)

@@ -21,6 +21,11 @@ from scipy import stats
 Cell = tuple[str, int]
 
 
+#: cells a verdict needs: with two, the interval rests on one degree of freedom, and accuracies move in steps
+#: of one image, so two equal differences (an SE of 0) would read as certainty
+MIN_CELLS = 3
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """``a − b`` over the cells both have, in accuracy points."""
@@ -37,7 +42,7 @@ class PairedDifference:
 
     @property
     def verdict(self) -> str:
-        if self.n < 2:
+        if self.n < MIN_CELLS:
             return "too few cells"
         side = 1 if self.low > 0 else -1 if self.high < 0 else 0
         if side == 0:
