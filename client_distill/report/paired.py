@@ -11,7 +11,7 @@ the paper reports, the verdict is: **holds** (the interval lies on the paper's s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +90,12 @@ PAPER_COMPARISONS = (("adip", "erm", 1), ("adip", "kd", 1), ("adip", "adip_joint
 Row = tuple[str, str, float, int]
 
 
+def cached_reference(rows: Iterable[Row], method: str) -> Row | None:
+    """The cached row an online run of ``method`` is compared with: its largest budget, with one view."""
+    cached = [r for r in rows if r[0] == method and r[1] == "cached"]
+    return max(cached, key=lambda r: (r[2], -r[3])) if cached else None
+
+
 def comparisons(cells: Mapping[Row, Mapping[Cell, float]], label: Callable[[Row], str]) -> list[PairedDifference]:
     """Every paper comparison the rows allow: ADiP at each cached point against ERM, and against KD and
     ADiP-joint at the same point; then cached against online for each method run both ways (the cached
@@ -98,14 +104,14 @@ def comparisons(cells: Mapping[Row, Mapping[Cell, float]], label: Callable[[Row]
     out = []
     for a, b, paper in PAPER_COMPARISONS:
         for row in sorted(r for r in cells if r[0] == a and r[1] == "cached"):
-            other = next((r for r in cells if r[0] == b and r[1] == "cached" and r[2:] == row[2:]), None)
-            if b == "erm":
-                other = next((r for r in cells if r[0] == b), None)
+            # ERM buys nothing: its one row; KD and ADiP-joint at the same cached point
+            other = next(
+                (r for r in cells if r[0] == b and (b == "erm" or (r[1], *r[2:]) == ("cached", *row[2:]))), None
+            )
             if other is not None:
                 out.append(paired(label(row), cells[row], label(other), cells[other], paper))
     for online in sorted(r for r in cells if r[1] == "online"):
-        cached = [r for r in cells if r[0] == online[0] and r[1] == "cached"]
-        if cached:
-            best = max(cached, key=lambda r: (r[2], -r[3]))
+        best = cached_reference(cells, online[0])
+        if best is not None:
             out.append(paired(label(best), cells[best], label(online), cells[online], 0))
     return out

@@ -269,10 +269,10 @@ def efficiency(rs: list[Result], rows: list[Row], domains: list[str]) -> list[st
         "|---|---|---|---|---|---|",
     ]
     for row in online:
-        cached = [r for r in rows if r[0] == row[0] and r[1] == "cached"]
-        if not cached:
+        cached = paired.cached_reference(rows, row[0])
+        if cached is None:
             continue
-        c_rs = [r for r in rs if r.row == max(cached, key=lambda x: (x[2], -x[3]))]
+        c_rs = [r for r in rs if r.row == cached]
         o_rs = [r for r in rs if r.row == row]
         qc, qo = np.mean([r.queries_images for r in c_rs]), np.mean([r.queries_images for r in o_rs])
         ratio = f"{qo / qc:.1f}×" if qc else "∞"
