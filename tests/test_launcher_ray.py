@@ -30,6 +30,8 @@ from test_sweep_report import write_config
 
 from client_distill.buy.local_vendor import free_port
 from client_distill.cli import main
+from client_distill.errors import UsageError
+from client_distill.sweep import ray_pool
 from client_distill.sweep.config import load_config
 from client_distill.sweep.plan import plan_sweep, run_name
 from client_distill.train.run import run_distill
@@ -261,3 +263,54 @@ def test_without_ray_the_ray_launcher_is_a_one_line_error(tmp_path):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "needs Ray, which is not installed: pip install 'vl2v[ray]'" in done.stderr
+
+
+class _FlakyClientRay:
+    """Stands in for ``ray`` where a real cluster cannot be made to fail on demand: Ray Client's proxy
+    fails to start the server of ``failures`` connections, then connects."""
+
+    def __init__(
+        self, failures: int, message: str = "Starting Ray client server failed. See ray_client_server_23000.err"
+    ):
+        self.failures, self.message, self.inits, self.shutdowns = failures, message, 0, 0
+
+    def init(self, address: str, **_: object) -> None:
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise RuntimeError(self.message)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": 2.0}
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "Resources": {"CPU": 2.0}}]
+
+    def remote(self, **_: object):
+        return lambda fn: fn
+
+
+@pytest.mark.parametrize(("failures", "connects"), [(0, True), (2, True), (3, False)])
+def test_a_failed_ray_client_server_start_is_retried_a_bounded_number_of_times(monkeypatch, capsys, failures, connects):
+    ray = _FlakyClientRay(failures)
+    monkeypatch.setattr(ray_pool, "import_ray", lambda: ray)
+    monkeypatch.setattr(ray_pool, "check_reachable", lambda address: None)
+    if connects:
+        ray_pool.RayPool("ray://127.0.0.1:1")
+        assert ray.inits == failures + 1 and ray.shutdowns == failures
+        assert capsys.readouterr().err.count("failed to start a client server; retrying") == failures
+    else:
+        with pytest.raises(UsageError, match="cannot connect to the Ray cluster at ray://127.0.0.1:1: Starting Ray"):
+            ray_pool.RayPool("ray://127.0.0.1:1")
+        assert ray.inits == ray_pool.CLIENT_SERVER_ATTEMPTS
+
+
+def test_other_ray_connection_errors_are_not_retried(monkeypatch):
+    ray = _FlakyClientRay(1, message="Could not find any running Ray instance")
+    monkeypatch.setattr(ray_pool, "import_ray", lambda: ray)
+    monkeypatch.setattr(ray_pool, "check_reachable", lambda address: None)
+    with pytest.raises(UsageError, match="Could not find any running Ray instance"):
+        ray_pool.RayPool("127.0.0.1:1")
+    assert ray.inits == 1

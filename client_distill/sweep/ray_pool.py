@@ -46,6 +46,10 @@ from client_distill.sweep.launch import INTERRUPTED, LaunchOptions, run_job
 FORWARDED_PREFIX = "VL2V_"
 #: attempts after a task's worker or node dies (not after a run's own failure): the run resumes
 MAX_RETRIES = 2
+#: what Ray Client says when its proxy could not start the server of this connection
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+#: connections tried when that happens
+CLIENT_SERVER_ATTEMPTS = 3
 
 
 def import_ray() -> ModuleType:
@@ -105,13 +109,23 @@ class RayPool(contextlib.AbstractContextManager):
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address is not None:
             check_reachable(address)
-        try:
-            if address is None:  # a fresh local instance, never a cluster found by chance
-                ray.init(address="local", include_dashboard=False, **quiet)
-            else:
-                ray.init(address=address, **quiet)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        for attempt in range(1, CLIENT_SERVER_ATTEMPTS + 1):
+            try:
+                if address is None:  # a fresh local instance, never a cluster found by chance
+                    ray.init(address="local", include_dashboard=False, **quiet)
+                else:
+                    ray.init(address=address, **quiet)
+                break
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                # Ray Client's proxy starts a server process per connection, and that start fails now
+                # and then (the process dies before it logs a line); a new connection gets a new one
+                transient = CLIENT_SERVER_FAILED in str(exc) and attempt < CLIENT_SERVER_ATTEMPTS
+                if not transient:
+                    raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+                ray.shutdown()
+                print(
+                    f"warning: the Ray cluster at {address} failed to start a client server; retrying", file=sys.stderr
+                )
         self._gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         biggest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
         if biggest < self.threads:
