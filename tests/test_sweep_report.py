@@ -441,6 +441,12 @@ def test_every_shipped_sweep_config_loads_and_plans(name, tmp_path):
     assert (WEIGHTS_DIR / f"{cfg.student}.pt").is_file()
     if cfg.search is not None:
         assert Planner(cfg).candidates()
+        chosen = {m: {d: {"chosen": {}} for d in Planner(cfg).domains(cfg.test_domains)} for m in cfg.methods}
+        specs, _ = plan_sweep(cfg, chosen)
     else:
         specs, _ = plan_sweep(cfg)
-        assert {s.method for s in specs} == set(cfg.methods)
+    assert {s.method for s in specs} == set(cfg.methods)
+    # seed by seed, each seed with every method: a protocol stopped part way has whole seeds to report
+    seeds = [s.seed for s in specs]
+    assert seeds == sorted(seeds, key=cfg.seeds.index)
+    assert all({s.method for s in specs if s.seed == seed} == set(cfg.methods) for seed in cfg.seeds)

@@ -173,7 +173,9 @@ class Planner:
         return out
 
     def protocol(self, chosen: dict[str, dict[str, dict[str, Any]]]) -> list[RunSpec]:
-        """Every protocol run, in a stable order; ``chosen[method][target]`` is its search summary, if any."""
+        """Every protocol run, in a stable order, seed by seed (all of seed 0 first, then seed 1, ...): a sweep
+        stopped part way has whole seeds of every table cell to report, not every seed of its first methods;
+        ``chosen[method][target]`` is its search summary, if any."""
         cfg, specs = self.cfg, []
         for method in cfg.methods:
             cls = method_class(method)
@@ -195,7 +197,7 @@ class Planner:
                         hparams = dict(search["chosen"]) if search else {}
                         for seed in cfg.seeds:
                             specs.append(self.spec(method, mode, budget, domain, seed, hparams, search, views))
-        return specs
+        return sorted(specs, key=lambda spec: cfg.seeds.index(spec.seed))
 
 
 def plan_sweep(
