@@ -68,3 +68,15 @@ def test_teacher_zero_shot_and_the_whole_diagnosis(tmp_path):
     assert sum(d["teacher_embedding_variance"].values()) == pytest.approx(1.0) and d["teacher_images"] == sum(
         len(ds.samples(x)) for x in ds.domains
     )
+
+
+def test_a_report_without_zero_shot_runs_names_no_teacher():
+    """A sweep of one method (the acquisition comparison, say) has no zero-shot run: the diagnostics say so
+    instead of naming a teacher "None, revision None"."""
+    from client_distill.report.report import Result, diagnostics_table
+
+    run = Result("synth-pacs", "adip", "cached", 0.1, "sketch", 0, 0.9, 0.95, "swad", 168, 0, {}, {})
+    rows = diagnostics_table([run], ["sketch"], {"student": "vl2v-photo-half"})
+    (line,) = [r for r in rows if "zero-shot per domain" in r]
+    assert line == "| teacher zero-shot per domain, every image | – (no `zero_shot` run among these runs) |"
+    assert "None" not in "\n".join(rows)

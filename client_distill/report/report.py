@@ -332,11 +332,13 @@ def diagnostics_table(rs: list[Result], domains: list[str], diag: dict | None) -
     probe = diag.get("frozen_probe_ood", {})
     protos = diag.get("teacher_prototypes", {})
     probe_avg = pct(np.mean([probe[d] for d in domains if d in probe]) if probe else None)
-    teacher = f"teacher ({diag.get('teacher_model')}, revision {diag.get('teacher_revision')})"
+    named = diag.get("teacher_model") is not None  # a sweep without zero-shot runs has no teacher to name
+    teacher = f"teacher ({diag['teacher_model']}, revision {diag.get('teacher_revision')})" if named else "teacher"
     rows = [
         (
             f"{teacher} zero-shot per domain, every image",
-            ", ".join(f"{d} {pct(v)}" for d, v in diag.get("teacher_zero_shot", {}).items()),
+            ", ".join(f"{d} {pct(v)}" for d, v in diag.get("teacher_zero_shot", {}).items())
+            or "– (no `zero_shot` run among these runs)",
         ),
         (
             "teacher image embeddings: variance share class / style / residual",
