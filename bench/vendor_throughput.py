@@ -1,6 +1,6 @@
 """Our vendor (each engine) side by side with infinity-emb on the same payloads, in one run.
 
-Starts, on loopback: ``vl2v-vendor serve`` once per engine (``--engine torch``, ``--engine onnx``) and
+Starts, on loopback: ``vl2v-vendor serve`` once per engine (``--engine torch``, ``onnx``, ``openvino``) and
 infinity-emb 0.0.78 (from the test suite's ``.venv-infinity``, tests/infinity/setup.sh) serving the same
 architecture with its torch engine (a transformers ``CLIPModel`` at random init written by
 tests/infinity/make_tiny_clip.py; for ViT-B-32, its ``--vit-b-32`` image tower). Every server gets the
@@ -17,11 +17,12 @@ Each shape sends ``--images`` images per measurement; servers and shapes alterna
 rounds and the median is reported, so a burst of load from elsewhere hits every server alike. Before
 the rounds, the raw forward of each engine is timed in this process at batch 1 to 64 on the same
 images, prepared (the model's own preprocessing) beforehand: the served rate's ceiling. The onnx
-engine is exported into a fresh cache here first, so the run also gives the export's start-up cost.
+engine is exported into a fresh cache here first, so the run also gives the export's start-up cost (and
+the openvino engine's, which compiles that export).
 At the end each vendor's ledger must hold exactly the images answered (``/v1/usage`` and the key's
 row in the SQLite file).
 
-    python bench/vendor_throughput.py                                  # ViT-B-32: torch, onnx, infinity
+    python bench/vendor_throughput.py                                  # ViT-B-32: our 3 engines, infinity
     python bench/vendor_throughput.py --model vl2v-tiny --no-infinity --images 512
     python bench/vendor_throughput.py --infinity-venv /path/to/.venv-infinity --rounds 2
 
@@ -187,6 +188,7 @@ def measure(server: dict, shape: str, files: list[bytes], n_images: int) -> floa
 
 def bench(args: argparse.Namespace) -> None:
     from vendor_server.engines.onnx import OnnxEncoder
+    from vendor_server.engines.openvino import OpenVinoEncoder
 
     model = args.model
     encoders: dict[str, Encoder] = {}
@@ -204,6 +206,14 @@ def bench(args: argparse.Namespace) -> None:
             print(
                 f"onnx engine start-up with a cold cache (load + export + check): {time.perf_counter() - start:.1f} s"
                 f" (the torch engine's load: {torch_load_s:.1f} s)",
+                flush=True,
+            )
+        if "openvino" in args.engines:
+            start = time.perf_counter()
+            encoders["openvino"] = OpenVinoEncoder(model, "none", device=args.device, cache_dir=work / "onnx")
+            print(
+                f"openvino engine start-up ({'on the onnx export' if 'onnx' in encoders else 'export included'}: "
+                f"compile + check): {time.perf_counter() - start:.1f} s, precision {encoders['openvino'].precision}",
                 flush=True,
             )
         size = next(iter(encoders.values())).image_size
@@ -321,7 +331,9 @@ def report(args, size, raw, servers, rates, exact) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ViT-B-32", help="ViT-B-32 (default; random init) or vl2v-tiny")
-    parser.add_argument("--engines", default="torch,onnx", help="our engines to serve, comma-separated")
+    parser.add_argument(
+        "--engines", default="torch,onnx,openvino", help="our engines to serve, comma-separated (default all three)"
+    )
     parser.add_argument("--images", type=int, default=BATCH, help="images per measurement (default 64)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -127,7 +127,12 @@ class ModelCard(BaseModel):
         description="0: an image costs one query whatever its size; N > 0: an image of w×h pixels costs "
         "ceil(w·h / N) queries (at least one)",
     )
-    engine: str | None = Field(None, description="what runs the forward passes: torch or onnx (ONNX Runtime)")
+    engine: str | None = Field(
+        None, description="what runs the forward passes: torch, onnx (ONNX Runtime) or openvino (OpenVINO)"
+    )
+    precision: str | None = Field(
+        None, description="their arithmetic: float32, or bf16 (float32 weights and accumulation, bf16 products)"
+    )
     device: str | None = Field(None, description="where they run: cpu or cuda")
 
 

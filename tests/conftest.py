@@ -11,8 +11,8 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_
   whose weights must differ from another vendor's on purpose, or be swapped under a running client
   (``vendor_server_factory(pretrained=str(path))``); ``--pretrained none`` alone is seed 0 every time.
 
-``VL2V_TEST_VENDOR_ENGINE=onnx pytest ...`` starts every one of these vendors on that engine
-(``VL2V_VENDOR_ENGINE``), so the vendor tests run on both engines; unset, they run on the default.
+``VL2V_TEST_VENDOR_ENGINE=onnx pytest ...`` (or ``=openvino``) starts every one of these vendors on that engine
+(``VL2V_VENDOR_ENGINE``), so the vendor tests run on every engine; unset, they run on the default.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The vendor's engines (issue 26): the ONNX Runtime engine reproduces the torch reference (cosine
 ≥ 0.9999 on images and texts), its export is cached per weights revision and rebuilt when stale or
-corrupt, ``/v1/models`` names the engine, the preprocessing moved onto the decoding pool is bit for
-bit torchvision's, and the largest batch is measured unless ``VL2V_VENDOR_MAX_BATCH_SIZE`` says it.
+corrupt; the OpenVINO engine compiles that same export (bf16 where the CPU has bf16 units, float32 when
+bf16 would not reproduce torch) and agrees as closely; ``/v1/models`` names the engine and its
+precision, the preprocessing moved onto the decoding pool is bit for bit torchvision's, and the largest
+batch is measured unless ``VL2V_VENDOR_MAX_BATCH_SIZE`` says it.
 
 The exports are of ``vl2v-tiny`` (about 15 s each on the loaded 2-core machine), into a temporary
 cache; the ViT-B-32 export (about 25 s more, a real architecture) is the one slow test."""
@@ -26,6 +28,7 @@ from vendor_server.encoder import Encoder
 from vendor_server.engines import open_encoder, resolve_device
 from vendor_server.engines.batch_size import max_batch_for, measure_max_batch
 from vendor_server.engines.onnx import MANIFEST, MIN_COSINE, OnnxEncoder, cache_folder
+from vendor_server.engines.openvino import OpenVinoEncoder
 from vendor_server.engines.pixels import PixelPipeline
 from vendor_server.errors import VendorCliError
 from vendor_server.ledger import Ledger
@@ -64,6 +67,18 @@ def onnx_encoder(onnx_cache) -> OnnxEncoder:
     return OnnxEncoder("vl2v-tiny", "none", cache_dir=onnx_cache)
 
 
+@pytest.fixture(scope="module")
+def openvino_encoder(onnx_encoder, onnx_cache) -> OpenVinoEncoder:
+    """On the ONNX engine's cache: it compiles that export instead of making one."""
+    return OpenVinoEncoder("vl2v-tiny", "none", cache_dir=onnx_cache)
+
+
+def cpu_has_bf16() -> bool:
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def test_numpy_preprocessing_is_torchvisions_bit_for_bit(torch_encoder):
     _, preprocess, _ = models.create("vl2v-tiny", "none")
     assert torch_encoder.prepare_image.vectorised
@@ -94,6 +109,30 @@ def test_a_restart_on_the_same_weights_reuses_the_export(onnx_encoder, onnx_cach
     monkeypatch.setattr(OnnxEncoder, "export", lambda *_: pytest.fail("exported again"))
     again = OnnxEncoder("vl2v-tiny", "none", cache_dir=onnx_cache)
     assert again.start_up_s < onnx_encoder.start_up_s / 3
+
+
+def test_openvino_compiles_the_onnx_export_and_reproduces_torch(torch_encoder, onnx_encoder, onnx_cache, monkeypatch):
+    monkeypatch.setattr(OnnxEncoder, "export", lambda *_: pytest.fail("exported again"))
+    compiled = OpenVinoEncoder("vl2v-tiny", "none", cache_dir=onnx_cache)
+    assert compiled.precision == ("bf16" if cpu_has_bf16() else "float32")
+    assert compiled.revision == torch_encoder.revision and compiled.embed_dim == torch_encoder.embed_dim
+    images = pictures(7)
+    assert least_cosine(compiled.encode_images(images), torch_encoder.encode_images(images)) >= MIN_COSINE
+    assert least_cosine(compiled.encode_texts(TEXTS), torch_encoder.encode_texts(TEXTS)) >= MIN_COSINE
+    one = compiled.encode_images(images[:1])
+    assert one.shape == (1, torch_encoder.embed_dim) and one.dtype == np.float32
+
+
+def test_openvino_runs_float32_where_bf16_does_not_reproduce_torch(onnx_encoder, onnx_cache, monkeypatch):
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 units: OpenVINO runs float32 only")
+    tried = []
+    monkeypatch.setattr(OnnxEncoder, "export", lambda *_: pytest.fail("exported again"))
+    monkeypatch.setattr(
+        OpenVinoEncoder, "_agreement", lambda self, *_: tried.append(1) or (0.999 if len(tried) == 1 else 1.0)
+    )
+    assert OpenVinoEncoder("vl2v-tiny", "none", cache_dir=onnx_cache).precision == "float32"
+    assert len(tried) == 2
 
 
 @pytest.mark.parametrize(
@@ -137,7 +176,9 @@ def test_another_revision_gets_its_own_export_folder(onnx_encoder, tmp_path):
     )  # next to the weights, the model name made a folder name
 
 
-def test_models_states_the_engine_and_answers_match_torch(onnx_encoder, torch_encoder, tmp_path):
+@pytest.mark.parametrize("engine", ["onnx", "openvino"])
+def test_models_states_the_engine_and_answers_match_torch(engine, request, torch_encoder, tmp_path):
+    exported = request.getfixturevalue(f"{engine}_encoder")
     db = tmp_path / "ledger.sqlite3"
     ledger = Ledger(db)
     secret = ledger.create_key("engines", budget=100)[1]
@@ -156,12 +197,13 @@ def test_models_states_the_engine_and_answers_match_torch(onnx_encoder, torch_en
             assert answer.status_code == 200, answer.text
             return card, np.array([d["embedding"] for d in answer.json()["data"]])
 
-    onnx_card, onnx_rows = asyncio.run(ask(onnx_encoder))
+    card, rows = asyncio.run(ask(exported))
     torch_card, torch_rows = asyncio.run(ask(torch_encoder))
-    assert (onnx_card["engine"], torch_card["engine"]) == ("onnx", "torch")
-    assert onnx_card["device"] == torch_card["device"] == "cpu"
-    assert onnx_card["revision"] == torch_card["revision"]
-    assert least_cosine(onnx_rows, torch_rows) >= MIN_COSINE
+    assert (card["engine"], torch_card["engine"]) == (engine, "torch")
+    assert card["precision"] == exported.precision and torch_card["precision"] == "float32"
+    assert card["device"] == torch_card["device"] == "cpu"
+    assert card["revision"] == torch_card["revision"]
+    assert least_cosine(rows, torch_rows) >= MIN_COSINE
     assert ledger.authenticate(secret).used == 16
     ledger.close()
 
@@ -200,7 +242,9 @@ def test_the_environment_sets_the_max_batch_and_nothing_is_measured(monkeypatch)
 
 def test_engine_and_device_settings_are_checked_in_one_line(monkeypatch):
     monkeypatch.setenv("VL2V_VENDOR_ENGINE", "tensorrt")
-    with pytest.raises(VendorCliError, match=r"^invalid setting VL2V_VENDOR_ENGINE='tensorrt': .*'torch' or 'onnx'"):
+    with pytest.raises(
+        VendorCliError, match=r"^invalid setting VL2V_VENDOR_ENGINE='tensorrt': .*'torch', 'onnx' or 'openvino'"
+    ):
         load_settings()
     monkeypatch.setenv("VL2V_VENDOR_ENGINE", "onnx")
     assert load_settings().engine == "onnx" and load_settings(engine="torch").engine == "torch"
@@ -212,12 +256,15 @@ def test_engine_and_device_settings_are_checked_in_one_line(monkeypatch):
 
 @pytest.mark.slow
 def test_a_real_architecture_exports_and_agrees(tmp_path):
-    """ViT-B-32 at random init (about 25 s to export on 2 loaded cores): the real transformer towers."""
+    """ViT-B-32 at random init (about 25 s to export on 2 loaded cores): the real transformer towers, on
+    both engines that run the export."""
     reference = Encoder("ViT-B-32", "none")
     exported = OnnxEncoder("ViT-B-32", "none", cache_dir=tmp_path)
+    compiled = OpenVinoEncoder("ViT-B-32", "none", cache_dir=tmp_path)  # the same export, compiled
     images = pictures(3)
-    assert least_cosine(exported.encode_images(images), reference.encode_images(images)) >= MIN_COSINE
-    assert least_cosine(exported.encode_texts(TEXTS), reference.encode_texts(TEXTS)) >= MIN_COSINE
+    for engine in (exported, compiled):
+        assert least_cosine(engine.encode_images(images), reference.encode_images(images)) >= MIN_COSINE
+        assert least_cosine(engine.encode_texts(TEXTS), reference.encode_texts(TEXTS)) >= MIN_COSINE
 
 
 def _png(image: Image.Image) -> bytes:

@@ -72,6 +72,7 @@ def create_app(settings: VendorSettings, encoder: Encoder, ledger: SqlLedger | N
             price_per_query=settings.price_per_query,
             revision=encoder.revision,
             engine=encoder.engine,
+            precision=encoder.precision,
             device=encoder.device.type,
             logit_scale=encoder.logit_scale,
             image_params=encoder.image_params,

@@ -7,7 +7,7 @@ the decoding, while the model thread is busy with the previous batch; :meth:`Enc
 takes prepared arrays (or images, prepared on the spot).
 
 This class is the *torch* engine, the reference; :mod:`vendor_server.engines` has the others (ONNX
-Runtime) and picks one. On a GPU the forward runs under bf16 autocast; the weights stay float32 and
+Runtime, OpenVINO) and picks one. On a GPU the forward runs under bf16 autocast; the weights stay float32 and
 the revision is taken before they move, so it names the same weights on every device."""
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ class Encoder:
         self.image_params = sum(p.numel() for p in self.model.visual.parameters())
         self._start()
         self.embed_dim = int(self.encode_texts(["warm-up"]).shape[1])
+
+    @property
+    def precision(self) -> str:
+        """The forward's arithmetic, as ``/v1/models`` states it: bf16 autocast on a GPU, else float32."""
+        return "bf16" if self.autocast_bf16 and self.device.type == "cuda" else "float32"
 
     def _start(self) -> None:
         """Where an engine builds its runtime, once the torch model is loaded (the torch engine has none)."""

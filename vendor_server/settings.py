@@ -27,11 +27,13 @@ class VendorSettings(BaseSettings):
     pretrained: str | None = None
     #: seeds a random-init model (``--pretrained none``), so a restart serves the same weights
     seed: int = 0
-    #: what runs the forward passes (vendor_server.engines): torch (the reference) or onnx (ONNX Runtime)
-    engine: Literal["torch", "onnx"] = "torch"
+    #: what runs the forward passes (vendor_server.engines): torch (the reference), onnx (ONNX Runtime) or
+    #: openvino (OpenVINO on the CPU, bf16 where the CPU has bf16 units)
+    engine: Literal["torch", "onnx", "openvino"] = "torch"
     #: auto: the GPU when torch sees one (bf16 autocast for torch, the CUDA provider for onnx), else the CPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: where the onnx engine keeps its exports; unset: next to the weights file, else ~/.cache/vl2v-vendor/onnx
+    #: where the onnx and openvino engines keep their exports; unset: next to the weights file, else
+    #: ~/.cache/vl2v-vendor/onnx
     engine_cache_dir: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -6,6 +6,8 @@ import argparse
 import os
 import socket
 
+from vendor_server.engines import ENGINES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -25,9 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=["torch", "onnx"],
-        help="what runs the model: torch, or onnx (ONNX Runtime; the towers are exported once per weights "
-        "revision and cached) (default torch)",
+        choices=ENGINES,
+        help="what runs the model: torch; onnx (ONNX Runtime; the towers are exported once per weights "
+        "revision and cached); or openvino (that export compiled by OpenVINO for the CPU, in bf16 where the CPU "
+        "has bf16 units and the rows still agree with torch) (default torch)",
     )
     p.add_argument(
         "--device",

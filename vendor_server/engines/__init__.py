@@ -2,7 +2,9 @@
 
 ``torch`` (:class:`vendor_server.encoder.Encoder`) is the reference; ``onnx``
 (:class:`vendor_server.engines.onnx.OnnxEncoder`) runs an export of the same weights in ONNX Runtime,
-checked against torch at start-up. ``auto`` devices are the GPU when torch sees one, else the CPU.
+checked against torch at start-up; ``openvino`` (:class:`vendor_server.engines.openvino.OpenVinoEncoder`)
+compiles that export with OpenVINO for the CPU, in bf16 where the CPU has bf16 units and the rows still
+agree. ``auto`` devices are the GPU when torch sees one, else the CPU.
 Imports are deferred so that importing this package (the preprocessing, say) loads no runtime."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
     from vendor_server.encoder import Encoder
     from vendor_server.settings import VendorSettings
 
-ENGINES = ("torch", "onnx")
+ENGINES = ("torch", "onnx", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -39,6 +41,7 @@ def open_encoder(settings: VendorSettings) -> Encoder:
     if settings.engine == "torch":
         return Encoder(*args)
     from vendor_server.engines.onnx import OnnxEncoder
+    from vendor_server.engines.openvino import OpenVinoEncoder
 
     cache = Path(settings.engine_cache_dir) if settings.engine_cache_dir else None
-    return OnnxEncoder(*args, cache_dir=cache)
+    return (OpenVinoEncoder if settings.engine == "openvino" else OnnxEncoder)(*args, cache_dir=cache)

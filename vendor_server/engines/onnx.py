@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,9 @@ MANIFEST = "manifest.json"
 #: images and texts of the start-up check against the torch model
 CHECK_ITEMS = 4
 
+#: one exported tower loaded by a runtime: a float32 pixel batch or int64 token batch in, normalised rows out
+Runner = Callable[[np.ndarray], np.ndarray]
+
 
 class OnnxEncoder(Encoder):
     """:class:`~vendor_server.encoder.Encoder` with the forward passes in onnxruntime sessions. The torch
@@ -59,30 +62,39 @@ class OnnxEncoder(Encoder):
         super().__init__(name, pretrained, seed, device)
 
     def _start(self) -> None:
-        import onnxruntime as ort
-
-        self.providers = _providers(ort, self.device.type)
+        self._open_runtime()
         folder = cache_folder(self._cache_dir, self.name, self.revision, self._weights)
         start = time.perf_counter()
         with _locked(folder):
-            sessions = self._cached_sessions(folder)
-            if sessions is None:
+            runners = self._cached_runners(folder)
+            if runners is None:
                 self.export(folder)
-                sessions = self._cached_sessions(folder)
-                if sessions is None:
+                runners = self._cached_runners(folder)
+                if runners is None:
                     raise VendorCliError(
-                        f"the ONNX export of {self.name} does not reproduce the torch model (cosine < {MIN_COSINE}); "
-                        "serve it with --engine torch"
+                        f"the {self.engine} engine's export of {self.name} does not reproduce the torch model "
+                        f"(cosine < {MIN_COSINE}); serve it with --engine torch"
                     )
-        self._image, self._text = sessions
+        self._image, self._text = runners
         self.start_up_s = time.perf_counter() - start
-        log.info("onnx engine: %s (%s) ready in %.1f s", folder, ", ".join(self.providers), self.start_up_s)
+        log.info("%s engine: %s (%s) ready in %.1f s", self.engine, folder, self.runtime, self.start_up_s)
+
+    def _open_runtime(self) -> None:
+        """Check, before any export, that the runtime can run on this device: onnxruntime's providers."""
+        import onnxruntime as ort
+
+        self.providers = _providers(ort, self.device.type)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the export, for the log: onnxruntime's execution providers."""
+        return ", ".join(self.providers)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return self._image.run(None, {"pixels": pixels})[0]
+        return self._image(pixels)
 
     def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
-        return self._text.run(None, {"tokens": tokens.numpy()})[0]
+        return self._text(tokens.numpy())
 
     # ---------------------------------------------------------------------------------- the cache
 
@@ -102,10 +114,8 @@ class OnnxEncoder(Encoder):
     def _provenance(self) -> dict[str, object]:
         return {"model": self.name, "revision": self.revision, "torch": torch.__version__, "opset": OPSET}
 
-    def _cached_sessions(self, folder: Path) -> tuple[object, object] | None:
-        """The two sessions of a cached export that is complete, intact and right, else None (logged)."""
-        import onnxruntime as ort
-
+    def _cached_runners(self, folder: Path) -> tuple[Runner, Runner] | None:
+        """The two towers of a cached export that is complete, intact and right, else None (logged)."""
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
         except (OSError, ValueError):
@@ -119,8 +129,14 @@ class OnnxEncoder(Encoder):
             if not path.is_file() or _sha256(path) != files.get(path.name):
                 log.warning("ONNX cache file %s is missing or corrupt; exporting again", path)
                 return None
+        return self._checked_runners(folder)
+
+    def _checked_runners(self, folder: Path) -> tuple[Runner, Runner] | None:
+        """The intact export in ``folder`` loaded, if it reproduces the torch model; else None (logged)."""
+        import onnxruntime as ort
+
         try:
-            image, text = (_session(ort, folder / f"{tower}.onnx", self.providers) for tower in TOWERS)
+            image, text = (_onnxruntime_runner(ort, folder / f"{tower}.onnx", self.providers) for tower in TOWERS)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types are not exported
             log.warning("onnxruntime cannot load the ONNX cache in %s (%s); exporting again", folder, exc)
             return None
@@ -130,10 +146,10 @@ class OnnxEncoder(Encoder):
             return None
         return image, text
 
-    def _agreement(self, image, text) -> float:
-        """The least cosine between the sessions' rows and the torch model's on the check batch."""
+    def _agreement(self, image: Runner, text: Runner) -> float:
+        """The least cosine between the towers' rows and the torch model's on the check batch."""
         pixels, tokens = self._check_pixels().numpy(), self.tokenizer(["a photo of a cat", "a dog", "", "x" * 40])
-        rows = np.concatenate([image.run(None, {"pixels": pixels})[0], text.run(None, {"tokens": tokens.numpy()})[0]])
+        rows = np.concatenate([image(pixels), text(tokens.numpy())])
         expected = np.concatenate([Encoder.encode_pixels(self, pixels), Encoder.encode_tokens(self, tokens)])
         return float((rows * expected).sum(axis=1).min())
 
@@ -210,15 +226,23 @@ def _providers(ort, device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def _session(ort, path: Path, providers: list[str]):
+def _onnxruntime_runner(ort, path: Path, providers: list[str]) -> Runner:
+    """An onnxruntime session on one tower, as a function of its one input."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # threads that spin while they wait steal the cores decoding needs (as OMP_WAIT_POLICY=PASSIVE for torch)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads := omp_threads():
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a number, where the operator set one: every engine's thread count."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit():
-        options.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return int(threads) if threads.isdigit() else None
 
 
 @contextlib.contextmanager
