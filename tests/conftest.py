@@ -18,6 +18,7 @@ serve``, uvicorn, SQLite) as a subprocess on a free loopback port (:mod:`client_
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ from client_distill.buy.local_vendor import LocalVendor, VendorStartError, free_
 #: no test pays torch.compile's start-up (a sweep's fork server would compile the hue kernel);
 #: tests/test_augment.py turns it on for the test of the compiled kernel itself
 os.environ["VL2V_COMPILE"] = "0"
+#: every vendor the tests start (default engine openvino) keeps its engine exports, one per weights revision,
+#: in one folder outside the user's home, reused by later runs (each start checks what it reuses)
+ENGINE_CACHE = Path(tempfile.gettempdir()) / f"vl2v-test-engine-cache-{os.getuid()}"
+os.environ["VL2V_VENDOR_ENGINE_CACHE_DIR"] = str(ENGINE_CACHE)
 
 ADMIN_TOKEN = "test-admin-token"
 SHARED_LIMITS = {
@@ -64,6 +69,7 @@ class VendorServer:
         self.port = free_port()  # looked up here, so a test can pin the port of a restart by patching it
         # the developer's own VL2V_* settings must not change what the tests see
         clean = {k: v for k, v in os.environ.items() if not k.startswith("VL2V_")}
+        clean["VL2V_VENDOR_ENGINE_CACHE_DIR"] = str(ENGINE_CACHE)
         if engine := os.environ.get("VL2V_TEST_VENDOR_ENGINE"):
             clean["VL2V_VENDOR_ENGINE"] = engine
         try:

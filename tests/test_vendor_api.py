@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 
 import numpy as np
@@ -205,6 +206,10 @@ def test_models_health_and_metrics(vendor_server):
         answer = client.post("/v1/embeddings", json={"input": ["m1", "m2", image_item()]}).json()
         models = ModelList.model_validate(client.get("/v1/models").json())
         assert models.data[0].id == "vl2v-tiny" and models.data[0].price_per_query > 0
+        # the default engine on a CPU (tests/conftest.py can set another), and what it computes in
+        card = models.data[0]
+        assert card.engine == (os.environ.get("VL2V_TEST_VENDOR_ENGINE") or "openvino") and card.device == "cpu"
+        assert card.precision in ("bf16", "float32")
         # the served weights' digest, on the card and on every answer (tests/test_model_revision.py)
         assert (
             re.fullmatch("[0-9a-f]{12}", models.data[0].revision or "")

@@ -25,7 +25,7 @@ from PIL import Image
 from vendor_server import models
 from vendor_server.app import create_app
 from vendor_server.encoder import Encoder
-from vendor_server.engines import open_encoder, resolve_device
+from vendor_server.engines import open_encoder, resolve_device, resolve_engine
 from vendor_server.engines.batch_size import max_batch_for, measure_max_batch
 from vendor_server.engines.onnx import MANIFEST, MIN_COSINE, OnnxEncoder, cache_folder
 from vendor_server.engines.openvino import OpenVinoEncoder
@@ -246,6 +246,10 @@ def test_engine_and_device_settings_are_checked_in_one_line(monkeypatch):
         VendorCliError, match=r"^invalid setting VL2V_VENDOR_ENGINE='tensorrt': .*'torch', 'onnx' or 'openvino'"
     ):
         load_settings()
+    monkeypatch.delenv("VL2V_VENDOR_ENGINE")
+    assert load_settings().engine == "auto"  # the fastest measured: openvino on a CPU, torch on a GPU
+    assert (resolve_engine("auto", "cpu"), resolve_engine("auto", "cuda")) == ("openvino", "torch")
+    assert resolve_engine("onnx", "cpu") == "onnx" and resolve_engine("torch", "cpu") == "torch"
     monkeypatch.setenv("VL2V_VENDOR_ENGINE", "onnx")
     assert load_settings().engine == "onnx" and load_settings(engine="torch").engine == "torch"
     assert resolve_device("cpu") == "cpu"

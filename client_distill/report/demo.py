@@ -31,7 +31,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "sweep" / "configs" / "de
 
 @contextlib.contextmanager
 def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
-    """Start ``vl2v-vendor serve`` on a free loopback port with its own ledger, create a key with
+    """Start ``vl2v-vendor serve --engine torch`` on a free loopback port with its own ledger, create a key with
     ``budget`` queries, yield ``(url, key)``, and stop the vendor whatever happens."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "ledger.sqlite3"
@@ -41,7 +41,9 @@ def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
     )  # fmt: skip
     if created.returncode != 0:
         raise UsageError(f"could not create the demo's API key: {created.stderr.strip()}")
-    vendor = start_vendor("--db", str(db), log=workdir / "vendor.log")
+    # the reference engine: the teacher's rows then do not depend on whether this CPU has bf16 units (the
+    # vendor's default, openvino, runs bf16 where it has), so published figures reproduce on any machine
+    vendor = start_vendor("--db", str(db), "--engine", "torch", log=workdir / "vendor.log")
     try:
         print(f"vendor ready at {vendor.url} (log: {workdir / 'vendor.log'})", flush=True)
         yield vendor.url, created.stdout.strip()

@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        help="what runs the model: torch; onnx (ONNX Runtime; the towers are exported once per weights "
-        "revision and cached); or openvino (that export compiled by OpenVINO for the CPU, in bf16 where the CPU "
-        "has bf16 units and the rows still agree with torch) (default torch)",
+        help="what runs the model: torch (the reference); onnx (ONNX Runtime; the towers are exported once per "
+        "weights revision and cached); openvino (that export compiled by OpenVINO for the CPU, in bf16 where the "
+        "CPU has bf16 units and the rows still agree with torch); or auto, the fastest measured: openvino on a "
+        "CPU, torch on a GPU (default auto)",
     )
     p.add_argument(
         "--device",

@@ -4,8 +4,10 @@
 (:class:`vendor_server.engines.onnx.OnnxEncoder`) runs an export of the same weights in ONNX Runtime,
 checked against torch at start-up; ``openvino`` (:class:`vendor_server.engines.openvino.OpenVinoEncoder`)
 compiles that export with OpenVINO for the CPU, in bf16 where the CPU has bf16 units and the rows still
-agree. ``auto`` devices are the GPU when torch sees one, else the CPU.
-Imports are deferred so that importing this package (the preprocessing, say) loads no runtime."""
+agree. ``auto`` (the default) is the fastest measured for the device: openvino on a CPU (about 3x torch
+and infinity-emb served, docs/benchmarks.md), torch on a GPU. ``auto`` devices are the GPU when torch
+sees one, else the CPU. Imports are deferred so that importing this package (the preprocessing, say)
+loads no runtime."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from vendor_server.encoder import Encoder
     from vendor_server.settings import VendorSettings
 
-ENGINES = ("torch", "onnx", "openvino")
+ENGINES = ("auto", "torch", "onnx", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -33,15 +35,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_engine(engine: str, device: str) -> str:
+    """The engine of :data:`ENGINES` that runs on ``device`` (``cpu`` or ``cuda``): ``auto`` is openvino on
+    a CPU and torch on a GPU (OpenVINO's GPU plugin is Intel's, not CUDA)."""
+    if engine == "auto":
+        return "openvino" if device == "cpu" else "torch"
+    return engine
+
+
 def open_encoder(settings: VendorSettings) -> Encoder:
     """The encoder ``settings`` ask for: its model, weights, engine and device."""
     from vendor_server.encoder import Encoder
 
-    args = (settings.model, settings.pretrained_source(), settings.seed, resolve_device(settings.device))
-    if settings.engine == "torch":
+    device = resolve_device(settings.device)
+    engine = resolve_engine(settings.engine, device)
+    args = (settings.model, settings.pretrained_source(), settings.seed, device)
+    if engine == "torch":
         return Encoder(*args)
     from vendor_server.engines.onnx import OnnxEncoder
     from vendor_server.engines.openvino import OpenVinoEncoder
 
     cache = Path(settings.engine_cache_dir) if settings.engine_cache_dir else None
-    return (OpenVinoEncoder if settings.engine == "openvino" else OnnxEncoder)(*args, cache_dir=cache)
+    return (OpenVinoEncoder if engine == "openvino" else OnnxEncoder)(*args, cache_dir=cache)
