@@ -26,7 +26,7 @@ from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
 from client_distill.train.augment import resize
 from client_distill.train.model_selection import select
-from client_distill.train.run import Progress, Run, RunSpec, native_bf16, precision, run_distill
+from client_distill.train.run import Progress, Run, RunSpec, native_bf16, png_bytes, precision, run_distill
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
@@ -227,6 +227,14 @@ def test_online_mode_buys_every_augmented_view(world, tmp_path):
     assert vendor.paid == 12 * per_step and load_records(tmp_path)[-1]["queries_images"] == 12 * per_step
     assert r["queries_images"] == 12 * per_step  # the output model's record counts what the whole run paid
     assert vendor.sizes == {(32, 32)}
+
+
+def test_online_views_are_sent_as_the_pixels_trained_on():
+    """The online mode's fast PNG level changes the bytes, never the picture the vendor embeds."""
+    pixels = torch.rand(5, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    trained_on = pixels.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for sent, picture in zip(png_bytes(pixels), trained_on, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(sent))), picture)
 
 
 def test_ddp_world_size_one_with_gloo(world, tmp_path, monkeypatch):

@@ -129,11 +129,17 @@ def _barrier() -> None:
         dist.barrier()
 
 
+#: zlib level of the online mode's PNGs: every step encodes a whole batch, and level 1 encodes a 64 px
+#: view about 2.3x faster than Pillow's default 6 for 10 % more bytes; the pixels are the same (lossless),
+#: so the vendor embeds the same picture either way
+ONLINE_PNG_LEVEL = 1
+
+
 def png_bytes(pixels: torch.Tensor) -> list[bytes]:
     """Each image of ``[B, 3, H, W]`` in ``[0, 1]`` as PNG: the bytes the online mode sends (the vendor
     applies its own preprocessing)."""
     pictures = pixels.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [encode_png(Image.fromarray(img)) for img in pictures]
+    return [encode_png(Image.fromarray(img), ONLINE_PNG_LEVEL) for img in pictures]
 
 
 def native_bf16(device: torch.device) -> bool:
