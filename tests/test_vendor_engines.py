@@ -258,6 +258,17 @@ def test_engine_and_device_settings_are_checked_in_one_line(monkeypatch):
             open_encoder(load_settings(device="cuda"))
 
 
+def test_auto_serves_with_torch_a_model_the_export_cannot_take(monkeypatch, caplog):
+    def refuse(self):
+        raise VendorCliError("cannot export the image tower to ONNX (Unsupported: an operator)")
+
+    monkeypatch.setattr(OpenVinoEncoder, "_start", refuse)
+    served = open_encoder(load_settings(model="vl2v-tiny", pretrained="none", engine="auto", device="cpu"))
+    assert served.engine == "torch" and "serving with torch instead" in caplog.text
+    with pytest.raises(VendorCliError, match="^cannot export"):  # asked for by name: the operator's error stands
+        open_encoder(load_settings(model="vl2v-tiny", pretrained="none", engine="openvino", device="cpu"))
+
+
 @pytest.mark.slow
 def test_a_real_architecture_exports_and_agrees(tmp_path):
     """ViT-B-32 at random init (about 25 s to export on 2 loaded cores): the real transformer towers, on

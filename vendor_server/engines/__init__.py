@@ -5,14 +5,20 @@
 checked against torch at start-up; ``openvino`` (:class:`vendor_server.engines.openvino.OpenVinoEncoder`)
 compiles that export with OpenVINO for the CPU, in bf16 where the CPU has bf16 units and the rows still
 agree. ``auto`` (the default) is the fastest measured for the device: openvino on a CPU (about 3x torch
-and infinity-emb served, docs/benchmarks.md), torch on a GPU. ``auto`` devices are the GPU when torch
+and infinity-emb served, docs/benchmarks.md), torch on a GPU, and torch with a warning for a model whose
+export cannot be made or does not reproduce it. ``auto`` devices are the GPU when torch
 sees one, else the CPU. Imports are deferred so that importing this package (the preprocessing, say)
 loads no runtime."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vendor_server.errors import VendorCliError
+
+log = logging.getLogger("vl2v.vendor")
 
 if TYPE_CHECKING:
     from vendor_server.encoder import Encoder
@@ -25,8 +31,6 @@ DEVICES = ("auto", "cpu", "cuda")
 def resolve_device(device: str) -> str:
     """``cpu`` or ``cuda`` for a setting of :data:`DEVICES`; ``cuda`` without a GPU is the operator's error."""
     import torch
-
-    from vendor_server.errors import VendorCliError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -56,4 +60,11 @@ def open_encoder(settings: VendorSettings) -> Encoder:
     from vendor_server.engines.openvino import OpenVinoEncoder
 
     cache = Path(settings.engine_cache_dir) if settings.engine_cache_dir else None
-    return (OpenVinoEncoder if engine == "openvino" else OnnxEncoder)(*args, cache_dir=cache)
+    try:
+        return (OpenVinoEncoder if engine == "openvino" else OnnxEncoder)(*args, cache_dir=cache)
+    except VendorCliError as exc:
+        if settings.engine != "auto":
+            raise
+        # a model the exporter cannot take, or whose export does not reproduce it: auto serves it anyway
+        log.warning("engine auto: %s; serving with torch instead", exc)
+        return Encoder(*args)
