@@ -324,6 +324,15 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
 
+def test_a_protocol_with_only_its_online_runs_done_has_no_cached_vs_online_table(tmp_path):
+    """A seed-major protocol finishes its online runs first: nothing to compare them with yet."""
+    runs = tmp_path / "runs"
+    fake_run(runs, "adip", "art", 0, 0.95, 0.8, 1000, mode="online")
+    fake_run(runs, "erm", "art", 0, 0.9, 0.6)
+    report = write_report(runs, tmp_path / "report", diagnostics=False, cost=False).read_text()
+    assert "| adip (online) |" in report and "Cached teacher set vs online teacher" not in report
+
+
 def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs, "erm", "art", 0, 0.9, 0.6)
