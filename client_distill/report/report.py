@@ -251,7 +251,7 @@ def efficiency(rs: list[Result], rows: list[Row], domains: list[str]) -> list[st
     """Cached (budget-aware) vs online (every augmented view bought) on the same tasks and seeds: the
     queries each paid and the OOD accuracy each reached; the cached row is the method's largest budget
     with one view per image."""
-    online = [row for row in rows if row[1] == "online" and paired.cached_reference(rows, row[0]) is not None]
+    online = [(row, cached) for row in rows if row[1] == "online" and (cached := paired.cached_reference(rows, row[0]))]
     if not online:  # no online run, or none whose method has a cached run to compare with yet
         return []
     lines = [
@@ -268,8 +268,7 @@ def efficiency(rs: list[Result], rows: list[Row], domains: list[str]) -> list[st
         ),
         "|---|---|---|---|---|---|",
     ]
-    for row in online:
-        cached = paired.cached_reference(rows, row[0])
+    for row, cached in online:
         c_rs = [r for r in rs if r.row == cached]
         o_rs = [r for r in rs if r.row == row]
         qc, qo = np.mean([r.queries_images for r in c_rs]), np.mean([r.queries_images for r in o_rs])
