@@ -7,6 +7,7 @@ recorded on its own split."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from client_distill.train.run import RunSpec, run_distill
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
-#: the runs the tests export: ADiP outputs SWAD's average (rebuilt from checkpoint.pt), ERM its best
+#: the runs the tests export: ADiP outputs SWAD's average (swad.pt), ERM its best
 #: checkpoint, KD its linear head (its text head only teaches)
 RUNS = {
     "adip": ("adip", {"swad": True, "checkpoint_freq": 2, "steps": 8, "lr": 3e-3}),
@@ -65,7 +66,7 @@ def images(world: Path, preprocessing: Preprocessing, n: int = 32) -> np.ndarray
 def test_onnx_export_of_swad_model_agrees_with_pytorch(world, adip_onnx):
     run = world / "runs" / "adip"
     record = select(load_records(run))
-    assert record["model"] == "swad"  # SWAD's average, which no file of the run folder holds
+    assert record["model"] == "swad"  # SWAD's average, the folder's swad.pt
     info = ModelInfo.read(adip_onnx)
     assert sorted(p.name for p in adip_onnx.iterdir()) == ["MODEL_CARD.md", METADATA_FILE, "model.onnx"]
     assert info.model_format == "onnx" and info.classes == ["cat", "dog"] and info.method == "adip"
@@ -90,6 +91,33 @@ def test_onnx_export_of_swad_model_agrees_with_pytorch(world, adip_onnx):
     # a model that does not reproduce its reference is refused, loudly
     with pytest.raises(ExportError, match="does not reproduce PyTorch"):
         verify(adip_onnx, x, expected + 0.01, "the test's images")
+
+
+def test_a_finished_run_keeps_swads_average_not_its_checkpoint_and_older_folders_still_load(world, tmp_path):
+    """A finished run drops checkpoint.pt (only a resume reads it; SWAD's pending copies make it ~10× the
+    model) and keeps the average as swad.pt; a folder finished before swad.pt existed holds the window
+    search in checkpoint.pt instead, and loads to the same weights from there."""
+    finished = world / "runs" / "adip"
+    assert not (finished / "checkpoint.pt").exists() and (finished / "swad.pt").is_file()
+    expected = load_run(finished).classifier.state_dict()
+
+    # the same run stopped after its last step (not yet scored): its checkpoint holds the whole window search
+    method, hparams = RUNS["adip"]
+    spec = json.loads((finished / "args.json").read_text())
+    assert spec["method"] == method and spec["hparams"] == hparams
+    stopped = tmp_path / "stopped"
+    stages = select(load_records(finished))["n_stages"]
+    run_distill(RunSpec(**spec), stopped, stop_after=hparams["steps"] * stages)
+    legacy = tmp_path / "legacy"
+    shutil.copytree(finished, legacy)
+    (legacy / "swad.pt").unlink()
+    shutil.copy(stopped / "checkpoint.pt", legacy / "checkpoint.pt")
+    got = load_run(legacy).classifier.state_dict()
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+
+    (legacy / "checkpoint.pt").unlink()
+    with pytest.raises(UsageError, match="needs swad.pt or checkpoint.pt; both are missing"):
+        load_run(legacy)
 
 
 @pytest.mark.slow

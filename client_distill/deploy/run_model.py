@@ -9,9 +9,9 @@ predict with the teacher's class text embeddings (ADiP, its ablations, SD), the 
 ``logit_scale · cos(z, T_c)`` with those embeddings and the teacher's scale stored inside the model. The
 classifier runs the same operations as the method's own ``logits``, so it scores what the run recorded.
 
-SWAD's average is not a file of the run folder: the trainer computes it at the end from the window
-search it saves in ``checkpoint.pt`` after every checkpoint. :func:`selected_weights` recomputes it from
-there (the same deterministic sum) and refuses the result unless its window is the one the run recorded.
+SWAD's average is the run folder's ``swad.pt``. Folders finished before runs wrote it hold the window
+search in ``checkpoint.pt`` instead: :func:`selected_weights` recomputes the average from there (the same
+deterministic sum) and refuses the result unless its window is the one the run recorded.
 
 :class:`RunPredictor` is a run folder as a :class:`~client_distill.deploy.predict.Predictor`
 (``vl2v predict``/``evaluate`` on a run folder); :mod:`client_distill.deploy.export` writes the
@@ -34,7 +34,7 @@ from client_distill.deploy.model_info import ModelInfo, Preprocessing
 from client_distill.errors import UsageError
 from client_distill.methods.base import Method, TextHead
 from client_distill.methods.registry import create_method, method_class
-from client_distill.train.run_folder import CHECKPOINT, RunFolder
+from client_distill.train.run_folder import CHECKPOINT, SWAD_WEIGHTS, RunFolder
 from client_distill.train.runspec import RunSpec
 from client_distill.train.students import create_student
 from client_distill.train.swad import LossValley
@@ -80,9 +80,11 @@ def selected_weights(folder: RunFolder, record: dict[str, Any]) -> dict[str, tor
         return folder.load(f"best_{record['stage']}.pt")
     if record["model"] != "swad":
         raise UsageError(f"{folder.path}: the run outputs the teacher itself ({record['model']}); nothing to export")
+    if (folder.path / SWAD_WEIGHTS).is_file():
+        return folder.load(SWAD_WEIGHTS)
     file = folder.path / CHECKPOINT
     if not file.is_file():
-        raise UsageError(f"{folder.path}: SWAD's average needs {CHECKPOINT}, which is missing")
+        raise UsageError(f"{folder.path}: SWAD's average needs {SWAD_WEIGHTS} or {CHECKPOINT}; both are missing")
     state = torch.load(file, map_location="cpu", weights_only=True)
     hp = record["hparams"]
     valley = LossValley(int(hp["swad_n_converge"]), int(hp["swad_n_tolerance"]), float(hp["swad_tolerance_ratio"]))

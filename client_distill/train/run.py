@@ -58,7 +58,7 @@ from client_distill.train.pairing import (
     view_pictures,
     view_seed,
 )
-from client_distill.train.run_folder import RunFolder
+from client_distill.train.run_folder import SWAD_WEIGHTS, RunFolder
 from client_distill.train.runspec import TEACHER_MODES, RunSpec
 from client_distill.train.students import create_student
 from client_distill.train.swad import LossValley, SegmentAverage, averaged_copy
@@ -487,7 +487,9 @@ class Run:
         scores = self.evaluator.score(self.method, names)
         self.folder.append(self._record("best", stage, last, best["stage_step"], scores, paid))
         if self.swad is not None:
-            averaged = averaged_copy(self.method, self.swad.final_weights())
+            weights = self.swad.final_weights()
+            self.folder.save(weights, SWAD_WEIGHTS)
+            averaged = averaged_copy(self.method, weights)
             scores = self.evaluator.score(averaged, names)
             self.folder.append(
                 self._record("swad", stage, last, int(self.hp["steps"]), scores, {**paid, "swad": self.swad.summary()})

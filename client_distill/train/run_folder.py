@@ -4,8 +4,11 @@ Files::
 
     args.json        the RunSpec (a folder holds one run: other args are refused)
     results.jsonl    one record per evaluation (see client_distill.train.model_selection)
-    checkpoint.pt    the last checkpoint: position, model, optimizer, SWAD state
+    checkpoint.pt    the last checkpoint: position, model, optimizer, SWAD state; removed once the run
+                     is done (a finished run never resumes, and SWAD's pending copies make it ~10× the
+                     model: 48 MB of the default student's 53 MB folder)
     best_<stage>.pt  the stage's best checkpoint by source validation (model weights)
+    swad.pt          SWAD's average (model weights), when the run used SWAD
     done             written last: the run is finished
 
 Writes are atomic (temporary file, then rename). A best file found in a segment is first written as
@@ -28,6 +31,7 @@ from client_distill.errors import UsageError
 from client_distill.train.run_reader import ARGS_FILE, DONE_FILE, RESULTS_FILE, RunReader
 
 CHECKPOINT = "checkpoint.pt"
+SWAD_WEIGHTS = "swad.pt"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -56,8 +60,10 @@ class RunFolder(RunReader):
             file.write_text(json.dumps(args, indent=2))
 
     def mark_done(self) -> None:
+        """Write ``done``, then drop the checkpoint that only a resume would read."""
         if self.writer:
             (self.path / DONE_FILE).write_text("done\n")
+            (self.path / CHECKPOINT).unlink(missing_ok=True)
 
     # ---------------------------------------------------------------------------------- records
 
