@@ -111,6 +111,25 @@ def test_an_unversioned_ledger_is_upgraded_with_its_data_intact(tmp_path):
     assert version_of(path) == SCHEMA_VERSION
 
 
+def test_a_charge_sweeps_its_keys_expired_replays_by_index(tmp_path):
+    """Every charge first deletes its key's expired idempotency rows: a range scan of the (key, expiry)
+    index, not a walk of every row the key holds in the replay window."""
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    try:
+        plan = " ".join(
+            row[-1]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN DELETE FROM idempotency WHERE key_id = ? AND expires <= ? AND status = 'done'",
+                ("key_x", 1.0),
+            )
+        )
+    finally:
+        db.close()
+    assert "idempotency_by_key_expiry (key_id=? AND expires<?)" in plan, plan
+
+
 def test_a_ledger_of_the_previous_release_gains_the_consoles_counters(tmp_path):
     """Version 3 (before the operator console): its books intact, the console's tables added, empty."""
     path = tmp_path / "v3.sqlite3"
@@ -123,7 +142,7 @@ def test_a_ledger_of_the_previous_release_gains_the_consoles_counters(tmp_path):
 
     ledger = Ledger(path)
     try:
-        assert version_of(path) == SCHEMA_VERSION == 4
+        assert version_of(path) == SCHEMA_VERSION == 5
         assert (ledger.key("key_old").used, ledger.usage("key_old").requests) == (5, 2)
         reports = LedgerReports(ledger)
         assert reports.coverage(recent_since=0.0) == ([], 0) and reports.partition() is None

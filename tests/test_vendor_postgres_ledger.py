@@ -160,7 +160,7 @@ def test_a_sqlite_ledger_of_the_previous_release_opens_and_upgrades(tmp_path):
     finally:
         ledger.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     owners = dict(db.execute("SELECT request_id, instance_id FROM usage_events").fetchall())
     db.close()
     assert owners["req_ok"] is None and owners[request_id].startswith("inst_")
