@@ -70,8 +70,8 @@ class OpenVinoEncoder(OnnxEncoder):
         """The tower compiled for throughput: OpenVINO's streams (on 2 cores, two of one thread each),
         each batch split across them and run at once. One stream spanning every core (the LATENCY hint)
         is as fast alone, but it waits at every layer for its slowest thread: with the decoding pool
-        preparing the next requests on the same cores it lost half its speed (114 → 57 images/s for
-        ViT-B-32, against 119 → 79 for two streams; docs/benchmarks.md)."""
+        preparing the next requests on the same cores it lost half its speed (105 → 55 images/s for
+        ViT-B-32, against 121 → 81 for two streams; docs/benchmarks.md)."""
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "THROUGHPUT"}
         if threads := omp_threads():
             config["INFERENCE_NUM_THREADS"] = threads
