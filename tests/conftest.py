@@ -29,8 +29,8 @@ from postgres_server import postgres_db, postgres_server  # noqa: F401  (fixture
 
 from client_distill.buy.local_vendor import LocalVendor, VendorStartError, free_port, start_vendor
 
-#: no test pays torch.compile's start-up (a sweep's fork server would compile the hue kernel);
-#: tests/test_augment.py turns it on for the test of the compiled kernel itself
+#: no test pays torch.compile's start-up (a sweep's fork server compiles the augmentation);
+#: tests/test_augment.py turns it on for the test of the compiled kernels themselves
 os.environ["VL2V_COMPILE"] = "0"
 #: every vendor the tests start (default engine openvino) keeps its engine exports, one per weights revision,
 #: in one folder outside the user's home, reused by later runs (each start checks what it reuses)

@@ -1,5 +1,6 @@
 """The batched augmentation: each colour operation equals torchvision's on every image, crops are
-valid boxes drawn as RandomResizedCrop draws them, and a batch is a function of its generator."""
+valid boxes drawn as RandomResizedCrop draws them, a batch is a function of its generator, and the
+fused path (compiled or not) equals the eager one bit for bit."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from client_distill.train import augment
 from client_distill.train.augment import (
     BatchAugment,
     adjust_brightness,
@@ -14,6 +16,7 @@ from client_distill.train.augment import (
     adjust_hue,
     adjust_saturation,
     crop_resize,
+    fused_pixels,
     resize,
 )
 
@@ -84,34 +87,68 @@ def test_a_batch_is_a_function_of_its_generator_and_each_image_is_drawn_apart():
     assert torch.equal(plain(x, torch.Generator()), x.float() / 255)  # every random part off: the image itself
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"flip": False, "grayscale_p": 0.0},
+        {"jitter": 0.0},
+        {"scale": (1.0, 1.0), "jitter": 1.5, "grayscale_p": 0.5},
+    ],
+)
+@pytest.mark.parametrize("n, source", [(16, 24), (1, 24), (5, 17)])
+def test_the_fused_path_equals_the_eager_one_bit_for_bit(options, n, source):
+    """fused_pixels re-expresses roi_align's sample, the flip and the colour operations in its own
+    order of loops (run eagerly here; compiled in the test below): every pixel must equal the eager
+    path's, also for one image, odd sizes, every part off or at its extreme (saturation 0, hue ±½)."""
+    aug = BatchAugment(24, (0.5,) * 3, (0.25,) * 3, **options)
+    x = torch.randint(0, 256, (n, 3, source, source - 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+    x[0, :, :5] = 255  # saturated and flat regions: ties, clamps at 1, no hue
+    for seed in range(4):
+        draws = aug.draw(x.shape, torch.Generator().manual_seed(seed))
+        assert draws.one_sample_per_pixel(aug.size)
+        assert torch.equal(fused_pixels(x, draws, aug.size), aug.eager_pixels(x, draws))
+
+
+def test_crops_larger_than_the_output_take_the_eager_path(monkeypatch):
+    """roi_align averages several samples per output pixel when it shrinks (no aliasing): the fused
+    path, which takes one, must not be used then."""
+    aug = BatchAugment(16, (0.5,) * 3, (0.25,) * 3)
+    x = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8)
+    assert not aug.draw(x.shape, torch.Generator().manual_seed(0)).one_sample_per_pixel(aug.size)
+    monkeypatch.setitem(augment._compiled, "pixels", lambda *_: pytest.fail("fused path used"))
+    assert aug.pixels(x, torch.Generator().manual_seed(0)).shape == (4, 3, 16, 16)
+
+
 @pytest.mark.slow
-def test_compiled_hue_is_bit_identical_and_forked_processes_inherit_it(monkeypatch):
-    """warm_up compiles the hue rotation; batches equal the eager ones bit for bit (so a run resumed
-    without it continues exactly), and a process forked afterwards (a sweep's run, forked from its
-    server) uses the kernel without compiling again."""
+def test_compiled_augmentation_is_bit_identical_and_forked_processes_inherit_it(monkeypatch):
+    """warm_up compiles the augmentation; batches equal the eager ones bit for bit (so a run resumed
+    without it continues exactly), for crops within the output (the fused kernel) and larger ones
+    (eager but for the hue kernel), and a process forked afterwards (a sweep's run, forked from its
+    server) uses the kernels without compiling again."""
     import os
 
     from torch._dynamo.utils import counters
 
-    from client_distill.train import augment
-
     aug = BatchAugment(24, (0.5,) * 3, (0.25,) * 3)
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    eager = aug(x, torch.Generator().manual_seed(5))
-    monkeypatch.setattr(augment, "_compiled_hue", None)
+    small, large = (torch.randint(0, 256, (16, 3, s, s), dtype=torch.uint8) for s in (24, 40))
+    with augment.eager():
+        expected = [aug(x, torch.Generator().manual_seed(5)) for x in (small, large)]
+    monkeypatch.setattr(augment, "_compiled", {})
     monkeypatch.setenv(augment.COMPILE_ENV, "0")
-    assert augment.warm_up() is False and augment._compiled_hue is None  # turned off
+    assert augment.warm_up() is False and not augment._compiled  # turned off
     monkeypatch.delenv(augment.COMPILE_ENV)
-    assert augment.warm_up() is True and augment._compiled_hue is not None
-    assert torch.equal(aug(x, torch.Generator().manual_seed(5)), eager)
+    assert augment.warm_up() is True and set(augment._compiled) == {"hue", "pixels"}
+    for x, eager in zip((small, large), expected, strict=True):
+        assert torch.equal(aug(x, torch.Generator().manual_seed(5)), eager)
     compiled_frames = counters["stats"]["unique_graphs"]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: another batch size, no new graph, the same pixels as eager
-        fast = aug(x[:7], torch.Generator().manual_seed(6))
+        fast = aug(small[:7], torch.Generator().manual_seed(6))
         no_new_graph = counters["stats"]["unique_graphs"] == compiled_frames
-        augment._compiled_hue = None
-        ok = no_new_graph and torch.equal(fast, aug(x[:7], torch.Generator().manual_seed(6)))
+        with augment.eager():
+            ok = no_new_graph and torch.equal(fast, aug(small[:7], torch.Generator().manual_seed(6)))
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.waitpid(pid, 0)

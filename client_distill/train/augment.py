@@ -12,17 +12,22 @@ colour operation equals torchvision's functional one on every image (``tests/tes
 all randomness comes from the ``torch.Generator`` passed in, so a step's batch is a function of its
 seed alone: that is what makes a resumed run bit-identical to an uninterrupted one.
 
-The hue rotation, the costliest operation by far (some 35 elementwise passes over the batch), can run
-as one loop compiled by ``torch.compile`` (:func:`warm_up`): bit-identical to the eager function, about
-ten times faster on a CPU core.
+The whole augmentation can also run compiled by ``torch.compile`` (:func:`warm_up`), bit-identical to
+the eager path, about twice as fast on a CPU core (``bench/distill_throughput.py``): when no crop is
+larger than the output (one bilinear sample per output pixel, as for the synthetic worlds), the crop,
+flip, the four colour operations, greyscale and the uint8 → float conversion become a few fused loops
+(:func:`fused_pixels`); otherwise only the hue rotation, the costliest colour operation (some 35
+elementwise passes eagerly), is compiled. Bit-identical is what lets a run resumed without the compiled
+kernels continue exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -83,47 +88,201 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, dim=-3).clamp_(0, 1)
 
 
-#: the compiled hue rotation once :func:`warm_up` has made one; the eager function until then
-_compiled_hue: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+#: the compiled kernels once :func:`warm_up` has made them: ``"hue"`` (the hue rotation) and
+#: ``"pixels"`` (:func:`fused_pixels`); the eager functions until then
+_compiled: dict[str, Callable] = {}
 #: ``VL2V_COMPILE=0`` keeps every operation eager, ``1`` compiles even in a single run
 COMPILE_ENV = "VL2V_COMPILE"
 
 
 def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    return (_compiled_hue or adjust_hue)(x, shift)
+    return _compiled.get("hue", adjust_hue)(x, shift)
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """Augment eagerly inside the block (a benchmark's or a test's baseline); the compiled kernels
+    are back after it."""
+    kept = dict(_compiled)
+    _compiled.clear()
+    try:
+        yield
+    finally:
+        _compiled.update(kept)
 
 
 def warm_up() -> bool:
-    """Compile the hue rotation for any batch and image size (dynamic shapes) and keep it for this
-    process and every process forked from it; returns whether it is in use.
+    """Compile the augmentation (:func:`fused_pixels` and the hue rotation) for any batch and image
+    size (dynamic shapes) and keep it for this process and every process forked from it; returns
+    whether it is in use.
 
-    Why not always: compiling costs 15–60 s on two cores the first time on a machine (then Inductor's
-    disk cache makes it a few seconds), against ≈ 5 ms saved per 48-image step: it pays in a sweep,
+    Why not always: compiling costs 30–90 s on two cores the first time on a machine (then Inductor's
+    disk cache makes it a few seconds), against ≈ 10 ms saved per 48-image step: it pays in a sweep,
     whose fork server compiles once for all its runs (:mod:`client_distill.train.compiled`), and in
-    long runs, not in a 200-step run or a test. The compiled kernel must reproduce the eager one bit for
-    bit on a sample (so a run resumed without it continues exactly), else it is not used; any failure
-    (no C compiler, say) leaves the eager function with a warning."""
-    global _compiled_hue
-    if _compiled_hue is not None:
+    long runs, not in a 200-step run or a test. Each compiled kernel must reproduce the eager path bit
+    for bit on samples (so a run resumed without it continues exactly), else it is not used; any failure
+    (no C compiler, say) leaves the eager functions with a warning."""
+    if _compiled:
         return True
     if os.environ.get(COMPILE_ENV) == "0":
         return False
     try:
-        compiled = torch.compile(adjust_hue, dynamic=True)
+        hue = torch.compile(adjust_hue, dynamic=True)
+        pixels = torch.compile(_fused, dynamic=True)
         g = torch.Generator().manual_seed(0)
         for n in (1, 2, 5):  # one image, two, several: the sizes a colour slice takes
             x, shift = torch.rand(n, 3, 9, 7, generator=g), torch.rand(n, generator=g) - 0.5
-            if not torch.equal(compiled(x, shift), adjust_hue(x, shift)):
-                warnings.warn("compiled hue rotation differs from the eager one; augmenting eagerly", stacklevel=2)
+            same = torch.equal(hue(x, shift), adjust_hue(x, shift))
+            images = torch.randint(0, 256, (n + 2, 3, 11, 9), dtype=torch.uint8, generator=g)
+            for aug in (BatchAugment(12, (0.5,) * 3, (0.25,) * 3), BatchAugment(12, (0,) * 3, (1,) * 3, jitter=0.0)):
+                draws = aug.draw(images.shape, torch.Generator().manual_seed(n))
+                fused = pixels(torch.true_divide(images, 255), draws, aug.size)
+                same &= torch.equal(fused, aug.eager_pixels(images, draws))
+            if not same:
+                warnings.warn("the compiled augmentation differs from the eager one; augmenting eagerly", stacklevel=2)
                 return False
     except Exception as exc:  # Inductor raises many kinds; eager always works
-        warnings.warn(f"could not compile the hue rotation ({type(exc).__name__}); augmenting eagerly", stacklevel=2)
+        warnings.warn(f"could not compile the augmentation ({type(exc).__name__}); augmenting eagerly", stacklevel=2)
         return False
-    _compiled_hue = compiled
+    _compiled.update(hue=hue, pixels=pixels)
     return True
 
 
 _COLOUR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, _hue)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """One batch's random choices, per image: the crop box ``(x0, y0, x1, y1)``, whether it is flipped,
+    the colour factors (brightness, contrast, saturation, hue shift) and the order of the four colour
+    operations (``order[i, p]``: the operation at position ``p``), and whether it turns grey; a part
+    that is off is None."""
+
+    boxes: torch.Tensor
+    flip: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
+    order: torch.Tensor | None = None
+    grey: torch.Tensor | None = None
+
+    def one_sample_per_pixel(self, size: int) -> bool:
+        """Whether no box is larger than ``size``: ``roi_align`` then takes one bilinear sample per
+        output pixel, the case :func:`fused_pixels` reproduces."""
+        return bool(((self.boxes[:, 2:] - self.boxes[:, :2]) <= size).all())
+
+
+def _colour_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue, each image in its own random order of the four.
+    At each of the four positions the batch is sorted by the operation its images draw there, so
+    every operation runs once on a contiguous slice; the original order is restored at the end."""
+    n = x.shape[0]
+    index = torch.arange(n, device=x.device)  # x[k] is image index[k]
+    for position in range(4):
+        ops = order[index, position]
+        by_op = ops.argsort(stable=True)
+        x, index = x.index_select(0, by_op), index[by_op]
+        start = 0
+        for op, count in enumerate(torch.bincount(ops, minlength=4).tolist()):
+            if count:
+                rows = slice(start, start + count)
+                x[rows] = _COLOUR_OPS[op](x[rows], factors[index[rows], op])
+            start += count
+    return x.index_select(0, index.argsort())
+
+
+@torch.library.custom_op("vl2v::image_mean", mutates_args=())
+def image_mean(grey: torch.Tensor) -> torch.Tensor:
+    """Each image's mean, ``[B, 1, H, W]`` → ``[B, 1, 1, 1]``: an opaque operator, so that the compiled
+    :func:`fused_pixels` sums in ATen's order, as the eager contrast does, not in Inductor's."""
+    return grey.contiguous().mean(dim=(-3, -2, -1), keepdim=True)
+
+
+@image_mean.register_fake
+def _(grey: torch.Tensor) -> torch.Tensor:
+    return grey.new_empty(grey.shape[0], 1, 1, 1)
+
+
+def fused_pixels(images: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
+    """:meth:`BatchAugment.eager_pixels` for crops no larger than ``size``, written to compile into a
+    few fused loops with the same arithmetic in the same order, hence bit-identical results: the crop
+    is ``roi_align``'s bilinear sample (its coordinate and weight formulas), with the flip folded into
+    the sampled columns; the colour operations run as three linear slots before each image's hue
+    rotation and three after it, each slot ``clamp(a·x + g·luma + m·mean)`` with the image's factors
+    for the operation it draws there (``a, g, m`` = ``f, 0, 0`` brightness, ``f, 0, 1 − f`` contrast,
+    ``f, 1 − f, 0`` saturation, ``1, 0, 0`` none): adding exact zeros changes no bit."""
+    return _compiled.get("pixels", _fused)(torch.true_divide(images, 255), draws, size)
+
+
+def _fused(x: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
+    """:func:`fused_pixels` from the float images (the conversion runs apart: fused into the crop's
+    gathers it would divide four times per output pixel)."""
+    x = _crop_flip(x, draws.boxes, draws.flip, size)
+    if draws.factors is not None and draws.order is not None:
+        x = _colour_slots(x, draws.factors, draws.order)
+    if draws.grey is not None:
+        x = torch.where(draws.grey.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+    return x
+
+
+def _crop_flip(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor | None, size: int) -> torch.Tensor:
+    """``crop_resize`` (then the flip) where every box is at most ``size`` on a side: torchvision's
+    ``roi_align`` (aligned) with one sample per bin, its float arithmetic step by step."""
+    height, width = x.shape[-2:]
+    start = boxes[:, :2] - 0.5  # (x, y) of the box's first corner, half a pixel back (aligned)
+    bins = (boxes[:, 2:] - 0.5 - start) / size
+    pos = start[:, :, None] + torch.arange(size, dtype=x.dtype) * bins[:, :, None] + 0.5 * bins[:, :, None]
+    limit = torch.tensor([width, height], dtype=x.dtype).view(1, 2, 1)
+    outside = (pos < -1.0) | (pos > limit)
+    pos = pos.clamp(min=0)
+    low, last = pos.int(), (limit - 1).int()
+    at_end = low >= last
+    high, low = torch.where(at_end, last, low + 1), torch.where(at_end, last, low)
+    frac = torch.where(at_end, low.to(x.dtype), pos) - low
+    frac, rest = torch.where(outside, 0.0, frac), torch.where(outside, 0.0, 1.0 - frac)
+    (x_low, y_low), (x_high, y_high), (x_frac, y_frac), (x_rest, y_rest) = (
+        t.unbind(1) for t in (low, high, frac, rest)
+    )
+    if flip is not None:  # a flipped image samples its columns right to left
+        f = flip.view(-1, 1)
+        x_low, x_high, x_frac, x_rest = (torch.where(f, t.flip(-1), t) for t in (x_low, x_high, x_frac, x_rest))
+    image = torch.arange(len(x)).view(-1, 1, 1, 1)
+    channel = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+
+    def at(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return x[image, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def weight(wy: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
+        return wy[:, None, :, None] * wx[:, None, None, :]
+
+    return (
+        (weight(y_rest, x_rest) * at(y_low, x_low) + weight(y_rest, x_frac) * at(y_low, x_high))
+        + weight(y_frac, x_rest) * at(y_high, x_low)
+    ) + weight(y_frac, x_frac) * at(y_high, x_high)
+
+
+def _colour_slots(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The four colour operations in each image's order, as :func:`fused_pixels` describes."""
+    b, c, s = factors[:, 0], factors[:, 1], factors[:, 2]
+    one, zero = torch.ones_like(b), torch.zeros_like(b)
+    # by operation (brightness, contrast, saturation, none): the weights of x, its luma and its mean
+    weights = (
+        torch.stack([b, c, s, one], 1),
+        torch.stack([zero, zero, 1 - s, zero], 1),
+        torch.stack([zero, 1 - c, zero, zero], 1),
+    )
+    hue_at = (order == 3).int().argmax(dim=1)
+    none = torch.full_like(hue_at, 3)
+
+    def slot(x: torch.Tensor, ops: torch.Tensor) -> torch.Tensor:
+        a, g, m = (w.gather(1, ops.view(-1, 1)).view(-1, 1, 1, 1) for w in weights)
+        grey = grayscale(x)
+        return (a * x + g * grey + m * image_mean(grey)).clamp(0, 1)
+
+    for position in range(3):
+        x = slot(x, torch.where(position < hue_at, order[:, position], none))
+    x = adjust_hue(x, factors[:, 3])
+    for position in range(1, 4):
+        x = slot(x, torch.where(position > hue_at, order[:, position], none))
+    return x
 
 
 @dataclass(frozen=True)
@@ -147,42 +306,41 @@ class BatchAugment:
         return normalise(self.pixels(images, generator), self.mean, self.std)
 
     def pixels(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The augmented images in ``[0, 1]``, before normalisation (what the online mode sends)."""
-        n = images.shape[0]
-        rand = lambda *shape: torch.rand(*shape, generator=generator).to(images.device)  # noqa: E731
-        x = crop_resize(
-            images.float() / 255, self.crop_boxes(n, images.shape[-2], images.shape[-1], generator), self.size
-        )
-        if self.flip:
-            flipped = _chosen(rand(n) < 0.5)
-            x.index_copy_(0, flipped, x.index_select(0, flipped).flip(-1))
+        """The augmented images in ``[0, 1]``, before normalisation (what the online mode sends):
+        compiled where :func:`warm_up` compiled it and no crop is larger than the output, else eager."""
+        draws = self.draw(images.shape, generator)
+        if "pixels" in _compiled and images.device.type == "cpu" and draws.one_sample_per_pixel(self.size):
+            return fused_pixels(images, draws, self.size)
+        return self.eager_pixels(images, draws)
+
+    def draw(self, shape: Sequence[int], generator: torch.Generator) -> Draws:
+        """Every random choice for a batch of ``shape`` ``[B, 3, H, W]``, on the CPU, in a fixed order."""
+        n = shape[0]
+        rand = lambda *size: torch.rand(*size, generator=generator)  # noqa: E731
+        boxes = self.crop_boxes(n, shape[-2], shape[-1], generator)
+        flip = rand(n) < 0.5 if self.flip else None
+        factors = order = None
         if self.jitter > 0:
-            x = self._colour_jitter(x, rand)
-        if self.grayscale_p > 0:
-            grey = _chosen(rand(n) < self.grayscale_p)
+            j = self.jitter
+            low = max(0.0, 1 - j)  # brightness, contrast, saturation in [1 - j, 1 + j]; hue shift in [-j, j]
+            factors = torch.stack([low + (1 + j - low) * rand(n) for _ in range(3)] + [-j + 2 * j * rand(n)], dim=1)
+            order = rand(n, 4).argsort(dim=1)  # order[i, p]: the operation image i gets at position p
+        grey = rand(n) < self.grayscale_p if self.grayscale_p > 0 else None
+        return Draws(boxes, flip, factors, order, grey)
+
+    def eager_pixels(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """:meth:`pixels` by eager operations on whole slices of the batch (any device, any crop)."""
+        x = crop_resize(torch.true_divide(images, 255), draws.boxes, self.size)
+        on = lambda t: t.to(x.device)  # noqa: E731
+        if draws.flip is not None:
+            flipped = _chosen(on(draws.flip))
+            x.index_copy_(0, flipped, x.index_select(0, flipped).flip(-1))
+        if draws.factors is not None and draws.order is not None:
+            x = _colour_jitter(x, on(draws.factors), on(draws.order))
+        if draws.grey is not None:
+            grey = _chosen(on(draws.grey))
             x.index_copy_(0, grey, grayscale(x.index_select(0, grey)).expand(-1, 3, -1, -1))
         return x
-
-    def _colour_jitter(self, x: torch.Tensor, rand) -> torch.Tensor:
-        """Brightness, contrast, saturation and hue, each image in its own random order of the four.
-        At each of the four positions the batch is sorted by the operation its images draw there, so
-        every operation runs once on a contiguous slice; the original order is restored at the end."""
-        n, j = x.shape[0], self.jitter
-        low = max(0.0, 1 - j)  # brightness, contrast, saturation in [1 - j, 1 + j]; hue shift in [-j, j]
-        factors = [low + (1 + j - low) * rand(n) for _ in range(3)] + [-j + 2 * j * rand(n)]
-        order = rand(n, 4).argsort(dim=1)  # order[i, p]: the operation image i gets at position p
-        index = torch.arange(n, device=x.device)  # x[k] is image index[k]
-        for position in range(4):
-            ops = order[index, position]
-            by_op = ops.argsort(stable=True)
-            x, index = x.index_select(0, by_op), index[by_op]
-            start = 0
-            for op, count in enumerate(torch.bincount(ops, minlength=4).tolist()):
-                if count:
-                    rows = slice(start, start + count)
-                    x[rows] = _COLOUR_OPS[op](x[rows], factors[op][index[rows]])
-                start += count
-        return x.index_select(0, index.argsort())
 
     def crop_boxes(self, n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """``[n, 4]`` boxes ``(x0, y0, x1, y1)`` in pixels, drawn as torchvision's RandomResizedCrop does:
