@@ -91,3 +91,25 @@ def test_segment_average_is_the_mean_of_the_steps_it_saw():
         model.weight.fill_(10.0)
     average.update(4)
     assert average.close(4, 0.1).weights["weight"].eq(10.0).all()  # a new segment starts after close
+
+
+def test_the_foreach_average_equals_torchs_per_tensor_update_bit_for_bit():
+    """running_mean replaces AveragedModel's per-tensor loop: a run's SWAD model must not change by a
+    bit, BatchNorm's integer step count included."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from client_distill.train.swad import running_mean
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    theirs, ours = (AveragedModel(model, multi_avg_fn=fn, use_buffers=True) for fn in (None, running_mean))
+    for _ in range(7):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.rand(2, 3, 8, 8))  # moves BatchNorm's running statistics and step count
+        theirs.update_parameters(model)
+        ours.update_parameters(model)
+    a, b = theirs.module.state_dict(), ours.module.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert b["1.num_batches_tracked"].dtype == torch.long

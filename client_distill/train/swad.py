@@ -43,6 +43,21 @@ class Segment:
     weights: dict[str, torch.Tensor]
 
 
+@torch.no_grad()
+def running_mean(averaged: list[torch.Tensor], current: list[torch.Tensor], count: torch.Tensor | int) -> None:
+    """``averaged ← averaged + (current − averaged) / (count + 1)``, in place, for ``AveragedModel``'s
+    ``multi_avg_fn``: the arithmetic of torch's per-tensor SWA update (bit for bit, so a run's SWAD
+    model is unchanged) in three foreach calls, not its Python loop of four operations per tensor
+    (≈ 3 % of a CPU run's time) nor, on a GPU, its ``lerp`` (which rounds differently)."""
+    if averaged[0].is_floating_point():
+        diffs = torch._foreach_sub(current, averaged)
+        torch._foreach_div_(diffs, float(count) + 1)
+        torch._foreach_add_(averaged, diffs)
+    else:  # integer buffers (BatchNorm's step count): the mean truncated, as torch's update does
+        for a, c in zip(averaged, current, strict=True):
+            a.copy_(a + (c - a) / (count + 1))
+
+
 class SegmentAverage:
     """The running average of a model's weights (parameters and buffers) over the current segment."""
 
@@ -54,7 +69,8 @@ class SegmentAverage:
     def update(self, step: int) -> None:
         """Fold in the weights after ``step``."""
         if self._average is None:
-            self._average, self.start = AveragedModel(self.model, use_buffers=True), step
+            self._average = AveragedModel(self.model, multi_avg_fn=running_mean, use_buffers=True)
+            self.start = step
         self._average.update_parameters(self.model)
 
     def close(self, end: int, loss: float) -> Segment:
