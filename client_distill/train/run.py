@@ -130,10 +130,10 @@ def _barrier() -> None:
 
 
 #: zlib level of the online mode's PNGs: every step encodes a whole batch and the vendor decodes it, and
-#: stored (0) blocks cost the least on both sides: per 48 synth-pacs views, encoding 9.9 ms (level 1: 17.9,
-#: Pillow's default 6: 41.3) and the vendor's decoding with its truncation check 4.6 ms (12.0, 10.6), for
-#: 12.4 KB a view (6.1, 5.5) that only crosses loopback or a network; the pixels are the same (lossless),
-#: so the vendor embeds the same picture at any level
+#: stored (0) blocks cost the least on both sides: per 48 synth-pacs views, encoding 9.5 ms (level 1: 15.9,
+#: Pillow's default 6: 28.6) and the vendor's decoding with its truncation check 5.7 ms (12.1, 11.2), for
+#: 12.1 KB a view (4.8, 4.4) that only crosses loopback or a network (bench/online_png.py); the pixels are
+#: the same (lossless), so the vendor embeds the same picture at any level
 ONLINE_PNG_LEVEL = 0
 
 
