@@ -153,3 +153,24 @@ def test_compiled_augmentation_is_bit_identical_and_forked_processes_inherit_it(
         os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
+
+
+@pytest.mark.slow
+def test_kernels_compiled_for_another_thread_count_fall_back_to_eager_without_compiling(monkeypatch):
+    """A compiled kernel is bound to the thread count it was compiled with. A sweep's server compiles
+    for its runs' count (VL2V_RUN_THREADS); where the count differs anyway, the batch is augmented
+    eagerly (the same pixels) instead of compiling again, which can hang in a forked run."""
+    from torch._dynamo.utils import counters
+
+    aug = BatchAugment(24, (0.5,) * 3, (0.25,) * 3)
+    x = torch.randint(0, 256, (16, 3, 24, 24), dtype=torch.uint8)
+    with augment.eager():
+        expected = aug(x, torch.Generator().manual_seed(5))
+    monkeypatch.setattr(augment, "_compiled", {})
+    monkeypatch.delenv(augment.COMPILE_ENV, raising=False)
+    torch._dynamo.reset()  # compiled code is kept per function: none from another test may serve 1 thread
+    assert augment.warm_up(threads=2) is True and torch.get_num_threads() == 1  # the caller's count is kept
+    graphs = counters["stats"]["unique_graphs"]
+    with pytest.warns(UserWarning, match="made for other conditions"):
+        assert torch.equal(aug(x, torch.Generator().manual_seed(5)), expected)  # 1 thread: eager
+    assert counters["stats"]["unique_graphs"] == graphs and not augment._compiled  # nothing compiled again

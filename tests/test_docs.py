@@ -82,7 +82,13 @@ def environment_variables() -> set[str]:
     for field, info in VendorSettings.model_fields.items():
         aliases = getattr(info.validation_alias, "choices", None)
         names |= {a for a in aliases if a.startswith("VL2V_")} if aliases else {f"VL2V_VENDOR_{field.upper()}"}
-    return names | {"VL2V_COMPILE", "VL2V_REQUIRE_POSTGRES", "VL2V_REQUIRE_BROWSER", "VL2V_CONSOLE_SCREENSHOTS"}
+    return names | {
+        "VL2V_COMPILE",
+        "VL2V_RUN_THREADS",
+        "VL2V_REQUIRE_POSTGRES",
+        "VL2V_REQUIRE_BROWSER",
+        "VL2V_CONSOLE_SCREENSHOTS",
+    }
 
 
 def readme_table() -> set[str]:

@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from client_distill.sweep.launch import INTERRUPTED, LaunchOptions, run_job
+from client_distill.train.augment import RUN_THREADS_ENV
 
 #: what every run of a sweep imports (its jobs: the trainer, the purchase) and the compiled augmentation
 #: kernel; the server imports (and compiles) them once
@@ -45,6 +46,8 @@ class RunPool(contextlib.AbstractContextManager):
     def __init__(self, workers: int, threads: int | None = None):
         #: the cores split between the workers, unless told
         self.threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+        # the server (started with this environment) compiles the augmentation for the runs' thread count
+        os.environ[RUN_THREADS_ENV] = str(self.threads)
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._pool = ThreadPoolExecutor(max(1, workers))

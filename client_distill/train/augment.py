@@ -93,10 +93,36 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 _compiled: dict[str, Callable] = {}
 #: ``VL2V_COMPILE=0`` keeps every operation eager, ``1`` compiles even in a single run
 COMPILE_ENV = "VL2V_COMPILE"
+#: the torch threads each run of a sweep will have, set by the sweep for its server's :func:`warm_up`
+RUN_THREADS_ENV = "VL2V_RUN_THREADS"
+
+
+def _compiled_call(name: str, *args: object) -> torch.Tensor | None:
+    """Kernel ``name`` on ``args``, or None (and the kernel dropped for this process, with a warning)
+    where it would have to compile again: a guard fails, e.g. another thread count than it was compiled
+    for. Compiling inside a run forked from a sweep's server can hang (Inductor's compile workers are not
+    forked with it) and costs seconds anyway, while the eager path gives the same pixels."""
+    kernel = _compiled.get(name)
+    if kernel is None:
+        return None
+    try:
+        with torch.compiler.set_stance("fail_on_recompile"):
+            return kernel(*args)
+    except RuntimeError as exc:
+        if "Detected recompile" not in str(exc):
+            raise
+    del _compiled[name]
+    warnings.warn(
+        f"the compiled augmentation ({name}) was made for other conditions ({torch.get_num_threads()} threads "
+        "here); augmenting eagerly, with the same pixels",
+        stacklevel=3,
+    )
+    return None
 
 
 def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    return _compiled.get("hue", adjust_hue)(x, shift)
+    out = _compiled_call("hue", x, shift)
+    return adjust_hue(x, shift) if out is None else out
 
 
 @contextlib.contextmanager
@@ -111,10 +137,12 @@ def eager() -> Iterator[None]:
         _compiled.update(kept)
 
 
-def warm_up() -> bool:
+def warm_up(threads: int | None = None) -> bool:
     """Compile the augmentation (:func:`fused_pixels` and the hue rotation) for any batch and image
     size (dynamic shapes) and keep it for this process and every process forked from it; returns
-    whether it is in use.
+    whether it is in use. ``threads``: the torch threads the kernels will run with (a compiled kernel
+    is bound to a thread count; default: this process's), e.g. a sweep's runs, forked from a server
+    that has another.
 
     Why not always: compiling costs 30–90 s on two cores the first time on a machine (then Inductor's
     disk cache makes it a few seconds), against ≈ 10 ms saved per 48-image step: it pays in a sweep,
@@ -126,6 +154,8 @@ def warm_up() -> bool:
         return True
     if os.environ.get(COMPILE_ENV) == "0":
         return False
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
     try:
         hue = torch.compile(adjust_hue, dynamic=True)
         pixels = torch.compile(_fused, dynamic=True)
@@ -147,6 +177,8 @@ def warm_up() -> bool:
     except Exception as exc:  # Inductor raises many kinds; eager always works
         warnings.warn(f"could not compile the augmentation ({type(exc).__name__}); augmenting eagerly", stacklevel=2)
         return False
+    finally:
+        torch.set_num_threads(before)
     _compiled.update(hue=hue, pixels=pixels)
     return True
 
@@ -211,8 +243,10 @@ def fused_pixels(images: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
     the sampled columns; the colour operations run as three linear slots before each image's hue
     rotation and three after it, each slot ``clamp(a·x + g·luma + m·mean)`` with the image's factors
     for the operation it draws there (``a, g, m`` = ``f, 0, 0`` brightness, ``f, 0, 1 − f`` contrast,
-    ``f, 1 − f, 0`` saturation, ``1, 0, 0`` none): adding exact zeros changes no bit."""
-    return _compiled.get("pixels", _fused)(torch.true_divide(images, 255), draws, size)
+    ``f, 1 − f, 0`` saturation, ``1, 0, 0`` none): adding exact zeros changes no bit. Run here eagerly
+    (slower than :meth:`~BatchAugment.eager_pixels`: every slot runs on every image); what
+    :func:`warm_up` compiles and :meth:`BatchAugment.pixels` calls."""
+    return _fused(torch.true_divide(images, 255), draws, size)
 
 
 def _fused(x: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
@@ -313,7 +347,9 @@ class BatchAugment:
         compiled where :func:`warm_up` compiled it and no crop is larger than the output, else eager."""
         draws = self.draw(images.shape, generator)
         if "pixels" in _compiled and images.device.type == "cpu" and draws.one_sample_per_pixel(self.size):
-            return fused_pixels(images, draws, self.size)
+            fused = _compiled_call("pixels", torch.true_divide(images, 255), draws, self.size)
+            if fused is not None:
+                return fused
         return self.eager_pixels(images, draws)
 
     def draw(self, shape: Sequence[int], generator: torch.Generator) -> Draws:
