@@ -56,8 +56,19 @@ def _interrupted() -> int:
     raise KeyboardInterrupt
 
 
-def _ok() -> int:
+def _ok(*_: object) -> int:
     return 0
+
+
+def _explode() -> None:
+    raise RuntimeError("cannot load")  # as a run of a server that predates an edit of the sweep's code
+
+
+class _Unloadable:
+    """An argument its run's process cannot unpickle: the process dies before the run starts."""
+
+    def __reduce__(self):
+        return _explode, ()
 
 
 def test_an_interrupted_run_starts_no_queued_run(tmp_path):
@@ -70,3 +81,12 @@ def test_an_interrupted_run_starts_no_queued_run(tmp_path):
         statuses = [f.result() for f in futures]
     assert statuses == [INTERRUPTED, INTERRUPTED, INTERRUPTED]
     assert not (tmp_path / "b0").exists() and not (tmp_path / "b1").exists()  # never started
+
+
+def test_a_run_whose_process_dies_before_starting_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """Its folder does not exist yet: the launcher makes it to record how the process ended, rather
+    than failing the whole sweep on the missing log."""
+    with RunPool(1) as pool:
+        status = pool.submit(_ok, (_Unloadable(),), tmp_path / "dead", 0).result()
+        assert pool.submit(_ok, (), tmp_path / "next", 0).result() == 0
+    assert status != 0 and "this run's process ended with" in (tmp_path / "dead" / "log.txt").read_text()

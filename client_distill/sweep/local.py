@@ -74,7 +74,9 @@ class RunPool(contextlib.AbstractContextManager):
         if process.exitcode in (INTERRUPTED, -signal.SIGINT):
             self._stopping.set()
         elif process.exitcode:  # what ended it goes on record next to what the run itself wrote
-            with open(Path(args[2]) / "log.txt", "a") as log:
+            out = Path(args[2])  # (a process that died while starting, before the run made it, left no folder)
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "log.txt", "a") as log:
                 print(f"vl2v sweep: this run's process ended with {_status(process.exitcode)}", file=log)
         return process.exitcode
 
