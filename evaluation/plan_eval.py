@@ -12,6 +12,7 @@ config says (data seed 0). Resumable: each (task, target, seed) writes ``OUT/<ta
 purchases go through one client cache, so a rerun pays nothing twice.
 
     .venv/bin/python evaluation/plan_eval.py --out results/plan-eval [--protocol synth-pacs=results/synth-pacs/runs]
+    .venv/bin/python evaluation/plan_eval.py --out results/plan-eval-p20 --pilot 0.2     # a pilot twice as large
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ from client_distill.sweep.config import load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "client_distill" / "sweep" / "configs"
 
 
-def evaluate(data: Path, target: str, seed: int, vendor: VendorConfig, out: Path) -> dict:
-    """One (target, seed): the plan, its prediction at its recommendation, and the proxy's truth there."""
+def evaluate(data: Path, target: str, seed: int, vendor: VendorConfig, out: Path, pilot: float) -> dict:
+    """One (target, seed): the plan (a ``pilot`` share of the source images), its prediction at its
+    recommendation, and the proxy's truth there."""
     dataset = open_dataset(data)
     sources = tuple(d for d in dataset.domains if d != target)
     n_images = len(source_samples(dataset, list(sources), "in", seed))
     order = PlanOrder(
-        data=str(data), out=str(out / "plan"), max_queries=len(dataset.classes) + n_images, domains=sources, seed=seed
+        data=str(data),
+        out=str(out / "plan"),
+        max_queries=len(dataset.classes) + n_images,
+        domains=sources,
+        seed=seed,
+        pilot=pilot,
     )
     start = time.monotonic()
     plan = plan_budget(order, vendor)
@@ -101,6 +108,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--targets", default=None, help="target domains (default: every domain of each task)")
     p.add_argument("--protocol", action="append", default=[], help="TASK=RUNS: a finished budget protocol's runs")
+    p.add_argument("--pilot", type=float, default=PlanOrder.pilot, help="the pilot's share of the source images")
     args = p.parse_args()
     protocols = dict(item.split("=", 1) for item in args.protocol)
     with local_vendor(args.out / "vendor", 100_000_000) as (url, key):
@@ -113,7 +121,7 @@ def main() -> None:
                 for seed in (int(s) for s in args.seeds.split(",")):
                     path = args.out / task / target / f"{seed}.json"
                     if not path.exists():
-                        result = evaluate(data, target, seed, vendor, args.out / task / target / str(seed))
+                        result = evaluate(data, target, seed, vendor, args.out / task / target / str(seed), args.pilot)
                         path.write_text(json.dumps(result, indent=2) + "\n")
                     result = json.loads(path.read_text())
                     if task in protocols:
