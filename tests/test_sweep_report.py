@@ -324,6 +324,39 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
 
+def test_the_figure_puts_paired_differences_from_erm_under_the_curves(tmp_path):
+    """The bottom panel draws each ADiP point's paired difference from ERM over the (target, seed) cells
+    (its 95 % interval as the band); the top panel's axis fits the curves and names a probe far below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from client_distill.report.report import _accuracy_panel, _paired_panel
+
+    runs = tmp_path / "runs"
+    for domain, targets in {"art": (0.6, 0.8), "sketch": (0.5, 0.7)}.items():
+        for seed, target in enumerate(targets):
+            fake_run(runs, "erm", domain, seed, 0.9, target)
+            fake_run(runs, "lp", domain, seed, 0.9, 0.2)
+            fake_run(runs, "adip", domain, seed, 0.95, 0.8, 1000, mode="online")
+            for budget, queries, acc in ((0.0, 0, 0.55), (1.0, 100, 0.75)):
+                fake_run(runs, "adip", domain, seed, 0.9, acc + 0.1 * seed, queries, budget=budget)
+    results = collect(runs)
+    colours = {m: "C0" for m in ("adip", "erm", "lp")}
+    _, (top, bottom) = plt.subplots(2)
+    assert _accuracy_panel(top, results, colours) == [100.0, 1000.0]
+    labels = top.get_legend_handles_labels()[1]
+    assert "lp (no image queries): 20.0 %, off the axis" in labels and top.get_ylim()[0] > 20
+    _paired_panel(bottom, results, colours)
+    curve = next(line for line in bottom.get_lines() if line.get_label() == "adip − erm")
+    # cells (art 0, art 1, sketch 0, sketch 1): @0 −5, −15, +5, −5 → −5; @100 +15, +5, +25, +15 → +15
+    assert list(curve.get_xdata()) == [0.0, 100.0] and list(curve.get_ydata()) == pytest.approx([-5.0, 15.0])
+    star = next(c for c in bottom.containers if c.get_label() == "adip (online) − erm")
+    assert star.lines[0].get_ydata()[0] == pytest.approx(15.0)  # online: +20, 0, +30, +10
+    plt.close("all")
+
+
 def test_a_protocol_with_only_its_online_runs_done_has_no_cached_vs_online_table(tmp_path):
     """A seed-major protocol finishes its online runs first: nothing to compare them with yet."""
     runs = tmp_path / "runs"

@@ -446,65 +446,136 @@ def compute_diagnostics(results: list[Result], out: Path) -> dict[str, dict]:
     return found
 
 
+#: the methods the figure draws as curves with a 95 % band (the issue's question: what ADiP and KD buy)
+BANDED = ("adip", "kd")
+#: no-image baselines that are drawn as lines: ERM (with its band: the reference every curve is read
+#: against) and the teacher's zero-shot; the probes too, when they fall inside the axis
+REFERENCE_LINES = {"erm": "--", "zero_shot": ":", "lp": (0, (1, 3)), "lp_ft": (0, (5, 3))}
+
+
 def plot(results: list[Result], path: Path) -> Path:
-    """Per task, OOD accuracy (average over target domains) against the image queries paid for training,
-    on one axis that is linear up to the smallest paid point and logarithmic past it (so 0, the budgets,
-    the extra views and the online teacher, an order of magnitude dearer, all keep their resolution).
-    Methods that buy images are curves with a 95 % band over seeds (Student's t); the online teacher is
-    a star on the same axis; methods that buy no image for training are horizontal lines: the teacher's
-    zero-shot (dotted: its queries are evaluation queries), ERM and the probes (dashed)."""
+    """Per task, two panels over the image queries paid for training, on one axis that is linear up to
+    the smallest paid point and logarithmic past it (so 0, the budgets, the extra views and the online
+    teacher, an order of magnitude dearer, all keep their resolution).
+
+    Top: OOD accuracy (average over target domains). ADiP and KD are curves with a 95 % band over seeds
+    (Student's t), ADiP-joint a curve without one; the online teacher a star on the same axis; the
+    baselines that buy no image are horizontal lines (ERM with its band, the teacher's zero-shot dotted).
+    The axis is fitted to their means, so a baseline far below (a linear probe) is named in the legend
+    instead of squashing the curves, and the band of a point with few seeds may run off it.
+
+    Bottom: the paired difference from ERM over the (target, seed) cells, with its 95 % interval: what
+    the unpaired bands above cannot show, since runs of one seed share their split and start."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy import stats
 
     datasets = sorted({r.dataset for r in results})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 4.8), squeeze=False)
-    for ax, ds in zip(axes[0], datasets, strict=True):
+    fig, axes = plt.subplots(
+        2, len(datasets), figsize=(10.0 * len(datasets), 8.0), squeeze=False, height_ratios=(3, 2), sharex="col"
+    )
+    for column, ds in enumerate(datasets):
         rs = [r for r in results if r.dataset == ds]
-        domains = sorted({r.test_domain for r in rs})
         methods = sorted({r.method for r in rs})
-        points: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
-        for row in sorted({r.row for r in rs}):
-            mine = [r for r in rs if r.row == row]
-            per_seed = per_seed_average(mine, domains)
-            m, se = mean_se(per_seed)
-            half = 0.0 if np.isnan(se) else 100 * se * float(stats.t.ppf(0.975, len(per_seed) - 1))
-            points[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), 100 * m, half))
-        paid = sorted({x for pts in points.values() for x, _, _ in pts if x > 0})
-        for (method, mode), pts in sorted(points.items()):
-            colour = plt.cm.tab10(methods.index(method) % 10)
-            pts.sort()
-            xs, ys, hs = (np.array(v) for v in zip(*pts, strict=True))
-            if mode == "online":
-                ax.errorbar(xs, ys, yerr=hs, marker="*", markersize=12, capsize=3, color=colour, linestyle="none",
-                            label=f"{method}, online teacher (every view bought)")  # fmt: skip
-            elif len(pts) == 1 and xs[0] == 0:
-                zero_shot = method == "zero_shot"
-                label = "teacher (vendor CLIP) zero-shot" if zero_shot else f"{method} (no image queries)"
-                ax.axhline(ys[0], linestyle=":" if zero_shot else "--", color=colour, label=label)
-                ax.axhspan(ys[0] - hs[0], ys[0] + hs[0], color=colour, alpha=0.10, linewidth=0)
+        colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+        paid = _accuracy_panel(axes[0][column], rs, colours)
+        _paired_panel(axes[1][column], rs, colours)
+        axes[0][column].set_title(f"{ds} (SYNTHETIC world)" if ds.startswith("synth") else ds)
+        for ax in axes[:, column]:
+            if paid:
+                ax.set_xscale("symlog", linthresh=paid[0], linscale=0.5)
+                ax.set_xlim(left=0, right=paid[-1] * 1.5)
             else:
-                ax.plot(xs, ys, marker="o", color=colour, label=method)
-                ax.fill_between(xs, ys - hs, ys + hs, color=colour, alpha=0.18, linewidth=0)
-        if paid:
-            ax.set_xscale("symlog", linthresh=paid[0], linscale=0.5)
-            ax.set_xlim(left=0, right=paid[-1] * 1.5)
-        else:
-            ax.set_xlim(left=0)
-        means = [y for pts in points.values() for _, y, _ in pts]
-        ax.set_ylim(max(0.0, min(means) - 10), min(100.5, max(means) + 10))  # wide bands of few seeds clipped
-        ax.set_xlabel("image queries paid for training (0, then logarithmic)")
-        ax.set_ylabel(f"OOD accuracy (%), mean over {len(domains)} target domain(s)")
-        ax.set_title(f"{ds} (SYNTHETIC world)" if ds.startswith("synth") else ds)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
-    fig.text(0.01, 0.01, "bands and bars: 95 % intervals over seeds", fontsize=7)
+                ax.set_xlim(left=0)
+            ax.grid(alpha=0.3, which="both")
+        axes[1][column].set_xlabel("image queries paid for training (0, then logarithmic)")
+    fig.text(
+        0.01, 0.005, "bands and bars: 95 % intervals (top: over seeds; bottom: over target × seed cells)", fontsize=7
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its Student's t 95 % interval (0 with one value), in points."""
+    from scipy import stats
+
+    m, se = mean_se(values)
+    half = 0.0 if np.isnan(se) else 100 * se * float(stats.t.ppf(0.975, len(values) - 1))
+    return 100 * m, half
+
+
+def _accuracy_panel(ax: Any, rs: list[Result], colours: dict[str, Any]) -> list[float]:
+    """The top panel of :func:`plot`; returns the paid query counts (the x axis's ticks of interest)."""
+    domains = sorted({r.test_domain for r in rs})
+    points: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for row in sorted({r.row for r in rs}):
+        mine = [r for r in rs if r.row == row]
+        mean, half = _interval(per_seed_average(mine, domains))
+        points[(row[0], row[1])].append((float(np.mean([r.queries_images for r in mine])), mean, half))
+    shown = [
+        y
+        for (method, _), pts in points.items()
+        if method in (*BANDED, "adip_joint", "erm", "zero_shot")
+        for _, y, _ in pts
+    ] or [y for pts in points.values() for _, y, _ in pts]
+    pad = max(2.0, 0.5 * (max(shown) - min(shown)))  # the means with room; a band of few seeds may be clipped
+    low, high = max(0.0, min(shown) - pad), min(100.5, max(shown) + pad)
+    for (method, mode), pts in sorted(points.items()):
+        colour = colours[method]
+        xs, ys, hs = (np.array(v) for v in zip(*sorted(pts), strict=True))
+        if mode == "online":
+            ax.errorbar(xs, ys, yerr=hs, marker="*", markersize=12, capsize=3, color=colour, linestyle="none",
+                        label=f"{method}, online teacher (every view bought)")  # fmt: skip
+        elif len(pts) == 1 and xs[0] == 0:
+            label = "teacher (vendor CLIP) zero-shot" if method == "zero_shot" else f"{method} (no image queries)"
+            if not low <= ys[0] <= high:
+                label += f": {ys[0]:.1f} %, off the axis"
+            ax.axhline(ys[0], linestyle=REFERENCE_LINES.get(method, "--"), color=colour, label=label)
+            if method == "erm":
+                ax.axhspan(ys[0] - hs[0], ys[0] + hs[0], color=colour, alpha=0.10, linewidth=0)
+        else:
+            banded = method in BANDED
+            ax.plot(xs, ys, marker="o" if banded else ".", linestyle="-" if banded else "-.", color=colour,
+                    label=method)  # fmt: skip
+            if banded:
+                ax.fill_between(xs, ys - hs, ys + hs, color=colour, alpha=0.18, linewidth=0)
+    ax.set_ylim(low, high)
+    ax.set_ylabel(f"OOD accuracy (%), mean over {len(domains)} target domain(s)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return sorted({x for pts in points.values() for x, _, _ in pts if x > 0})
+
+
+def _paired_panel(ax: Any, rs: list[Result], colours: dict[str, Any]) -> None:
+    """The bottom panel of :func:`plot`: each banded method's paired difference from ERM per point."""
+    cells: dict[Row, dict[paired.Cell, float]] = defaultdict(dict)
+    for r in rs:
+        cells[r.row][(r.test_domain, r.seed)] = r.ood
+    erm = next((row for row in cells if row[0] == "erm"), None)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel("paired difference from ERM\n(OOD points)")
+    if erm is None:
+        ax.text(0.5, 0.5, "no ERM runs", transform=ax.transAxes, ha="center")
+        return
+    for method in BANDED:
+        for mode in ("cached", "online"):
+            rows = sorted(row for row in cells if row[:2] == (method, mode))
+            if not rows:
+                continue
+            diffs = [paired.paired(method, cells[row], "erm", cells[erm]) for row in rows]
+            xs = np.array([np.mean([r.queries_images for r in rs if r.row == row]) for row in rows])
+            ys = np.array([d.mean for d in diffs])
+            hs = np.array([0.0 if np.isnan(d.high) else d.high - d.mean for d in diffs])
+            if mode == "online":
+                ax.errorbar(xs, ys, yerr=hs, marker="*", markersize=12, capsize=3, color=colours[method],
+                            linestyle="none", label=f"{method} (online) − erm")  # fmt: skip
+            else:
+                ax.plot(xs, ys, marker="o", color=colours[method], label=f"{method} − erm")
+                ax.fill_between(xs, ys - hs, ys + hs, color=colours[method], alpha=0.18, linewidth=0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 #: methods tried first as the cost section's representative student (any exportable run would do: every
