@@ -19,8 +19,11 @@ the rounds, the raw forward of each engine is timed in this process at batch 1 t
 images, prepared (the model's own preprocessing) beforehand: the served rate's ceiling. The onnx
 engine is exported into a fresh cache here first, so the run also gives the export's start-up cost (and
 the openvino engine's, which compiles that export).
-At the end each vendor's ledger must hold exactly the images answered (``/v1/usage`` and the key's
-row in the SQLite file).
+Around every measurement the server's CPU time (its process and children, from ``/proc``) is read, so
+the run also says where a served rate goes: CPU per image answered and cores kept busy, per server and
+shape, and for our engines the raw forward's share of that CPU, which bounds served / raw at as many
+busy cores as the raw forward had. At the end each vendor's ledger must hold exactly the images
+answered (``/v1/usage`` and the key's row in the SQLite file).
 
     python bench/vendor_throughput.py                                  # ViT-B-32: our 3 engines, infinity
     python bench/vendor_throughput.py --model vl2v-tiny --no-infinity --images 512
@@ -116,21 +119,52 @@ async def served_images_per_s(
         return n_images / (time.perf_counter() - start)
 
 
-def raw_rates(encoder: Encoder, files: list[bytes]) -> dict[int, float]:
+def raw_rates(encoder: Encoder, files: list[bytes]) -> tuple[dict[int, float], dict[int, float]]:
     """Images/s of ``encoder``'s image tower by batch size, on the images already prepared (on a GPU also
-    at 128, the largest batch a server measures, the images repeated)."""
+    at 128, the largest batch a server measures, the images repeated), and the CPU time it took per image
+    (core-milliseconds, every thread of this process)."""
     batches = RAW_BATCHES + ((128,) if encoder.device.type == "cuda" else ())
     pixels = np.stack([encoder.prepare_image(Image.open(io.BytesIO(f)).convert("RGB")) for f in files])
     pixels = np.concatenate([pixels] * -(-max(batches) // len(pixels)))
-    rates = {}
+    rates, cpu_ms = {}, {}
     for batch in batches:
         chunks = [np.ascontiguousarray(pixels[i : i + batch]) for i in range(0, len(pixels), batch)]
         encoder.encode_pixels(chunks[0])  # warm-up at this shape
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _own_cpu_s()
         for chunk in chunks:
             encoder.encode_pixels(chunk)
         rates[batch] = len(pixels) / (time.perf_counter() - start)
-    return rates
+        cpu_ms[batch] = 1000 * (_own_cpu_s() - cpu) / len(pixels)
+    return rates, cpu_ms
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) of process ``pid`` and its descendants, from ``/proc``;
+    None where there is no ``/proc`` (the column is then left out)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.parent.name)] = int(fields[1])
+        cpu[int(entry.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    if pid not in cpu:
+        return None
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier and child not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(cpu[p] for p in tree)
 
 
 class Infinity:
@@ -181,13 +215,18 @@ class Infinity:
 
 
 def measure(server: dict, shape: str, files: list[bytes], n_images: int) -> float:
-    """Images/s of one server in one traffic shape."""
+    """Images/s of one server in one traffic shape; the server's CPU time per image answered and the
+    cores it kept busy are appended to ``server["cpu"][shape]`` where ``/proc`` tells them."""
     clients, per_request = SHAPES[shape]
     if server["infinity"] and per_request > INFINITY_MAX_IMAGES:  # its cap: the same images, two requests at once
         clients, per_request = clients * per_request // INFINITY_MAX_IMAGES, INFINITY_MAX_IMAGES
     sent = [files[i % len(files)] for i in range(n_images)]
     bodies = [body(sent[i : i + per_request], server["model"]) for i in range(0, n_images, per_request)]
+    cpu, start = tree_cpu_s(server["pid"]), time.perf_counter()
     rate = asyncio.run(served_images_per_s(server["url"], server["key"], bodies, n_images, clients, server["path"]))
+    wall, used = time.perf_counter() - start, tree_cpu_s(server["pid"])
+    if cpu is not None and used is not None:
+        server.setdefault("cpu", {}).setdefault(shape, []).append((1000 * (used - cpu) / n_images, (used - cpu) / wall))
     server["images"] += n_images
     return rate
 
@@ -220,7 +259,9 @@ def bench(args: argparse.Namespace) -> None:
             )
         size = next(iter(encoders.values())).image_size
         files = synthetic_jpegs(BATCH, size, fmt="PNG")
-        raw = {engine: raw_rates(encoder, files) for engine, encoder in encoders.items()}
+        raw, raw_cpu = {}, {}
+        for engine, encoder in encoders.items():
+            raw[engine], raw_cpu[engine] = raw_rates(encoder, files)
         del encoders  # the servers get the memory and the cores
         try:
             db = work / "ledger.sqlite3"
@@ -241,6 +282,7 @@ def bench(args: argparse.Namespace) -> None:
                 )
                 running.append(vendor)
                 servers[f"vl2v {engine}"] = {
+                    "pid": vendor.process.pid,
                     "url": vendor.url,
                     "key": key,
                     "model": model,
@@ -254,6 +296,7 @@ def bench(args: argparse.Namespace) -> None:
                 infinity = Infinity(args.infinity_venv, model, work, args.device)
                 running.append(infinity)
                 servers["infinity"] = {
+                    "pid": infinity.process.pid,
                     "url": infinity.url,
                     "key": "bench",
                     "model": model,
@@ -289,10 +332,10 @@ def bench(args: argparse.Namespace) -> None:
         finally:
             for process in running:
                 process.stop(**({"timeout_s": 30} if isinstance(process, LocalVendor) else {}))
-    report(args, size, raw, servers, rates, exact)
+    report(args, size, raw, raw_cpu, servers, rates, exact)
 
 
-def report(args, size, raw, servers, rates, exact) -> None:
+def report(args, size, raw, raw_cpu, servers, rates, exact) -> None:
     print(
         f"\n{args.model} (random init), {BATCH} PNGs of {size}x{size} px, {args.images} images per measurement, "
         f"median of {args.rounds} rounds, {os.cpu_count()} CPU cores, device {args.device}\n"
@@ -325,9 +368,47 @@ def report(args, size, raw, servers, rates, exact) -> None:
         if not server["infinity"]:
             best_raw = max(raw[server["engine"]].values())
             print(f"  {name}: {max(median[name].values()) / best_raw:.2f} (max batch {server['max_batch']})")
+    if all("cpu" in server for server in servers.values()):
+        cpu_report(raw, raw_cpu, servers, median)
     for name, (sent, used, db_used) in exact.items():
         verdict = "exact" if sent == used == db_used else "NOT EXACT"
         print(f"ledger {name}: images answered {sent}, /v1/usage used {used}, ledger row {db_used}: {verdict}")
+
+
+def cpu_report(raw: dict, raw_cpu: dict, servers: dict, median: dict) -> None:
+    """Where a served rate goes: each server's CPU per image answered against its engine's raw forward.
+    At as many busy cores as the raw forward, served / raw is the forward's share of the CPU an image
+    costs the server; the part above the raw forward's is decoding, parsing and answering, and cores the
+    server leaves idle cost the rest."""
+    print("\nserver CPU per image answered, core-ms (cores kept busy), median over rounds:\n")
+    print("| server | " + " | ".join(SHAPES) + " |")
+    print("|---|" + "---:|" * len(SHAPES))
+    for name, server in servers.items():
+        cells = [server["cpu"][shape] for shape in SHAPES]
+        print(
+            f"| {name} | "
+            + " | ".join(
+                f"{statistics.median(c[0] for c in cell):.2f} ({statistics.median(c[1] for c in cell):.2f})"
+                for cell in cells
+            )
+            + " |"
+        )
+    print("\nthe best served rate's CPU against the raw forward's:")
+    for name, server in servers.items():
+        if server["infinity"]:
+            continue
+        engine = server["engine"]
+        batch = max(raw[engine], key=raw[engine].get)
+        shape = max(median[name], key=median[name].get)
+        per_image = statistics.median(c[0] for c in server["cpu"][shape])
+        busy = statistics.median(c[1] for c in server["cpu"][shape])
+        forward = raw_cpu[engine][batch]
+        print(
+            f"  {name} ({shape}): {per_image:.2f} core-ms an image on {busy:.2f} busy cores; the raw forward "
+            f"(batch {batch}) {forward:.2f} core-ms on {forward * raw[engine][batch] / 1000:.2f} cores, so "
+            f"{per_image - forward:.2f} go to the rest (decoding, parsing, answering) and served / raw stays "
+            f"under {forward / per_image:.2f} unless the server keeps more cores busy than the raw forward"
+        )
 
 
 def main() -> None:
