@@ -8,8 +8,14 @@ Two steps, so that a request is judged whole before any of it is decoded:
   is not what the bytes are, and an image over the per-image pixel limit. The route inspects every
   item, prices the request and checks its total pixels before decoding anything.
 * :func:`decode` does the expensive part (on the decoding pool, :mod:`vendor_server.decoding`) and
-  refuses a file whose data ends early: Pillow pads a PNG whose compressed stream stops short with
-  black pixels without complaint, so PNG data is checked against the size its header declares."""
+  refuses a file whose data ends early. Pillow pads a PNG whose compressed stream stops short with
+  black pixels without complaint, so PNGs are decoded by libspng (``pyspng``), which refuses data
+  that does not fill the size the header declares, a bad CRC or a cut file, in the one pass that
+  decodes it (checking Pillow's output instead meant inflating every PNG twice: 0.7 of 1.6 ms for a
+  224-px photo). For 8-bit PNGs of every colour type, interlaced or not, the RGB pixels are Pillow's
+  ``convert("RGB")``, bit for bit (tested); a 16-bit greyscale PNG is scaled to 8 bits where Pillow
+  clips it to white. Chunks after the image data are not read (Pillow's own limits have judged the
+  ones before it at inspection)."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
+import pyspng
 from PIL import Image, ImageFile
 
 from vendor_server.api_errors import InvalidInput, PayloadTooLarge
@@ -80,18 +87,42 @@ def inspect_image(item: str, limits: ImageLimits, index: int) -> InspectedImage:
 
 def decode(image: InspectedImage) -> Image.Image:
     """The RGB pixels of an inspected image, or 400 if its data is truncated or corrupt."""
+    if image.format == "PNG":
+        try:
+            _check_crcs(image.data)
+            pixels = pyspng.load(image.data, format="RGB")
+        except (EOFError, RuntimeError) as exc:  # pyspng's one error type: libspng's message says what is wrong
+            raise _corrupt(image, exc) from exc
+        return Image.fromarray(pixels)
     try:
-        if image.format == "PNG":
-            _check_png_data(image.data, image.width, image.height)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # inspect_image's limit decided
             img = Image.open(io.BytesIO(image.data), formats=(image.format,))
             img.load()
         return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:
-        raise InvalidInput(
-            f"input[{image.index}]: image data is truncated or corrupt ({exc})", code="invalid_image"
-        ) from exc
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise _corrupt(image, exc) from exc
+
+
+def _check_crcs(data: bytes) -> None:
+    """Raise ``EOFError`` at the first chunk whose CRC is wrong: pyspng
+    has libspng skip CRCs (and the zlib checksum) for speed, and a corrupted upload must not decode to
+    other pixels. A CRC costs ~1 % of the decoding."""
+    pos = 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return  # a cut chunk: libspng refuses it as such
+        if zlib.crc32(memoryview(data)[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
+            raise EOFError(f"the {data[pos + 4 : pos + 8].decode('latin-1')} chunk's CRC is wrong")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return
+        pos = end + 4
+
+
+def _corrupt(image: InspectedImage, exc: Exception) -> InvalidInput:
+    return InvalidInput(f"input[{image.index}]: image data is truncated or corrupt ({exc})", code="invalid_image")
 
 
 def decode_image(item: str, limits: ImageLimits, index: int) -> Image.Image:
@@ -122,52 +153,6 @@ def _open(data: bytes, index: int, max_pixels: int) -> ImageFile.ImageFile:
         raise _too_many_pixels(index, max_pixels) from exc
     except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(f"input[{index}]: not a PNG, JPEG or WebP image", code="invalid_image") from exc
-
-
-# PNG colour type → samples per pixel; Adam7's passes as (x0, y0, dx, dy)
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-_INFLATE_CHUNK = 1 << 20
-
-
-def _check_png_data(data: bytes, width: int, height: int) -> None:
-    """Raise ``EOFError`` unless the IDAT stream is complete and inflates to exactly the bytes the
-    header's size, bit depth, colour type and interlacing need; inflation is streamed, so a
-    compression bomb costs at most the declared size in CPU and one chunk in memory."""
-    pos, header, inflater, inflated = 8, None, zlib.decompressobj(), 0
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        if len(body) < length:
-            raise EOFError(f"the {kind.decode('latin-1')} chunk is cut short")
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body[:13])
-        elif kind == b"IDAT":
-            inflated += _inflate(inflater, body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None:
-        raise EOFError("no IHDR chunk")
-    inflated += len(inflater.flush())  # at most a few bytes zlib held back when the output limit hit
-    _, _, bit_depth, colour_type, _, _, interlace = header
-    bits = _PNG_CHANNELS.get(colour_type, 4) * bit_depth
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    expected = 0
-    for x0, y0, dx, dy in passes:
-        cols, rows = -(-max(width - x0, 0) // dx), -(-max(height - y0, 0) // dy)
-        if cols and rows:
-            expected += rows * (1 + -(-cols * bits // 8))
-    if not inflater.eof or inflated < expected:
-        raise EOFError(f"the PNG data ends early ({inflated} of {expected} bytes)")
-
-
-def _inflate(inflater: zlib._Decompress, chunk: bytes) -> int:
-    count = 0
-    while chunk and not inflater.eof:
-        count += len(inflater.decompress(chunk, _INFLATE_CHUNK))
-        chunk = inflater.unconsumed_tail
-    return count
 
 
 def _too_large(index: int, max_bytes: int) -> PayloadTooLarge:
