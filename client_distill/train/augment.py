@@ -45,6 +45,25 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
 
 
+@torch.library.custom_op("vl2v::image_mean", mutates_args=())
+def image_mean(grey: torch.Tensor) -> torch.Tensor:
+    """Each image's mean, ``[B, 1, H, W]`` → ``[B, 1, 1, 1]``, for the contrast of both paths: an opaque
+    operator, so that the compiled :func:`fused_pixels` sums in ATen's order, as eager code does, not in
+    Inductor's."""
+    return grey.contiguous().mean(dim=(-3, -2, -1), keepdim=True)
+
+
+@image_mean.register_fake
+def _(grey: torch.Tensor) -> torch.Tensor:
+    return grey.new_empty(grey.shape[0], 1, 1, 1)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in ``[0, 1]`` by one ``true_divide`` (a ``float()`` then a division costs
+    three times as much); every path of the augmentation starts from these values."""
+    return torch.true_divide(images, 255)
+
+
 def _per_image(factor: torch.Tensor) -> torch.Tensor:
     return factor.view(-1, 1, 1, 1)
 
@@ -56,7 +75,7 @@ def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend each image with its mean luma (torchvision's ``adjust_contrast``)."""
-    mean = grayscale(x).mean(dim=(-3, -2, -1), keepdim=True)
+    mean = image_mean(grayscale(x))
     f = _per_image(factor)
     return (f * x + (1 - f) * mean).clamp_(0, 1)
 
@@ -168,9 +187,7 @@ def warm_up(threads: int | None = None) -> bool:
         for n in (2, 5):  # one graph for every batch size ≥ 2 (tracing costs seconds per graph)
             images = torch.randint(0, 256, (n, 3, 11, 9), dtype=torch.uint8, generator=g)
             draws = aug.draw(images.shape, torch.Generator().manual_seed(n))
-            same &= torch.equal(
-                pixels(torch.true_divide(images, 255), draws, aug.size), aug.eager_pixels(images, draws)
-            )
+            same &= torch.equal(pixels(to_unit(images), draws, aug.size), aug.eager_pixels(images, draws))
         if not same:
             warnings.warn("the compiled augmentation differs from the eager one; augmenting eagerly", stacklevel=2)
             return False
@@ -224,18 +241,6 @@ def _colour_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) 
     return x.index_select(0, index.argsort())
 
 
-@torch.library.custom_op("vl2v::image_mean", mutates_args=())
-def image_mean(grey: torch.Tensor) -> torch.Tensor:
-    """Each image's mean, ``[B, 1, H, W]`` → ``[B, 1, 1, 1]``: an opaque operator, so that the compiled
-    :func:`fused_pixels` sums in ATen's order, as the eager contrast does, not in Inductor's."""
-    return grey.contiguous().mean(dim=(-3, -2, -1), keepdim=True)
-
-
-@image_mean.register_fake
-def _(grey: torch.Tensor) -> torch.Tensor:
-    return grey.new_empty(grey.shape[0], 1, 1, 1)
-
-
 def fused_pixels(images: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
     """:meth:`BatchAugment.eager_pixels` for crops no larger than ``size``, written to compile into a
     few fused loops with the same arithmetic in the same order, hence bit-identical results: the crop
@@ -246,7 +251,7 @@ def fused_pixels(images: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
     ``f, 1 − f, 0`` saturation, ``1, 0, 0`` none): adding exact zeros changes no bit. Run here eagerly
     (slower than :meth:`~BatchAugment.eager_pixels`: every slot runs on every image); what
     :func:`warm_up` compiles and :meth:`BatchAugment.pixels` calls."""
-    return _fused(torch.true_divide(images, 255), draws, size)
+    return _fused(to_unit(images), draws, size)
 
 
 def _fused(x: torch.Tensor, draws: Draws, size: int) -> torch.Tensor:
@@ -347,7 +352,7 @@ class BatchAugment:
         compiled where :func:`warm_up` compiled it and no crop is larger than the output, else eager."""
         draws = self.draw(images.shape, generator)
         if "pixels" in _compiled and images.device.type == "cpu" and draws.one_sample_per_pixel(self.size):
-            fused = _compiled_call("pixels", torch.true_divide(images, 255), draws, self.size)
+            fused = _compiled_call("pixels", to_unit(images), draws, self.size)
             if fused is not None:
                 return fused
         return self.eager_pixels(images, draws)
@@ -369,7 +374,7 @@ class BatchAugment:
 
     def eager_pixels(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
         """:meth:`pixels` by eager operations on whole slices of the batch (any device, any crop)."""
-        x = crop_resize(torch.true_divide(images, 255), draws.boxes, self.size)
+        x = crop_resize(to_unit(images), draws.boxes, self.size)
         on = lambda t: t.to(x.device)  # noqa: E731
         if draws.flip is not None:
             flipped = _chosen(on(draws.flip))
