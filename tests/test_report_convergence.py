@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_distill.report.convergence import last_quarter_rise, section
+from client_distill.report.convergence import collapsed, last_quarter_rise, section
 
 
 def curve(values: list[float], stage: int = 0, every: int = 10) -> list[dict]:
@@ -37,6 +37,15 @@ def test_a_two_stage_run_is_judged_on_its_last_stage_and_a_short_run_on_nothing(
 
 
 def test_the_section_counts_runs_that_stopped_rising_per_method() -> None:
-    text = "\n".join(section({"erm": [0.4, -5.2, 3.0], "kd": [None]}))
-    assert "| erm | 3 | -0.6 | +3.0 | 2 of 3 |" in text  # a fall is not learning: converged
-    assert "| kd | 1 | – | – | – |" in text
+    text = "\n".join(section({"erm": [0.4, -5.2, 3.0], "kd": [None]}, {"kd": ["kd @ 0% on photo seed 2"]}))
+    assert "| erm | 3 | -0.6 | +3.0 | 2 of 3 | 0 |" in text  # a fall is not learning: converged
+    assert "| kd | 1 | – | – | – | 1 |" in text and "Collapsed: kd @ 0% on photo seed 2." in text
+
+
+def test_a_run_whose_second_stage_diverged_to_chance_is_collapsed_though_its_curve_is_flat() -> None:
+    # an LP-FT of the protocol: the probe reached 0.91, fine-tuning at too high a rate fell to chance at once
+    records = curve([0.65, 0.84, 0.9, 0.91], stage=0) + curve([0.18, 0.11, 0.11, 0.11, 0.11], stage=1)
+    output = {"model": "swad", "source_val_acc": 0.112}
+    assert collapsed(records, output) and last_quarter_rise(records) == pytest.approx(0.0, abs=1e-6)
+    assert not collapsed(records, {"model": "swad", "source_val_acc": 0.89})
+    assert not collapsed([], output)

@@ -21,6 +21,10 @@ import numpy as np
 #: the rule's threshold: a run whose source validation rose by at most this many points over the last
 #: quarter of its steps has stopped learning in domain
 FLAT_POINTS = 1.0
+#: a run has collapsed when its output model's source validation is under this share of the best any of
+#: its checkpoints reached: it diverged (a learning rate too high for a stage), which a flat curve at
+#: chance would otherwise pass as converged
+COLLAPSED_SHARE = 0.5
 
 
 def last_quarter_rise(records: Sequence[dict[str, Any]]) -> float | None:
@@ -44,24 +48,40 @@ def last_quarter_rise(records: Sequence[dict[str, Any]]) -> float | None:
     return float(slope * (end - steps.min()))
 
 
-def section(rises: dict[str, list[float | None]]) -> list[str]:
-    """Markdown rows per method: how many runs, their mean and largest rise, how many have converged."""
+def collapsed(records: Sequence[dict[str, Any]], output: dict[str, Any]) -> bool:
+    """Whether ``output`` (the run's output model) fell under :data:`COLLAPSED_SHARE` of the best source
+    validation any checkpoint of the run reached, in any stage."""
+    reached = [float(r["source_val_acc"]) for r in records if r.get("source_val_acc") is not None]
+    value = output.get("source_val_acc")
+    return bool(reached) and value is not None and float(value) < COLLAPSED_SHARE * max(reached)
+
+
+def section(rises: dict[str, list[float | None]], collapses: dict[str, list[str]] | None = None) -> list[str]:
+    """Markdown rows per method: how many runs, their mean and largest rise, how many have converged, and
+    how many collapsed (``collapses``: per method, a label for each collapsed run, listed under the table)."""
+    collapses = collapses or {}
     lines = [
         "",
         "### Convergence in domain (source validation over the last quarter of each run's steps)",
         "",
         f"Rise of a least-squares line through the last quarter's checkpoints, in points; converged = a rise of at "
-        f"most +{FLAT_POINTS:g} (`client_distill/report/convergence.py`).",
+        f"most +{FLAT_POINTS:g}; collapsed = an output model whose source validation is under "
+        f"{COLLAPSED_SHARE:.0%} of the best its run reached (`client_distill/report/convergence.py`).",
         "",
-        "| Method | runs | mean rise | largest rise | converged |",
-        "|---|---|---|---|---|",
+        "| Method | runs | mean rise | largest rise | converged | collapsed |",
+        "|---|---|---|---|---|---|",
     ]
     for method, values in sorted(rises.items()):
         known = [v for v in values if v is not None]
+        down = len(collapses.get(method, []))
         if not known:
-            lines.append(f"| {method} | {len(values)} | – | – | – |")
+            lines.append(f"| {method} | {len(values)} | – | – | – | {down} |")
             continue
         flat = sum(v <= FLAT_POINTS for v in known)
         largest = max(known)
-        lines.append(f"| {method} | {len(values)} | {np.mean(known):+.1f} | {largest:+.1f} | {flat} of {len(known)} |")
+        lines.append(
+            f"| {method} | {len(values)} | {np.mean(known):+.1f} | {largest:+.1f} | {flat} of {len(known)} | {down} |"
+        )
+    if any(collapses.values()):
+        lines += ["", "Collapsed: " + "; ".join(cell for _, cells in sorted(collapses.items()) for cell in cells) + "."]
     return lines

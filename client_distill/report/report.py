@@ -51,6 +51,7 @@ class Result:
     args: dict[str, Any]
     hparams: dict[str, Any]  # as the run resolved them
     rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
+    collapsed: bool = False  # its output model fell far below what the run had reached (report/convergence.py)
 
     @property
     def views(self) -> int:
@@ -105,6 +106,7 @@ def collect(runs: str | Path) -> list[Result]:
             args=args,
             hparams=r["hparams"],
             rise=convergence.last_quarter_rise(records),
+            collapsed=convergence.collapsed(records, r),
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -214,8 +216,13 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
             lines.append(
                 f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |"
             )
+        methods = sorted({r.method for r in rs} - {"zero_shot"})
         lines += convergence.section(
-            {m: [r.rise for r in rs if r.method == m] for m in sorted({r.method for r in rs} - {"zero_shot"})}
+            {m: [r.rise for r in rs if r.method == m] for m in methods},
+            {
+                m: [f"{row_label(r.row)} on {r.test_domain} seed {r.seed}" for r in rs if r.method == m and r.collapsed]
+                for m in methods
+            },  # fmt: skip
         )
         lines += paired_differences(rs)
         lines += efficiency(rs, rows, domains)
