@@ -4,8 +4,10 @@ For each task, target domain and seed: ``vl2v plan`` on the source domains (the 
 short runs, the leave-one-source-out proxy, the stop rule of 0.5 points per 1,000 queries), then the truth on
 the same proxy at the budget it recommends (the short run trained on that many bought images, every source
 held out in turn: what the plan predicted), whether the plan's 95 % interval covered it, and what the plan
-cost in queries and seconds. With ``--protocol TASK=RUNS`` (a finished budget protocol, issue 21) it adds
-ADiP's target accuracy at the recommended budget, interpolated between the protocol's budgets.
+cost in queries and seconds. With ``--protocol TASK=RUNS`` (a budget protocol's runs, issue 21: the cells whose
+ADiP runs are finished) it adds ADiP's target accuracy at the recommended budget, at the pilot's share and at
+0 %, interpolated between the protocol's budgets, and ends with what the recommendation bought on the target:
+the paired differences (recommended − pilot, recommended − 0 %) over the cells, with 95 % intervals.
 
 It starts its own vendor (the embedded default) on 127.0.0.1 and renders each task's data as its protocol
 config says (data seed 0). Resumable: each (task, target, seed) writes ``OUT/<task>/<target>/<seed>.json``;
@@ -30,6 +32,7 @@ from client_distill.buy.embed import source_samples
 from client_distill.buy.vendor import VendorConfig
 from client_distill.data.datasets import open_dataset
 from client_distill.report.demo import ensure_data, local_vendor
+from client_distill.report.paired import paired
 from client_distill.report.report import collect
 from client_distill.sweep.budget_curve import bootstrap_fits, table
 from client_distill.sweep.budget_plan import PlanOrder, plan_budget
@@ -111,6 +114,7 @@ def main() -> None:
     p.add_argument("--pilot", type=float, default=PlanOrder.pilot, help="the pilot's share of the source images")
     args = p.parse_args()
     protocols = dict(item.split("=", 1) for item in args.protocol)
+    bought: dict[str, list[dict]] = {task: [] for task in protocols}
     with local_vendor(args.out / "vendor", 100_000_000) as (url, key):
         vendor = VendorConfig(vendor="vl2v", vendor_url=url, api_key=key, cache=str(args.out / "cache"))
         for task in args.tasks.split(","):
@@ -126,8 +130,19 @@ def main() -> None:
                     result = json.loads(path.read_text())
                     if task in protocols:
                         fraction = result["recommended_image_queries"] / result["source_images"]
-                        result["adip_target"] = target_accuracy(Path(protocols[task]), target, seed, fraction)
+                        for key, share in (("adip_target", fraction), ("adip_target_pilot", args.pilot),
+                                           ("adip_target_zero", 0.0)):  # fmt: skip
+                            result[key] = target_accuracy(Path(protocols[task]), target, seed, share)
+                        bought[task].append(result)
                     print(json.dumps({"task": task, **result}), flush=True)
+    for task, results in bought.items():
+        for other, name in (("adip_target_pilot", "the pilot's share"), ("adip_target_zero", "0 %")):
+            cells = [r for r in results if r["adip_target"] is not None and r[other] is not None]
+            diff = paired(
+                "the recommended budget", {(r["target"], r["seed"]): r["adip_target"] for r in cells},
+                name, {(r["target"], r["seed"]): r[other] for r in cells}, paper=0,
+            )  # fmt: skip
+            print(f"{task}, ADiP's target accuracy (cells, mean ± SE in points, 95 % CI): {diff.row()}", flush=True)
 
 
 if __name__ == "__main__":
