@@ -130,9 +130,9 @@ def _barrier() -> None:
 
 
 #: zlib level of the online mode's PNGs: every step encodes a whole batch and the vendor decodes it, and
-#: stored (0) blocks cost the least on both sides: per 48 synth-pacs views, encoding 9.5 ms (level 1: 15.9,
-#: Pillow's default 6: 28.6) and the vendor's decoding with its truncation check 5.7 ms (12.1, 11.2), for
-#: 12.1 KB a view (4.8, 4.4) that only crosses loopback or a network (bench/online_png.py); the pixels are
+#: stored (0) blocks cost the least on both sides: per 48 synth-pacs views, encoding 7.2 ms (level 1: 12.6,
+#: Pillow's default 6: 23.3) and the vendor's decoding 2.8 ms (5.9, 5.2), for 12.1 KB a view (4.8, 4.4)
+#: that only crosses loopback or a network (bench/online_png.py, 2026-12-07 at d444ccc); the pixels are
 #: the same (lossless), so the vendor embeds the same picture at any level
 ONLINE_PNG_LEVEL = 0
 
