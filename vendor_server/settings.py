@@ -70,6 +70,9 @@ class VendorSettings(BaseSettings):
     #: unset: chosen at start-up by timing the engine (vendor_server.engines.batch_size)
     max_batch_size: int | None = Field(None, ge=1, description="items per model forward pass")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a lone item waits for company")
+    #: unset: a forward takes the batch as it comes; N: every forward runs on exactly N rows (padded), so an
+    #: item's embedding is the same bits whatever it was batched with (vendor_server.encoder.Encoder.fixed_batch)
+    fixed_batch: int | None = Field(None, ge=1, description="rows of every forward pass, for bit-reproducible rows")
     queue_limit: int = Field(2048, ge=1, description="admitted items in flight before 503")
 
     default_rate_limit: float = Field(50.0, gt=0, description="requests/s per key unless the key sets its own")

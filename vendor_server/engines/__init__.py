@@ -48,7 +48,14 @@ def resolve_engine(engine: str, device: str) -> str:
 
 
 def open_encoder(settings: VendorSettings) -> Encoder:
-    """The encoder ``settings`` ask for: its model, weights, engine and device."""
+    """The encoder ``settings`` ask for: its model, weights, engine and device, and its forward's batch
+    (``fixed_batch``: set after loading, so the start-up checks run as every engine's do)."""
+    encoder = _open(settings)
+    encoder.fixed_batch = settings.fixed_batch
+    return encoder
+
+
+def _open(settings: VendorSettings) -> Encoder:
     from vendor_server.encoder import Encoder
 
     device = resolve_device(settings.device)
