@@ -46,8 +46,10 @@ from client_distill.sweep.launch import INTERRUPTED, LaunchOptions, run_job
 FORWARDED_PREFIX = "VL2V_"
 #: attempts after a task's worker or node dies (not after a run's own failure): the run resumes
 MAX_RETRIES = 2
-#: what Ray Client says when its proxy could not start the server of this connection
-CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+#: what Ray Client says when its proxy could not start the server of this connection: the server process
+#: died at start, reported as such, or found by the proxy as a zombie when it reads the process's command line
+#: ("Initialization failure from server: ... psutil.ZombieProcess")
+CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "ZombieProcess")
 #: connections tried when that happens
 CLIENT_SERVER_ATTEMPTS = 3
 
@@ -119,7 +121,7 @@ class RayPool(contextlib.AbstractContextManager):
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 # Ray Client's proxy starts a server process per connection, and that start fails now
                 # and then (the process dies before it logs a line); a new connection gets a new one
-                transient = CLIENT_SERVER_FAILED in str(exc) and attempt < CLIENT_SERVER_ATTEMPTS
+                transient = any(m in str(exc) for m in CLIENT_SERVER_FAILED) and attempt < CLIENT_SERVER_ATTEMPTS
                 if not transient:
                     raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
                 ray.shutdown()
