@@ -33,7 +33,7 @@ from client_distill.buy.vendor import VendorConfig
 from client_distill.data.datasets import open_dataset
 from client_distill.report.demo import ensure_data, local_vendor
 from client_distill.report.paired import paired
-from client_distill.report.report import collect
+from client_distill.report.report import Result, collect
 from client_distill.sweep.budget_curve import bootstrap_fits, table
 from client_distill.sweep.budget_plan import PlanOrder, plan_budget
 from client_distill.sweep.config import load_config
@@ -89,12 +89,13 @@ def evaluate(data: Path, target: str, seed: int, vendor: VendorConfig, out: Path
     }
 
 
-def target_accuracy(runs: Path, target: str, seed: int, fraction: float) -> float | None:
+def target_accuracy(runs: list[Result], target: str, seed: int, fraction: float) -> float | None:
     """ADiP's target accuracy at ``fraction`` of the source images, interpolated linearly between the
-    protocol's cached one-view budgets for this (target, seed); None where the protocol lacks them."""
+    protocol's cached one-view budgets for this (target, seed) among ``runs`` (a protocol's
+    :func:`collect`); None where the protocol lacks them."""
     found = sorted(
         (r.budget, r.ood)
-        for r in collect(runs)
+        for r in runs
         if r.method == "adip" and r.teacher_mode == "cached" and r.views == 1 and r.budget is not None
         and r.test_domain == target and r.seed == seed
     )  # fmt: skip
@@ -113,7 +114,7 @@ def main() -> None:
     p.add_argument("--protocol", action="append", default=[], help="TASK=RUNS: a finished budget protocol's runs")
     p.add_argument("--pilot", type=float, default=PlanOrder.pilot, help="the pilot's share of the source images")
     args = p.parse_args()
-    protocols = dict(item.split("=", 1) for item in args.protocol)
+    protocols = {task: collect(Path(runs)) for task, runs in (item.split("=", 1) for item in args.protocol)}
     bought: dict[str, list[dict]] = {task: [] for task in protocols}
     with local_vendor(args.out / "vendor", 100_000_000) as (url, key):
         vendor = VendorConfig(vendor="vl2v", vendor_url=url, api_key=key, cache=str(args.out / "cache"))
@@ -132,7 +133,7 @@ def main() -> None:
                         fraction = result["recommended_image_queries"] / result["source_images"]
                         for key, share in (("adip_target", fraction), ("adip_target_pilot", args.pilot),
                                            ("adip_target_zero", 0.0)):  # fmt: skip
-                            result[key] = target_accuracy(Path(protocols[task]), target, seed, share)
+                            result[key] = target_accuracy(protocols[task], target, seed, share)
                         bought[task].append(result)
                     print(json.dumps({"task": task, **result}), flush=True)
     for task, results in bought.items():

@@ -10,12 +10,13 @@ Two steps, so that a request is judged whole before any of it is decoded:
 * :func:`decode` does the expensive part (on the decoding pool, :mod:`vendor_server.decoding`) and
   refuses a file whose data ends early. Pillow pads a PNG whose compressed stream stops short with
   black pixels without complaint, so PNGs are decoded by libspng (``pyspng``), which refuses data
-  that does not fill the size the header declares, a bad CRC or a cut file, in the one pass that
-  decodes it (checking Pillow's output instead meant inflating every PNG twice: 0.7 of 1.6 ms for a
-  224-px photo). For 8-bit PNGs of every colour type, interlaced or not, the RGB pixels are Pillow's
-  ``convert("RGB")``, bit for bit (tested); a 16-bit greyscale PNG is scaled to 8 bits where Pillow
-  clips it to white. Chunks after the image data are not read (Pillow's own limits have judged the
-  ones before it at inspection)."""
+  that does not fill the size the header declares, or a cut file, in the one pass that decodes it
+  (checking Pillow's output instead meant inflating every PNG twice: 0.7 of 1.6 ms for a 224-px photo).
+  pyspng does not check CRCs, so :func:`_check_crcs` does, one ``zlib.crc32`` per chunk (about 1 % of a
+  decode), and a corrupted upload is still refused. For 8-bit PNGs of every colour type, interlaced or
+  not, the RGB pixels are Pillow's ``convert("RGB")``, bit for bit (tested); a 16-bit greyscale PNG is
+  scaled to 8 bits where Pillow clips it to white. Chunks after the image data are not read (Pillow's
+  own limits have judged the ones before it at inspection)."""
 
 from __future__ import annotations
 
