@@ -22,7 +22,8 @@ the openvino engine's, which compiles that export).
 Around every measurement the server's CPU time (its process and children, from ``/proc``) is read, so
 the run also says where a served rate goes: CPU per image answered and cores kept busy, per server and
 shape, and for our engines the raw forward's share of that CPU, which bounds served / raw at as many
-busy cores as the raw forward had. At the end each vendor's ledger must hold exactly the images
+busy cores as the raw forward had; beside it the cores the benchmark's own client took (it shares the
+machine with the server, the raw forward does not). At the end each vendor's ledger must hold exactly the images
 answered (``/v1/usage`` and the key's row in the SQLite file).
 
     python bench/vendor_throughput.py                                  # ViT-B-32: our 3 engines, infinity
@@ -222,11 +223,13 @@ def measure(server: dict, shape: str, files: list[bytes], n_images: int) -> floa
         clients, per_request = clients * per_request // INFINITY_MAX_IMAGES, INFINITY_MAX_IMAGES
     sent = [files[i % len(files)] for i in range(n_images)]
     bodies = [body(sent[i : i + per_request], server["model"]) for i in range(0, n_images, per_request)]
-    cpu, start = tree_cpu_s(server["pid"]), time.perf_counter()
+    cpu, own, start = tree_cpu_s(server["pid"]), _own_cpu_s(), time.perf_counter()
     rate = asyncio.run(served_images_per_s(server["url"], server["key"], bodies, n_images, clients, server["path"]))
-    wall, used = time.perf_counter() - start, tree_cpu_s(server["pid"])
+    wall, used, client = time.perf_counter() - start, tree_cpu_s(server["pid"]), _own_cpu_s() - own
     if cpu is not None and used is not None:
-        server.setdefault("cpu", {}).setdefault(shape, []).append((1000 * (used - cpu) / n_images, (used - cpu) / wall))
+        server.setdefault("cpu", {}).setdefault(shape, []).append(
+            (1000 * (used - cpu) / n_images, (used - cpu) / wall, client / wall)
+        )
     server["images"] += n_images
     return rate
 
@@ -380,7 +383,10 @@ def cpu_report(raw: dict, raw_cpu: dict, servers: dict, median: dict) -> None:
     At as many busy cores as the raw forward, served / raw is the forward's share of the CPU an image
     costs the server; the part above the raw forward's is decoding, parsing and answering, and cores the
     server leaves idle cost the rest."""
-    print("\nserver CPU per image answered, core-ms (cores kept busy), median over rounds:\n")
+    print(
+        "\nserver CPU per image answered, core-ms (cores the server kept busy / cores this benchmark's client "
+        f"took, of {os.cpu_count()}), median over rounds:\n"
+    )
     print("| server | " + " | ".join(SHAPES) + " |")
     print("|---|" + "---:|" * len(SHAPES))
     for name, server in servers.items():
@@ -388,7 +394,8 @@ def cpu_report(raw: dict, raw_cpu: dict, servers: dict, median: dict) -> None:
         print(
             f"| {name} | "
             + " | ".join(
-                f"{statistics.median(c[0] for c in cell):.2f} ({statistics.median(c[1] for c in cell):.2f})"
+                f"{statistics.median(c[0] for c in cell):.2f} ({statistics.median(c[1] for c in cell):.2f} / "
+                f"{statistics.median(c[2] for c in cell):.2f})"
                 for cell in cells
             )
             + " |"
@@ -402,12 +409,14 @@ def cpu_report(raw: dict, raw_cpu: dict, servers: dict, median: dict) -> None:
         shape = max(median[name], key=median[name].get)
         per_image = statistics.median(c[0] for c in server["cpu"][shape])
         busy = statistics.median(c[1] for c in server["cpu"][shape])
+        client = statistics.median(c[2] for c in server["cpu"][shape])
         forward = raw_cpu[engine][batch]
         print(
             f"  {name} ({shape}): {per_image:.2f} core-ms an image on {busy:.2f} busy cores; the raw forward "
             f"(batch {batch}) {forward:.2f} core-ms on {forward * raw[engine][batch] / 1000:.2f} cores, so "
             f"{per_image - forward:.2f} go to the rest (decoding, parsing, answering) and served / raw stays "
-            f"under {forward / per_image:.2f} unless the server keeps more cores busy than the raw forward"
+            f"under {forward / per_image:.2f} unless the server keeps more cores busy than the raw forward; "
+            f"the benchmark's client took {client:.2f} cores beside it, {os.cpu_count() - busy - client:.2f} idle"
         )
 
 
