@@ -4,11 +4,17 @@ environment and directory (not the server's, fixed when it started), and write e
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import Future
 
 from client_distill.buy.cache import EmbeddingCache
+from client_distill.buy.embed import PurchaseOrder
+from client_distill.buy.vendor import VendorConfig
 from client_distill.cli import main as vl2v
+from client_distill.sweep import run as sweep_run
 from client_distill.sweep.launch import INTERRUPTED
 from client_distill.sweep.local import RunPool
+from client_distill.train.augment import RUN_THREADS_ENV
 
 
 def _logged_json(log) -> dict:
@@ -90,3 +96,27 @@ def test_a_run_whose_process_dies_before_starting_is_recorded_and_the_sweep_goes
         status = pool.submit(_ok, (_Unloadable(),), tmp_path / "dead", 0).result()
         assert pool.submit(_ok, (), tmp_path / "next", 0).result() == 0
     assert status != 0 and "this run's process ended with" in (tmp_path / "dead" / "log.txt").read_text()
+
+
+def test_a_sweeps_purchases_start_the_fork_server_for_the_thread_count_of_its_runs(tmp_path, monkeypatch):
+    """A sweep's first process starts the fork server, which compiles the augmentation for the thread
+    count ``VL2V_RUN_THREADS`` holds at that moment (client_distill/train/compiled.py), and a run with
+    another count augments eagerly. The purchases come first: their one-worker pool must announce the
+    runs' count, not its own (every core)."""
+    announced = []
+
+    class Recording(RunPool):  # what the server would be started with, without starting one
+        def submit(self, job, args, out, threads):
+            announced.append(os.environ[RUN_THREADS_ENV])
+            out.mkdir(parents=True)
+            (out / "manifest.json").write_text('{"complete": true}')
+            done: Future = Future()
+            done.set_result(0)
+            return done
+
+    monkeypatch.setattr(sweep_run, "RunPool", Recording)
+    run_threads = (os.cpu_count() or 1) + 1  # never what a pool of one worker takes by itself
+    teacher_set = str(tmp_path / "set")
+    order = PurchaseOrder(data=str(tmp_path / "data"), out=teacher_set, max_queries=1)
+    sweep_run.buy_teacher_sets({teacher_set: order}, {teacher_set}, VendorConfig(), run_threads)
+    assert announced == [str(run_threads)]

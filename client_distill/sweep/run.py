@@ -41,18 +41,26 @@ from client_distill.train.runspec import RunSpec
 SEARCH_FILE = "search.json"
 
 
-def buy_teacher_sets(orders: dict[str, PurchaseOrder], needed: set[str], vendor: VendorConfig) -> None:
+def buy_teacher_sets(
+    orders: dict[str, PurchaseOrder], needed: set[str], vendor: VendorConfig, run_threads: int | None = None
+) -> None:
     """Buy every needed teacher set not complete yet from ``vendor``, one at a time, each in a process
     of its own (output to the set's ``log.txt``): sets of a sweep overlap, and two concurrent purchases
     could both miss the client cache for the same image and pay for it twice; one after the other,
     every image is paid for once. A complete set bought from other weights than the vendor serves now
     is refused: the sweep's runs would learn from two teachers (and a zero-shot run would score the old
-    one)."""
+    one).
+
+    ``run_threads``: the torch threads of the runs that follow. The purchases' processes come from the
+    same fork server as the runs, and the first of them starts it: it compiles the augmentation for this
+    count then (:mod:`client_distill.train.compiled`), and a run with another count augments eagerly:
+    until 2026-12-07 a sweep that bought sets did so in a pool of one worker, which announced every core
+    (two), so a sweep of two workers (one thread each) ran all its runs eagerly, with the same pixels."""
     todo = [out for out in orders if out in needed and not _complete(Path(out))]
     bought = [out for out in orders if out in needed and out not in todo]
     if bought:
         _refuse_other_revisions(bought, vendor)
-    with RunPool(1) as pool:
+    with RunPool(1, run_threads) as pool:
         for out in tqdm(todo, desc="buying teacher sets", unit="set", disable=not todo):
             status = pool.submit(purchase_job, (orders[out], vendor), Path(out), 0).result()
             if status != 0 or not _complete(Path(out)):
@@ -95,13 +103,13 @@ def execute(
     for spec in specs:
         out = root / run_name(spec)
         (outcome["skipped"].append(str(out)) if RunReader(out).done else todo.append((spec, out)))
-    if cfg.embed is not None:
-        buy_teacher_sets(orders, {spec.teacher for spec, _ in todo}, _over(cfg.embed.buyer(), vendor))
     # seed by seed (a sweep cut short has every method for its first seeds), longest first within a
     # seed (so the long runs do not start last and leave the other workers idle at the end)
     todo.sort(key=lambda item: (item[0].seed, -expected_cost(item[0])))
     online = _over(cfg.vendor, vendor)
     with open_launcher(launch) as pool:
+        if cfg.embed is not None:
+            buy_teacher_sets(orders, {spec.teacher for spec, _ in todo}, _over(cfg.embed.buyer(), vendor), pool.threads)
         futures = {pool.submit(distill_job, (spec, str(out), online), out, pool.threads): out for spec, out in todo}
         bar = tqdm(
             as_completed(futures),
