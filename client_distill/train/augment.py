@@ -13,8 +13,8 @@ all randomness comes from the ``torch.Generator`` passed in, so a step's batch i
 seed alone: that is what makes a resumed run bit-identical to an uninterrupted one.
 
 The whole augmentation can also run compiled by ``torch.compile`` (:func:`warm_up`), bit-identical to
-the eager path, about twice as fast (in the training loop, 12 against 23 ms for a 48-image batch of 64 px
-on one core; ``bench/distill_throughput.py``): when no crop is larger than the output (one bilinear
+the eager path, about twice as fast (5.8 against 12-14 ms for a 48-image batch of 64 px on one core;
+``bench/distill_throughput.py``): when no crop is larger than the output (one bilinear
 sample per output pixel, as for the synthetic worlds), the crop, flip, the four colour operations,
 greyscale and the uint8 → float conversion become a few fused loops (:func:`fused_pixels`); otherwise
 only the hue rotation, the costliest colour operation (some 35 elementwise passes eagerly), is compiled.
