@@ -366,6 +366,22 @@ def test_a_protocol_with_only_its_online_runs_done_has_no_cached_vs_online_table
     assert "| adip (online) |" in report and "Cached teacher set vs online teacher" not in report
 
 
+def test_the_report_says_which_machines_computed_the_runs(tmp_path):
+    """Runs are bit-reproducible on one kind of machine only: a protocol resumed on another kind says
+    how many runs each made (records from before the field count as not recorded)."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        fake_run(runs, "erm", "art", seed, 0.9, 0.7)
+    for path, name in zip(sorted(runs.rglob("results.jsonl"))[:2], ("CPU A, torch 2", "CPU B, torch 2"), strict=True):
+        records = [{**json.loads(line), "machine": name} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = write_report(runs, tmp_path / "report", diagnostics=False).read_text()
+    assert (
+        "Computed on: CPU A, torch 2: 1 run; CPU B, torch 2: 1 run; "
+        "not recorded (runs made before records named their machine): 1 run." in report
+    )
+
+
 def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs, "erm", "art", 0, 0.9, 0.6)

@@ -26,7 +26,16 @@ from client_distill.data.image_store import pictures_tensor
 from client_distill.errors import UsageError
 from client_distill.train.augment import resize
 from client_distill.train.model_selection import select
-from client_distill.train.run import Progress, Run, RunSpec, native_bf16, png_bytes, precision, run_distill
+from client_distill.train.run import (
+    Progress,
+    Run,
+    RunSpec,
+    machine,
+    native_bf16,
+    png_bytes,
+    precision,
+    run_distill,
+)
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
@@ -78,6 +87,7 @@ def test_run_writes_domainbed_records_and_selects_on_source_validation(world, tm
         assert np.isfinite(r["source_val_loss"]) and np.isfinite(r["loss"])
         assert r["args"]["method"] == "adip" and r["hparams"]["lr"] == 1e-3 and r["queries_texts"] == 2
         assert r["precision"] == precision(torch.device("cpu"), True)  # what the run computed in, said
+        assert r["machine"] == machine(torch.device("cpu")) and "torch" in r["machine"]  # and on what
     final = [r for r in records if r["model"] != "checkpoint"]
     assert [r["model"] for r in final] == ["best"]  # the smoke profile runs without SWAD
     for i in range(3):

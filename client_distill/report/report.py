@@ -17,7 +17,7 @@ candidate runs are reported apart, through the summary each protocol run carries
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class Result:
     hparams: dict[str, Any]  # as the run resolved them
     rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
     collapsed: bool = False  # its output model fell far below what the run had reached (report/convergence.py)
+    machine: str | None = None  # what computed it (train/run.py's ``machine``; None in records before 2026-12-07)
 
     @property
     def views(self) -> int:
@@ -107,6 +108,7 @@ def collect(runs: str | Path) -> list[Result]:
             hparams=r["hparams"],
             rise=convergence.last_quarter_rise(records),
             collapsed=convergence.collapsed(records, r),
+            machine=r.get("machine"),
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -170,7 +172,15 @@ def _protocol_lines(results: list[Result]) -> list[str]:
         + OUTPUT_MODEL.get(frozenset(swad), OUTPUT_MODEL[frozenset()]).format(window=window)
         + f". Learning rates: {lrs}"
         + (" (chosen per target domain: see the search)." if any(len(v) > 1 for v in by_method.values()) else "."),
+        machines_line(results),
     ]
+
+
+def machines_line(results: list[Result]) -> str:
+    """Which machines computed the runs, with their counts: runs are bit-reproducible on one kind of
+    machine only, so a protocol resumed on another kind says so."""
+    counts = Counter(r.machine or "not recorded (runs made before records named their machine)" for r in results)
+    return "Computed on: " + "; ".join(f"{m}: {n} run{'s' * (n != 1)}" for m, n in sorted(counts.items())) + "."
 
 
 def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) -> str:

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -144,14 +145,37 @@ def png_bytes(pixels: torch.Tensor) -> list[bytes]:
     return [encode_png(Image.fromarray(img), ONLINE_PNG_LEVEL) for img in pictures]
 
 
+#: torch.cpu's probes of the CPU's bf16 units (private API), by the name a run's records give them
+_BF16_UNITS = {"AMX": "_is_amx_tile_supported", "AVX-512 BF16": "_is_avx512_bf16_supported"}
+
+
+def _bf16_units() -> list[str]:
+    return [name for name, probe in _BF16_UNITS.items() if getattr(torch.cpu, probe, lambda: False)()]
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 in hardware: CUDA, or a CPU with AMX or AVX-512 BF16 (oneDNN's
     bf16 convolutions; measured 1.6x faster than float32 for the default student's training step on
     this project's 2-core AMX machine). Elsewhere bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         return True
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes (private API)
-    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return device.type == "cpu" and bool(_bf16_units())
+
+
+@cache
+def machine(device: torch.device) -> str:
+    """What computed a run, as its records state it (e.g. ``AMD EPYC (AVX-512 BF16), torch 2.14.1``): a run
+    is bit-reproducible on the same kind of machine, not across kinds (their bf16 and float32 kernels sum
+    in other orders: the demo's ERM read 86.3 on an Intel CPU with AMX and 87.1 on an AMD one), so a
+    protocol resumed on other machines says which runs each made."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        model = next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), model
+        )
+    return f"{model} ({' + '.join(_bf16_units()) or 'no bf16 units'}), torch {torch.__version__}"
 
 
 def precision(device: torch.device, amp: bool) -> str:
@@ -429,6 +453,7 @@ class Run:
             "logit_scale": self.logit_scale,
             "world_size": self.world,
             "precision": precision(self.device, bool(self.hp["amp"])),
+            "machine": machine(self.device),
             **extra,
             "args": self.spec.to_dict(),
             "hparams": self.hp,
