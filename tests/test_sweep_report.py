@@ -368,16 +368,21 @@ def test_a_protocol_with_only_its_online_runs_done_has_no_cached_vs_online_table
 
 def test_the_report_says_which_machines_computed_the_runs(tmp_path):
     """Runs are bit-reproducible on one kind of machine only: a protocol resumed on another kind says
-    how many runs each made (records from before the field count as not recorded)."""
+    how many runs each made and their run time (records from before the fields count as not recorded)."""
     runs = tmp_path / "runs"
     for seed in (0, 1, 2):
         fake_run(runs, "erm", "art", seed, 0.9, 0.7)
-    for path, name in zip(sorted(runs.rglob("results.jsonl"))[:2], ("CPU A, torch 2", "CPU B, torch 2"), strict=True):
-        records = [{**json.loads(line), "machine": name} for line in path.read_text().splitlines()]
+    paths = sorted(runs.rglob("results.jsonl"))
+    for path, name, seconds in zip(paths, ("CPU A, torch 2", "CPU B, torch 2", None), (3600, 1800, None), strict=True):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        if name:
+            records = [
+                {**r, "machine": name, "run_seconds": seconds * (i + 1) / len(records)} for i, r in enumerate(records)
+            ]
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     report = write_report(runs, tmp_path / "report", diagnostics=False).read_text()
     assert (
-        "Computed on: CPU A, torch 2: 1 run; CPU B, torch 2: 1 run; "
+        "Computed on: CPU A, torch 2: 1 run, 1.00 h of run time; CPU B, torch 2: 1 run, 0.50 h of run time; "
         "not recorded (runs made before records named their machine): 1 run." in report
     )
 

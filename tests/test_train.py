@@ -39,7 +39,7 @@ from client_distill.train.run import (
 from client_distill.train.run_reader import load_records
 
 torch.set_num_threads(1)
-VOLATILE = {"images_per_s"}
+VOLATILE = {"images_per_s", "run_seconds"}
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +125,18 @@ def test_resume_continues_exactly(world, tmp_path, views):
     run = spec(world, teacher=str(teacher))
     assert run_distill(run, tmp_path / "stopped", stop_after=3) is None
     assert not (tmp_path / "stopped" / "done").exists() and len(load_records(tmp_path / "stopped")) == 1
+    # the run's clock goes on from its checkpoint: say the first process had run 1000 s by then
+    checkpoint = tmp_path / "stopped" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    assert (
+        0 < state["position"]["seconds"] == pytest.approx(load_records(tmp_path / "stopped")[0]["run_seconds"], abs=1)
+    )
+    torch.save({**state, "position": {**state["position"], "seconds": 1000.0}}, checkpoint)
     run_distill(run, tmp_path / "stopped")
     run_distill(run, tmp_path / "straight")
     strip = lambda rs: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rs]  # noqa: E731
     assert strip(load_records(tmp_path / "stopped")) == strip(load_records(tmp_path / "straight"))
+    assert all(r["run_seconds"] > 1000 for r in load_records(tmp_path / "stopped")[1:])
 
 
 def test_resume_keeps_only_the_best_files_its_checkpoint_vouches_for(world, tmp_path):

@@ -17,7 +17,7 @@ candidate runs are reported apart, through the summary each protocol run carries
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class Result:
     rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
     collapsed: bool = False  # its output model fell far below what the run had reached (report/convergence.py)
     machine: str | None = None  # what computed it (train/run.py's ``machine``; None in records before 2026-12-07)
+    seconds: float | None = None  # what its processes ran, resumes summed (``run_seconds``; None likewise)
 
     @property
     def views(self) -> int:
@@ -109,6 +110,7 @@ def collect(runs: str | Path) -> list[Result]:
             rise=convergence.last_quarter_rise(records),
             collapsed=convergence.collapsed(records, r),
             machine=r.get("machine"),
+            seconds=max((x["run_seconds"] for x in records if "run_seconds" in x), default=None),
         )
         cell = (result.dataset, result.row, result.test_domain, result.seed)
         if cell in seen:
@@ -177,10 +179,18 @@ def _protocol_lines(results: list[Result]) -> list[str]:
 
 
 def machines_line(results: list[Result]) -> str:
-    """Which machines computed the runs, with their counts: runs are bit-reproducible on one kind of
-    machine only, so a protocol resumed on another kind says so."""
-    counts = Counter(r.machine or "not recorded (runs made before records named their machine)" for r in results)
-    return "Computed on: " + "; ".join(f"{m}: {n} run{'s' * (n != 1)}" for m, n in sorted(counts.items())) + "."
+    """Which machines computed the runs, with their counts and run time: runs are bit-reproducible on one
+    kind of machine only, so a protocol resumed on another kind says so, and what it cost there."""
+    by_machine: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by_machine[r.machine or "not recorded (runs made before records named their machine)"].append(r)
+    parts = []
+    for name, runs in sorted(by_machine.items()):
+        timed = [r.seconds for r in runs if r.seconds is not None]
+        time = f", {sum(timed) / 3600:.2f} h of run time" if timed else ""
+        untimed = f" ({len(runs) - len(timed)} without a recorded time)" if timed and len(timed) < len(runs) else ""
+        parts.append(f"{name}: {len(runs)} run{'s' * (len(runs) != 1)}{time}{untimed}")
+    return "Computed on: " + "; ".join(parts) + "."
 
 
 def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) -> str:

@@ -89,13 +89,15 @@ class Progress:
 
 @dataclass
 class Position:
-    """Where a run stands: the stage, the step inside it, the online image queries paid so far, and
-    the best files written in the segment this position ends (see :class:`RunFolder`)."""
+    """Where a run stands: the stage, the step inside it, the online image queries paid so far, the
+    best files written in the segment this position ends (see :class:`RunFolder`), and the seconds its
+    processes have run so far (summed over a resumed run's processes, up to their last checkpoint)."""
 
     stage_index: int = 0
     stage_step: int = 0
     queries_images: int = 0
     pending: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -276,6 +278,7 @@ class Run:
         stop_after: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ):
+        self._started, self._resumed_seconds = time.perf_counter(), 0.0  # the clock of `run_seconds`
         if spec.teacher_mode not in TEACHER_MODES:
             raise UsageError(f"teacher mode must be one of {TEACHER_MODES}, got {spec.teacher_mode!r}")
         if spec.teacher_mode == "online" and online_teacher is None:
@@ -454,10 +457,16 @@ class Run:
             "world_size": self.world,
             "precision": precision(self.device, bool(self.hp["amp"])),
             "machine": machine(self.device),
+            "run_seconds": round(self._seconds(), 1),
             **extra,
             "args": self.spec.to_dict(),
             "hparams": self.hp,
         }
+
+    def _seconds(self) -> float:
+        """Seconds this run's processes have run, this one since it started (setting up included) and
+        its earlier ones up to their last checkpoint: what the run cost, whatever interrupted it."""
+        return self._resumed_seconds + time.perf_counter() - self._started
 
     def _paid_cached(self) -> dict[str, int]:
         return {
@@ -479,6 +488,7 @@ class Run:
             dist.broadcast_object_list(box, src=0)
             state = box[0]
         pos = Position(**state["position"]) if state else Position()
+        self._resumed_seconds = pos.seconds
         for index, stage in enumerate(self.method.stages):
             if index < pos.stage_index:
                 continue
@@ -607,7 +617,7 @@ class Run:
         if loop.swad is not None:
             loop.swad.add(loop.segment.close(step, record["source_val_loss"]))
         state = {
-            "position": asdict(Position(loop.index, step, online_queries, pending)),
+            "position": asdict(Position(loop.index, step, online_queries, pending, self._seconds())),
             "model": method.state_dict(),
             "optimizer": loop.optimizer.state_dict(),
             "swad": loop.swad.state_dict() if loop.swad else None,
