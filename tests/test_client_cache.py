@@ -4,7 +4,9 @@ are kept."""
 
 from __future__ import annotations
 
+import gc
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -97,6 +99,32 @@ def test_vendor_budget_error_keeps_the_paid_batches_and_rerun_pays_the_rest(tmp_
             teacher.embed_texts(texts)
             assert teacher.paid == 4 and teacher.hits == 2
     assert items_sent(script) == 2 + 2 + 4  # the refused batch was never charged, nothing paid twice
+
+
+def test_ctrl_c_inside_a_batch_stops_cleanly_and_keeps_what_was_paid(vendor, tmp_path, caplog):
+    """Ctrl-C that lands while a task of the event loop runs (not while it waits for the network) must
+    cancel the call, not leave a task holding the interrupt to be logged as a traceback at exit."""
+    script, url = vendor
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    notified = []
+
+    def interrupt_on_the_first_paid_batch(teacher: Teacher) -> None:
+        notified.append(teacher.paid)
+        if teacher.paid == 2 and notified.count(2) == 1:
+            signal.raise_signal(signal.SIGINT)  # inside the settle callback, in a task's step
+
+    cache = EmbeddingCache(tmp_path)
+    adapter = create_adapter("openai", url, "k", batch_limit=2, concurrency=1)
+    try:
+        with Teacher(adapter, cache, on_progress=interrupt_on_the_first_paid_batch) as teacher:
+            with pytest.raises(KeyboardInterrupt):
+                teacher.embed_texts([f"prompt {i}" for i in range(6)])
+            assert teacher.paid == 2
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    gc.collect()
+    assert not [r for r in caplog.records if r.name == "asyncio"], "a task kept the interrupt"
+    assert items_sent(script) == 2 and ledger_totals(cache) == {"paid": 2, "in_doubt": 0, "batches": 1}
 
 
 def test_teacher_budget_is_never_exceeded(vendor, tmp_path):

@@ -1,8 +1,10 @@
 """The black-box teacher as the rest of the client sees it: inputs in, unit vectors out, paid once.
 
 :class:`Teacher` = a vendor adapter + the disk cache + the ledger + an optional query budget. Its
-methods are synchronous (training code is) and run the adapter's async batching on a private event
-loop. With ``cache=True`` (the default) every distinct input is bought at most once, ever; with
+methods are synchronous (training code is) and run the adapter's async batching on a private
+:class:`asyncio.Runner`, which turns Ctrl-C into a cancellation of the call in flight: its requests stop,
+what was paid is settled, and a plain ``KeyboardInterrupt`` comes out, wherever the signal landed.
+With ``cache=True`` (the default) every distinct input is bought at most once, ever; with
 ``cache=False`` (the official recipe's online mode, where every augmented view is re-bought at
 every step) nothing is read from or written to the cache, duplicates are merged only within one
 call, and every query is still booked in the ledger and counted against the budget.
@@ -48,7 +50,7 @@ class Teacher:
         self.reserved = 0  # queries sent (or about to be) by this object
         self.paid = 0  # queries the vendor answered and charged
         self.hits = 0  # inputs served from the cache
-        self._loop = asyncio.new_event_loop()
+        self._runner = asyncio.Runner()
         self._opened = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -61,19 +63,20 @@ class Teacher:
 
     def close(self) -> None:
         # after Ctrl-C, batches still queued must not wake up and send while the client shuts down
-        pending = asyncio.all_tasks(self._loop)
+        loop = self._runner.get_loop()
+        pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
         if pending:
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         if self._opened:
-            self._loop.run_until_complete(self.adapter.__aexit__(None, None, None))
             self._opened = False
-        self._loop.close()
+            self._runner.run(self.adapter.__aexit__(None, None, None))
+        self._runner.close()
 
     def _open(self) -> None:
         if not self._opened:
-            self._loop.run_until_complete(self.adapter.__aenter__())
+            self._runner.run(self.adapter.__aenter__())
             self._opened = True
 
     @property
@@ -92,7 +95,7 @@ class Teacher:
         has no usage endpoint or does not answer."""
         self._open()
         try:
-            return self._loop.run_until_complete(self.adapter.usage())
+            return self._runner.run(self.adapter.usage())
         except AdapterError:
             return None
 
@@ -158,7 +161,7 @@ class Teacher:
             # replay (free, but booked as paid) from blurring the ledger; retries within the call
             # still share their keys
             salt = "" if self.use_cache else uuid.uuid4().hex
-            self._loop.run_until_complete(self.adapter.embed_many(modality, list(missing.values()), self, settle, salt))
+            self._runner.run(self.adapter.embed_many(modality, list(missing.values()), self, settle, salt))
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
