@@ -316,6 +316,8 @@ def test_report_tables_mean_and_standard_error(tmp_path):
     # paired over (target, seed): adip @ 100% − erm = +15, +5, +25, +15 → 15.0 ± 4.1, t(3) interval, holds
     assert "| adip @ 100% − erm | 4 | +15.0 ± 4.1 | [+2.0, +28.0] | holds |" in report
     assert "| adip @ 100% − adip (online) | 4 | +0.0 ± 2.9 | [-9.2, +9.2] | unresolved |" in report
+    # the online point against ERM too: +20, 0, +30, +10 → 15.0 ± 6.5
+    assert "| adip (online) − erm | 4 | +15.0 ± 6.5 | [-5.5, +35.5] | unresolved |" in report
     # ID vs OOD: ID is the output model's source validation (0.9), OOD the average
     assert "| erm | 90.0 ± 0.0 | 65.0 ± 10.0 | 25.0 | 0 | 0 | 2 |" in report
     assert "| adip | 100 | 80.0 ± 5.0 | 1000 | 80.0 ± 0.0 | 10.0× |" in report

@@ -97,17 +97,15 @@ def cached_reference(rows: Iterable[Row], method: str) -> Row | None:
 
 
 def comparisons(cells: Mapping[Row, Mapping[Cell, float]], label: Callable[[Row], str]) -> list[PairedDifference]:
-    """Every paper comparison the rows allow: ADiP at each cached point against ERM, and against KD and
-    ADiP-joint at the same point; then cached against online for each method run both ways (the cached
-    point: its largest budget with one view; the paper states no direction, the question is what the
-    extra queries buy)."""
+    """Every paper comparison the rows allow: ADiP at each point of the budget axis (each cached budget,
+    then the online teacher) against ERM, and against KD and ADiP-joint at the same point; then cached
+    against online for each method run both ways (the cached point: its largest budget with one view; the
+    paper states no direction, the question is what the extra queries buy)."""
     out = []
     for a, b, paper in PAPER_COMPARISONS:
-        for row in sorted(r for r in cells if r[0] == a and r[1] == "cached"):
-            # ERM buys nothing: its one row; KD and ADiP-joint at the same cached point
-            other = next(
-                (r for r in cells if r[0] == b and (b == "erm" or (r[1], *r[2:]) == ("cached", *row[2:]))), None
-            )
+        for row in sorted(r for r in cells if r[0] == a):  # the cached points, then the online one
+            # ERM buys nothing: its one row; KD and ADiP-joint at the same point
+            other = next((r for r in cells if r[0] == b and (b == "erm" or r[1:] == row[1:])), None)
             if other is not None:
                 out.append(paired(label(row), cells[row], label(other), cells[other], paper))
     for online in sorted(r for r in cells if r[1] == "online"):
