@@ -39,6 +39,7 @@ from client_distill.methods.base import Targets
 from client_distill.methods.registry import create_method
 from client_distill.train import augment
 from client_distill.train.augment import BatchAugment, normalise
+from client_distill.train.heap import keep_freed_memory
 from client_distill.train.hparams import resolve_hparams
 from client_distill.train.pairing import SourceBatches, SourceDomain, TeacherTable
 from client_distill.train.pretrain_student_config import DEFAULT_ARCH
@@ -59,7 +60,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="full precision (as the hparam amp=false)")
+    p.add_argument(
+        "--glibc-heap", action="store_true", help="leave glibc's heap settings as they are (runs keep freed memory)"
+    )
     args = p.parse_args()
+    kept = False if args.glibc_heap else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,7 +163,8 @@ def main() -> None:
     print(
         f"device {device} ({precision(device, amp)}), {torch.get_num_threads()} threads, "
         f"student {args.student} (random init), {args.size} px, "
-        f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median)"
+        f"{args.domains}×{bpd} images/step, {args.steps} timed steps each (median), "
+        f"freed memory {'kept' if kept else 'given back (glibc defaults)'}"
     )
     print(f"{'raw student train step':<36}: {ips['raw']:8.1f} images/s  ({ips['raw'] / batch:.2f} steps/s)")
     print(f"{'distill, method on tensors':<36}: {ips['method']:8.1f} images/s  ratio {ips['method'] / ips['raw']:.3f}")

@@ -35,6 +35,8 @@ from client_distill.deploy.export import export_run
 from client_distill.deploy.open_vocab import buy_vocabulary
 from client_distill.deploy.predict import open_model
 from client_distill.report.demo import ensure_data, local_vendor
+from client_distill.report.diagnostics import teacher_zero_shot
+from client_distill.train.run_reader import RunReader
 from shared.world import TASKS
 
 #: the budget points whose students are exported: label -> does a run's args.json belong to it
@@ -52,39 +54,20 @@ def students(runs: Path, target: str, seeds: list[int]) -> dict[tuple[str, int],
     """The finished ADiP runs of each (point, seed), with their weights (a run copied without them cannot
     be exported: it is reported and left out)."""
     found: dict[tuple[str, int], Path] = {}
-    for args_file in sorted(runs.glob("*/args.json")):
-        run = args_file.parent
-        a = json.loads(args_file.read_text())
+    for run in sorted(runs.iterdir()):
+        reader = RunReader(run)
+        if not reader.is_run:
+            continue
+        a = reader.args()
         if a.get("method") != "adip" or a.get("test_domain") != target or a.get("seed") not in seeds:
             continue
         for point, belongs in POINTS.items():
-            if belongs(a) and (run / "done").is_file():
+            if belongs(a) and reader.done:
                 if not any((run / w).is_file() for w in WEIGHTS):
                     print(f"{run.name} ({point}, seed {a['seed']}): finished, but its weights are not here; left out")
                     continue
                 found[(point, int(a["seed"]))] = run
     return found
-
-
-def zero_shot(images: np.ndarray, labels: np.ndarray, texts: np.ndarray, trained: np.ndarray | None) -> float:
-    """The accuracy of ``argmax_c cos(I_x, T_c)``; ``trained`` text embeddings (the trained task's classes) are
-    put before ``texts``, so that picking one of them is wrong."""
-    shift = 0
-    if trained is not None:
-        texts, shift = np.concatenate([trained, texts]), len(trained)
-    return float(((images.astype(np.float32) @ texts.astype(np.float32).T).argmax(1) == labels + shift).mean())
-
-
-def teacher_accuracy(teacher: TeacherSet, data: Path, trained: np.ndarray | None) -> dict[str, float]:
-    """:func:`zero_shot` per domain, on every image of ``data`` the set holds."""
-    dataset = open_dataset(data)
-    out = {}
-    for domain in dataset.domains:
-        rows = [(teacher.image_embedding(s.path), s.label) for s in dataset.samples(domain)]
-        rows = [(e[0], y) for e, y in rows if e is not None]
-        images, labels = np.stack([e for e, _ in rows]), np.array([y for _, y in rows])
-        out[domain] = zero_shot(images, labels, np.asarray(teacher.text_embeddings), trained)
-    return out
 
 
 def mean_se(values: list[float]) -> str:
@@ -139,8 +122,7 @@ def main() -> None:
     with local_vendor(args.out / "vendor", 10_000_000) as (url, key):
         vendor = VendorConfig(vendor="vl2v", vendor_url=url, api_key=key, cache=str(args.out / "cache"))
         for (point, seed), run in sorted(found.items()):
-            run_args = json.loads((run / "args.json").read_text())
-            trained = TeacherSet.load(run_args["teacher"]).classes
+            trained = TeacherSet.load(RunReader(run).args()["teacher"]).classes
             for classes, names in (("new", list(new)), ("union", [*trained, *new])):
                 path = args.out / "scores" / f"{point.replace(' ', '').replace('%', '')}-{seed}-{classes}.json"
                 if not path.exists():
@@ -153,9 +135,7 @@ def main() -> None:
                         "point": point,
                         "seed": seed,
                         "classes": classes,
-                        "image_queries": json.loads((run / "results.jsonl").read_text().splitlines()[-1])[
-                            "queries_images"
-                        ],
+                        "image_queries": RunReader(run).output_record()["queries_images"],
                         "prompts": vocabulary.facts["queries"],
                         "accuracy": {r.domain: r.accuracy for r in rows},
                     }
@@ -167,10 +147,10 @@ def main() -> None:
             data=str(data), out=str(args.out / "teacher"), max_queries=len(new) + n_images, split="all"
         )
         teacher = buy_teacher_set(order, vendor)
-    trained_texts = TeacherSet.load(json.loads((next(iter(found.values())) / "args.json").read_text())["teacher"])
+    trained_texts = TeacherSet.load(RunReader(next(iter(found.values()))).args()["teacher"]).text_embeddings
     accuracy = {
-        "new": teacher_accuracy(teacher, data, None),
-        "union": teacher_accuracy(teacher, data, np.asarray(trained_texts.text_embeddings)),
+        "new": teacher_zero_shot(teacher, dataset),
+        "union": teacher_zero_shot(teacher, dataset, np.asarray(trained_texts)),
     }
     text = table(scores, dataset.domains, accuracy)
     (args.out / "table.md").write_text(text + "\n")

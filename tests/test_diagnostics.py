@@ -50,6 +50,24 @@ def test_prototypes_text_against_source_image_means_on_a_known_design(tmp_path):
     assert prototype_accuracy(teacher, ds, ["sketch"], seed=0)["sketch"]["e3"] == 0.0
 
 
+def test_a_distractor_class_picked_in_the_open_set_counts_as_wrong(tmp_path):
+    """The open-set zero-shot (open_vocab_eval's): classes the dataset lacks join the candidates."""
+    data = make_images(tmp_path / "data")
+    ds = open_dataset(data)
+    e = np.eye(4, dtype=np.float32)
+    images = {}
+    for i, smp in enumerate(s for d in ds.domains for s in ds.samples(d)):
+        v = e[smp.label] + (2 * e[3] if i == 0 else 0.2 * e[3])  # the first image sits nearer the distractor
+        images[smp.path] = (v / np.linalg.norm(v))[None].astype(np.float16)
+    teacher = TeacherSet(
+        classes=ds.classes, prompts=[[c] for c in ds.classes], text_embeddings=e[:2], image_embeddings=images, meta={}
+    )
+    first = ds.domains[0]
+    assert teacher_zero_shot(teacher, ds) == {d: 1.0 for d in ds.domains}
+    open_set = teacher_zero_shot(teacher, ds, distractors=e[3:])
+    assert open_set[first] == 1 - 1 / len(ds.samples(first)) and all(open_set[d] == 1.0 for d in ds.domains[1:])
+
+
 def test_teacher_zero_shot_and_the_whole_diagnosis(tmp_path):
     data = make_images(tmp_path / "data")
     teacher = make_teacher_set(

@@ -51,16 +51,24 @@ def variance_shares(x: np.ndarray, classes: Sequence[int], styles: Sequence[int]
     return shares
 
 
-def teacher_zero_shot(teacher: TeacherSet, dataset: DomainDataset) -> dict[str, float]:
-    """Accuracy of ``argmax_c cos(I^t_x, T_c)`` on every image of each domain that the set holds."""
+def teacher_zero_shot(
+    teacher: TeacherSet, dataset: DomainDataset, distractors: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy of ``argmax_c cos(I^t_x, T_c)`` on every image of each domain that the set holds.
+
+    ``distractors`` (text embeddings of classes the dataset does not have, e.g. those a student was trained
+    on) join the candidates for an open-set zero-shot: picking one of them is wrong."""
     text = np.asarray(teacher.text_embeddings, dtype=np.float32)
+    shift = 0
+    if distractors is not None:
+        text, shift = np.concatenate([np.asarray(distractors, dtype=np.float32), text]), len(distractors)
     out = {}
     for domain in dataset.domains:
         pairs = [(teacher.image_embedding(s.path), s.label) for s in dataset.samples(domain)]
         pairs = [(e[0], y) for e, y in pairs if e is not None]
         if pairs:
             emb = np.stack([e for e, _ in pairs]).astype(np.float32)
-            out[domain] = float(((emb @ text.T).argmax(1) == np.array([y for _, y in pairs])).mean())
+            out[domain] = float(((emb @ text.T).argmax(1) == np.array([y for _, y in pairs]) + shift).mean())
     return out
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from client_distill.buy.vendor import VendorConfig, open_teacher
 from client_distill.train import augment
+from client_distill.train.heap import keep_freed_memory
 from client_distill.train.run import Progress, run_distill
 from client_distill.train.runspec import RunSpec
 
@@ -29,6 +30,7 @@ def distill(
     official recipe). ``stop_after``: stop resumably at the first checkpoint at or after that step.
     ``progress``: a progress bar on stderr (steps, stage, source-validation accuracy), for a person
     at a terminal; a sweep's workers write logs instead."""
+    keep_freed_memory()  # every step frees and allocates the same large tensors: keep them mapped
     if os.environ.get(augment.COMPILE_ENV) == "1":  # a long single run: compile (a sweep's server already did)
         augment.warm_up()
     with contextlib.ExitStack() as stack:
