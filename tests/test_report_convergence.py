@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_distill.report.convergence import collapsed, last_quarter_rise, section
+from client_distill.report.convergence import best_reached, collapsed, last_quarter_rise, never_learnt, section
 
 
 def curve(values: list[float], stage: int = 0, every: int = 10) -> list[dict]:
@@ -37,9 +37,9 @@ def test_a_two_stage_run_is_judged_on_its_last_stage_and_a_short_run_on_nothing(
 
 
 def test_the_section_counts_runs_that_stopped_rising_per_method() -> None:
-    text = "\n".join(section({"erm": [0.4, -5.2, 3.0], "kd": [None]}, {"kd": ["kd @ 0% on photo seed 2"]}))
+    text = "\n".join(section({"erm": [0.4, -5.2, 3.0], "kd": [None]}, {"kd": ["kd @ 0% on photo seed 2 (collapsed)"]}))
     assert "| erm | 3 | -0.6 | +3.0 | 2 of 3 | 0 |" in text  # a fall is not learning: converged
-    assert "| kd | 1 | – | – | – | 1 |" in text and "Collapsed: kd @ 0% on photo seed 2." in text
+    assert "| kd | 1 | – | – | – | 1 |" in text and "Failed: kd @ 0% on photo seed 2 (collapsed)." in text
 
 
 def test_a_run_whose_second_stage_diverged_to_chance_is_collapsed_though_its_curve_is_flat() -> None:
@@ -49,3 +49,30 @@ def test_a_run_whose_second_stage_diverged_to_chance_is_collapsed_though_its_cur
     assert collapsed(records, output) and last_quarter_rise(records) == pytest.approx(0.0, abs=1e-6)
     assert not collapsed(records, {"model": "swad", "source_val_acc": 0.89})
     assert not collapsed([], output)
+
+
+def test_a_run_flat_at_chance_from_its_first_checkpoint_never_learnt_though_it_neither_rose_nor_fell() -> None:
+    # a KD of the protocol at too high a rate: 13-15 % (chance on 7 classes) at every checkpoint
+    records = curve([0.15, 0.13, 0.14, 0.15, 0.13, 0.15, 0.14, 0.15])
+    output = {"model": "swad", "source_val_acc": 0.148}
+    assert last_quarter_rise(records) is not None and abs(last_quarter_rise(records)) <= 1.0  # "converged"
+    assert not collapsed(records, output)
+    assert best_reached(records) == 0.15 and never_learnt(best_reached(records), task_best=0.99)
+    assert not never_learnt(0.93, task_best=0.99) and not never_learnt(None, task_best=0.99)
+
+
+def test_the_report_names_each_failed_run_and_how_it_failed() -> None:
+    from dataclasses import replace
+
+    from client_distill.report.report import Result, failures
+
+    base = Result("synth-pacs", "kd", "cached", 0.1, "cartoon", 0, 0.95, 0.97, "swad", 168, 0, {}, {}, reached=0.99)
+    runs = [
+        base,
+        replace(base, seed=2, ood=0.14, id=0.15, reached=0.15),  # flat at chance throughout
+        replace(base, method="lp_ft", budget=None, test_domain="photo", seed=2, reached=0.91, collapsed=True),
+    ]
+    assert failures(runs, ["kd", "lp_ft"]) == {
+        "kd": ["kd @ 10% on cartoon seed 2 (never learnt: best source validation 15 %)"],
+        "lp_ft": ["lp_ft on photo seed 2 (collapsed)"],
+    }

@@ -23,7 +23,8 @@ import numpy as np
 FLAT_POINTS = 1.0
 #: a run has collapsed when its output model's source validation is under this share of the best any of
 #: its checkpoints reached: it diverged (a learning rate too high for a stage), which a flat curve at
-#: chance would otherwise pass as converged
+#: chance would otherwise pass as converged; and it never learnt when the best it reached is under this
+#: share of the best any run of its task reached (it diverged before its first checkpoint)
 COLLAPSED_SHARE = 0.5
 
 
@@ -48,32 +49,47 @@ def last_quarter_rise(records: Sequence[dict[str, Any]]) -> float | None:
     return float(slope * (end - steps.min()))
 
 
+def best_reached(records: Sequence[dict[str, Any]]) -> float | None:
+    """The best source validation any record of the run holds, in any stage (None without one)."""
+    reached = [float(r["source_val_acc"]) for r in records if r.get("source_val_acc") is not None]
+    return max(reached, default=None)
+
+
 def collapsed(records: Sequence[dict[str, Any]], output: dict[str, Any]) -> bool:
     """Whether ``output`` (the run's output model) fell under :data:`COLLAPSED_SHARE` of the best source
     validation any checkpoint of the run reached, in any stage."""
-    reached = [float(r["source_val_acc"]) for r in records if r.get("source_val_acc") is not None]
-    value = output.get("source_val_acc")
-    return bool(reached) and value is not None and float(value) < COLLAPSED_SHARE * max(reached)
+    reached, value = best_reached(records), output.get("source_val_acc")
+    return reached is not None and value is not None and float(value) < COLLAPSED_SHARE * reached
 
 
-def section(rises: dict[str, list[float | None]], collapses: dict[str, list[str]] | None = None) -> list[str]:
+def never_learnt(reached: float | None, task_best: float) -> bool:
+    """Whether a run whose best source validation was ``reached`` stayed under :data:`COLLAPSED_SHARE` of
+    ``task_best``, the best any run of its task reached: flat at chance from its first checkpoint, so that
+    neither the rise nor :func:`collapsed` can tell it from a run that converged."""
+    return reached is not None and reached < COLLAPSED_SHARE * task_best
+
+
+def section(rises: dict[str, list[float | None]], failures: dict[str, list[str]] | None = None) -> list[str]:
     """Markdown rows per method: how many runs, their mean and largest rise, how many have converged, and
-    how many collapsed (``collapses``: per method, a label for each collapsed run, listed under the table)."""
-    collapses = collapses or {}
+    how many failed (``failures``: per method, a label for each run that collapsed or never learnt, listed
+    under the table)."""
+    failures = failures or {}
     lines = [
         "",
         "### Convergence in domain (source validation over the last quarter of each run's steps)",
         "",
         f"Rise of a least-squares line through the last quarter's checkpoints, in points; converged = a rise of at "
-        f"most +{FLAT_POINTS:g}; collapsed = an output model whose source validation is under "
-        f"{COLLAPSED_SHARE:.0%} of the best its run reached (`client_distill/report/convergence.py`).",
+        f"most +{FLAT_POINTS:g}; failed = collapsed (an output model whose source validation is under "
+        f"{COLLAPSED_SHARE:.0%} of the best its run reached) or never learnt (a run whose best source validation "
+        f"is under {COLLAPSED_SHARE:.0%} of the best any run of the task reached), whatever its rise "
+        "(`client_distill/report/convergence.py`).",
         "",
-        "| Method | runs | mean rise | largest rise | converged | collapsed |",
+        "| Method | runs | mean rise | largest rise | converged | failed |",
         "|---|---|---|---|---|---|",
     ]
     for method, values in sorted(rises.items()):
         known = [v for v in values if v is not None]
-        down = len(collapses.get(method, []))
+        down = len(failures.get(method, []))
         if not known:
             lines.append(f"| {method} | {len(values)} | – | – | – | {down} |")
             continue
@@ -82,6 +98,6 @@ def section(rises: dict[str, list[float | None]], collapses: dict[str, list[str]
         lines.append(
             f"| {method} | {len(values)} | {np.mean(known):+.1f} | {largest:+.1f} | {flat} of {len(known)} | {down} |"
         )
-    if any(collapses.values()):
-        lines += ["", "Collapsed: " + "; ".join(cell for _, cells in sorted(collapses.items()) for cell in cells) + "."]
+    if any(failures.values()):
+        lines += ["", "Failed: " + "; ".join(cell for _, cells in sorted(failures.items()) for cell in cells) + "."]
     return lines

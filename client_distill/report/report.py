@@ -52,6 +52,7 @@ class Result:
     hparams: dict[str, Any]  # as the run resolved them
     rise: float | None = None  # source validation over the last quarter of its steps (report/convergence.py)
     collapsed: bool = False  # its output model fell far below what the run had reached (report/convergence.py)
+    reached: float | None = None  # the best source validation any of its records holds (report/convergence.py)
     machine: str | None = None  # what computed it (train/run.py's ``machine``; None in records before 2026-12-07)
     seconds: float | None = None  # what its processes ran, resumes summed (``run_seconds``; None likewise)
 
@@ -109,6 +110,7 @@ def collect(runs: str | Path) -> list[Result]:
             hparams=r["hparams"],
             rise=convergence.last_quarter_rise(records),
             collapsed=convergence.collapsed(records, r),
+            reached=convergence.best_reached(records),
             machine=r.get("machine"),
             seconds=max((x["run_seconds"] for x in records if "run_seconds" in x), default=None),
         )
@@ -237,19 +239,29 @@ def tables(results: list[Result], diagnostics: dict[str, dict] | None = None) ->
                 f"| {row_label(row)} | {fmt(ids)} | {fmt(oods)} | {gap:.1f} | {q:.0f} | {qe:.0f} | {len(oods)} |"
             )
         methods = sorted({r.method for r in rs} - {"zero_shot"})
-        lines += convergence.section(
-            {m: [r.rise for r in rs if r.method == m] for m in methods},
-            {
-                m: [f"{row_label(r.row)} on {r.test_domain} seed {r.seed}" for r in rs if r.method == m and r.collapsed]
-                for m in methods
-            },  # fmt: skip
-        )
+        lines += convergence.section({m: [r.rise for r in rs if r.method == m] for m in methods}, failures(rs, methods))
         lines += paired_differences(rs)
         lines += efficiency(rs, rows, domains)
         lines += search_table(rs)
         lines += diagnostics_table(rs, domains, (diagnostics or {}).get(ds))
         lines.append("")
     return "\n".join(lines)
+
+
+def failures(rs: list[Result], methods: list[str]) -> dict[str, list[str]]:
+    """Per method, a label for each run that collapsed or never learnt (:mod:`convergence`), the latter
+    judged against the best source validation any trained run of the task reached."""
+    task_best = max((r.reached for r in rs if r.method != "zero_shot" and r.reached is not None), default=0.0)
+    out: dict[str, list[str]] = {m: [] for m in methods}
+    for r in rs:
+        if r.method not in out:
+            continue
+        where = f"{row_label(r.row)} on {r.test_domain} seed {r.seed}"
+        if convergence.never_learnt(r.reached, task_best):
+            out[r.method].append(f"{where} (never learnt: best source validation {100 * (r.reached or 0):.0f} %)")
+        elif r.collapsed:
+            out[r.method].append(f"{where} (collapsed)")
+    return out
 
 
 def paired_differences(rs: list[Result]) -> list[str]:
