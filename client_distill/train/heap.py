@@ -6,8 +6,8 @@ that size is either mapped afresh (above the adaptive mmap threshold) or returne
 of the heap is trimmed, so the next step page-faults all of it in again, zeroed by the kernel: measured
 0.9 ms to convert one 2.4 MB batch to float inside the loop against 0.13 ms with its memory already
 mapped. Raising the trim threshold and pinning the mmap threshold at glibc's maximum keeps those blocks
-mapped: the end-to-end distill step 3 % faster on one core, the raw step 1-2 %
-(``bench/distill_throughput.py --glibc-heap`` gives the comparison). The cost is that the process keeps
+mapped: the end-to-end distill step 2-4 % faster on one core, the raw step 1-3 % (interleaved runs of
+``bench/distill_throughput.py`` against ``--glibc-heap``, which leaves the defaults). The cost is that the process keeps
 its peak heap until it exits, which a training run reaches within its first steps anyway.
 
 This is PyTorch's CPU tuning advice (a caching allocator such as jemalloc or tcmalloc) without a
@@ -40,4 +40,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # no C library symbols here, or one without mallopt (musl)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
+    mmap_set = mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)
+    trim_set = mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
+    return bool(mmap_set and trim_set)
