@@ -53,7 +53,7 @@ def compare(name: str, active: Sequence[Result], random: Sequence[Result], budge
     def cells(d) -> tuple[str, str]:
         if d.n < 2:
             return "–", "–"
-        return f"{d.mean:+.1f} ± {d.se:.1f}", f"[{d.low:+.1f}, {d.high:+.1f}] {d.verdict}"
+        return f"{d.mean:+.1f} ± {d.se:.1f}", f"{d.interval} {d.verdict}"
 
     return "| " + " | ".join([name, f"{budget:.0%}", f"{queries:,}", str(ood.n), *cells(ood), *cells(val)]) + " |"
 

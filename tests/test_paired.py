@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_distill.report.paired import paired
+from client_distill.report.paired import PairedDifference, paired
 
 
 def test_a_consistent_gain_holds_and_its_interval_is_students_t():
@@ -33,3 +33,12 @@ def test_only_common_cells_count_and_one_cell_is_too_few():
     assert d.n == 1 and d.mean == pytest.approx(5.0) and d.verdict == "too few cells"
     two = paired("a", {("x", 0): 0.6, ("x", 1): 0.7}, "b", {("x", 0): 0.5, ("x", 1): 0.6})
     assert two.se == pytest.approx(0.0) and two.verdict == "too few cells"  # equal differences are not certainty
+
+
+def test_an_interval_end_that_decides_the_verdict_never_prints_as_zero():
+    d = PairedDifference("adip", "erm", 20, -0.7, 0.3, -1.33, -0.02)
+    assert d.verdict == "reversed" and "| [-1.3, -0.02] | reversed |" in d.row()
+    assert "[+0.0, +1.0]" in PairedDifference("a", "b", 5, 0.5, 0.2, 0.0, 1.04).row()  # an exact zero stays +0.0
+    assert "[-0.3, +0.3]" in PairedDifference("a", "b", 5, 0.0, 0.1, -0.26, 0.26).row()
+    assert PairedDifference("a", "b", 5, -0.5, 0.2, -1.0, -0.004).interval == "[-1.0, -0.004]"
+    assert PairedDifference("a", "b", 5, -0.5, 0.2, -1.0, -0.00004).interval == "[-1.0, -4e-05]"

@@ -55,9 +55,22 @@ class PairedDifference:
         """``| a − b | n | mean ± SE | [low, high] | verdict |``."""
         if self.n < 2:
             return f"| {self.a} − {self.b} | {self.n} | – | – | {self.verdict} |"
-        mean, low, high = (round(v, 1) + 0.0 for v in (self.mean, self.low, self.high))  # + 0.0: no "-0.0"
-        interval = f"[{low:+.1f}, {high:+.1f}]"
-        return f"| {self.a} − {self.b} | {self.n} | {mean:+.1f} ± {self.se:.1f} | {interval} | {self.verdict} |"
+        mean = round(self.mean, 1) + 0.0  # + 0.0: no "-0.0"
+        return f"| {self.a} − {self.b} | {self.n} | {mean:+.1f} ± {self.se:.1f} | {self.interval} | {self.verdict} |"
+
+    @property
+    def interval(self) -> str:
+        """``[low, high]`` in points, as the tables print it."""
+        return f"[{_bound(self.low)}, {_bound(self.high)}]"
+
+
+def _bound(value: float) -> str:
+    """An interval's end to one decimal, or to as few more as show a nonzero end as nonzero: the verdict
+    turns on that end's sign, so "[−1.3, −0.004] reversed" must not read "[−1.3, +0.0] reversed"."""
+    for decimals in (1, 2, 3):
+        if value == 0 or round(value, decimals) != 0:
+            return f"{round(value, decimals) + 0.0:+.{decimals}f}"  # + 0.0: no "-0.0"
+    return f"{value:+.0e}"
 
 
 def paired(
