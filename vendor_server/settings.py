@@ -28,7 +28,7 @@ class VendorSettings(BaseSettings):
     #: seeds a random-init model (``--pretrained none``), so a restart serves the same weights
     seed: int = 0
     #: what runs the forward passes (vendor_server.engines): torch (the reference), onnx (ONNX Runtime),
-    #: openvino (OpenVINO on the CPU, bf16 where the CPU has bf16 units), or auto: openvino on a CPU, torch
+    #: openvino (OpenVINO on the CPU, bf16 or float32, the faster measured), or auto: openvino on a CPU, torch
     #: on a GPU
     engine: Literal["auto", "torch", "onnx", "openvino"] = "auto"
     #: auto: the GPU when torch sees one (bf16 autocast for torch, the CUDA provider for onnx), else the CPU

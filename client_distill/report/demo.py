@@ -48,7 +48,9 @@ def local_vendor(workdir: Path, budget: int) -> Iterator[tuple[str, str]]:
     if created.returncode != 0:
         raise UsageError(f"could not create the demo's API key: {created.stderr.strip()}")
     # the reference engine: the teacher's rows then do not depend on whether this CPU has bf16 units (the
-    # vendor's default, openvino, runs bf16 where it has), so published figures reproduce on any machine; and
+    # vendor's default, openvino, runs bf16 where that is faster), so published figures reproduce bit for bit on
+    # any machine of one CPU kind (across kinds float32 kernels differ in the last bits:
+    # docs/results/synth-officehome/runs/README.md); and
     # forwards of a fixed 16 rows, so that they do not depend on how the vendor batched its traffic either (a
     # rerun's teacher set differed in 0.1 % of its float16 values without: docs/results/demo/report.md)
     vendor = start_vendor(

@@ -29,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         choices=ENGINES,
         help="what runs the model: torch (the reference); onnx (ONNX Runtime; the towers are exported once per "
-        "weights revision and cached); openvino (that export compiled by OpenVINO for the CPU, in bf16 where the "
-        "CPU has bf16 units and the rows still agree with torch); or auto, the fastest measured: openvino on a "
-        "CPU, torch on a GPU (default auto)",
+        "weights revision and cached); openvino (that export compiled by OpenVINO for the CPU, in bf16 or "
+        "float32, the faster measured at start-up of those whose rows agree with torch); or auto, the fastest "
+        "measured: openvino on a CPU, torch on a GPU (default auto)",
     )
     p.add_argument(
         "--device",

@@ -3,12 +3,12 @@
 ``torch`` (:class:`vendor_server.encoder.Encoder`) is the reference; ``onnx``
 (:class:`vendor_server.engines.onnx.OnnxEncoder`) runs an export of the same weights in ONNX Runtime,
 checked against torch at start-up; ``openvino`` (:class:`vendor_server.engines.openvino.OpenVinoEncoder`)
-compiles that export with OpenVINO for the CPU, in bf16 where the CPU has bf16 units and the rows still
-agree. ``auto`` (the default) is the fastest measured for the device: openvino on a CPU (about 3x torch
-and infinity-emb served, docs/benchmarks.md), torch on a GPU, and torch with a warning for a model whose
-export cannot be made or does not reproduce it. ``auto`` devices are the GPU when torch
-sees one, else the CPU. Imports are deferred so that importing this package (the preprocessing, say)
-loads no runtime."""
+compiles that export with OpenVINO for the CPU, in bf16 or float32, whichever is faster here of those
+whose rows agree. ``auto`` (the default) is the fastest measured for the device: openvino on a CPU (served
+1.1-3.7x infinity-emb on the three CPUs measured, the most where bf16 pays; docs/benchmarks.md), torch on
+a GPU, and torch with a warning for a model whose export cannot be made or does not reproduce it. ``auto``
+devices are the GPU when torch sees one, else the CPU. Imports are deferred so that importing this package
+(the preprocessing, say) loads no runtime."""
 
 from __future__ import annotations
 
