@@ -400,8 +400,17 @@ def test_report_refuses_two_runs_of_the_same_cell(tmp_path):
 
 
 def test_report_without_runs_is_a_user_error(tmp_path):
-    with pytest.raises(UsageError, match="no finished runs"):
+    with pytest.raises(UsageError, match=r"no finished protocol runs .* \(folders with a `done` marker\)"):
         write_report(tmp_path, tmp_path / "out")
+    # a sweep still in its search has finished runs, but only candidates: the error says so
+    fake_run(tmp_path / "runs", "erm", "art", 0, 0.9, 0.6)
+    results = next((tmp_path / "runs").glob("*/results.jsonl"))
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for r in records:
+        r["args"]["search"] = {"candidate": {"lr": 0.1}}
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(UsageError, match="only 1 finished hparam-search candidates, which a report leaves out"):
+        write_report(tmp_path / "runs", tmp_path / "out")
 
 
 def test_search_grid_and_choice_use_source_validation_only():

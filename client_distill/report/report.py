@@ -682,13 +682,25 @@ def cost_section(runs: str | Path, results: list[Result], cpu_price_per_core_hou
     return lines
 
 
+def _why_none(runs: Path) -> str:
+    """Why :func:`collect` found nothing: a sweep whose search is still running has only candidates."""
+    candidates = sum(
+        is_search_candidate(select(records)["args"])
+        for done in runs.rglob(DONE_FILE)
+        if (records := RunReader(done.parent).records())
+    )
+    if candidates:
+        return f" (only {candidates} finished hparam-search candidates, which a report leaves out)"
+    return " (folders with a `done` marker)"
+
+
 def write_report(runs: str | Path, out: str | Path, diagnostics: bool = True, cost: bool = True) -> Path:
     """Collect the finished runs under ``runs`` and write ``report.md`` and ``accuracy_vs_budget.png``
     (with the premise diagnostics unless ``diagnostics`` is False, and the cost against the teacher
     unless ``cost`` is False)."""
     results = collect(runs)
     if not results:
-        raise UsageError(f"no finished runs (folders with a `done` marker) under {runs}")
+        raise UsageError(f"no finished protocol runs under {runs}{_why_none(Path(runs))}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     diag = compute_diagnostics(results, out) if diagnostics else None
